@@ -1,0 +1,242 @@
+// Command rampart serves the Rampart console and API, enforces security
+// groups with nftables, and manages users and tokens.
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/rampart-fw/rampart/enforcer"
+	"github.com/rampart-fw/rampart/store"
+	"github.com/rampart-fw/rampart/web"
+)
+
+// version is set at build time with -ldflags "-X main.version=…".
+var version = "dev"
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr); err != nil {
+		if !errors.Is(err, flag.ErrHelp) {
+			fmt.Fprintln(os.Stderr, "rampart:", err)
+		}
+		os.Exit(1)
+	}
+}
+
+const usage = `usage:
+  rampart serve [--listen 127.0.0.1:8080] [--db data/rampart.db] [--zones fr-par-1,nl-ams-1] [--enforcer auto|nftables|preview]
+  rampart token create --db PATH [--org NAME]
+  rampart user create --db PATH --email E [--org NAME]   (password read from standard input)
+  rampart enforcer remove                                 (deletes the inet rampart table)
+  rampart version
+`
+
+// run is the whole program; main only supplies the process's context,
+// arguments and streams, so that tests can run it in-process.
+func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return errors.New("no command given")
+	}
+	switch cmd, rest := args[0], args[1:]; cmd {
+	case "serve":
+		return runServe(ctx, rest, stdout, stderr)
+	case "token":
+		if len(rest) == 0 || rest[0] != "create" {
+			return errors.New("usage: rampart token create --db PATH [--org NAME]")
+		}
+		return runTokenCreate(ctx, rest[1:], stdout, stderr)
+	case "user":
+		if len(rest) == 0 || rest[0] != "create" {
+			return errors.New("usage: rampart user create --db PATH --email E [--org NAME]")
+		}
+		return runUserCreate(ctx, rest[1:], stdin, stdout, stderr)
+	case "enforcer":
+		if len(rest) == 0 || rest[0] != "remove" {
+			return errors.New("usage: rampart enforcer remove")
+		}
+		if err := enforcer.Remove(ctx); err != nil {
+			return err
+		}
+		fmt.Fprintln(stdout, "removed table inet rampart")
+		return nil
+	case "version", "--version", "-v":
+		fmt.Fprintln(stdout, "rampart", version)
+		return nil
+	case "help", "-h", "--help":
+		fmt.Fprint(stdout, usage)
+		return nil
+	default:
+		fmt.Fprint(stderr, usage)
+		return fmt.Errorf("unknown command %q", cmd)
+	}
+}
+
+// envOr returns the environment variable's value, or def.
+func envOr(name, def string) string {
+	if v := os.Getenv(name); v != "" {
+		return v
+	}
+	return def
+}
+
+func splitZones(s string) []string {
+	var zones []string
+	for _, z := range strings.Split(s, ",") {
+		if z = strings.TrimSpace(z); z != "" {
+			zones = append(zones, z)
+		}
+	}
+	return zones
+}
+
+func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	listen := fs.String("listen", envOr("RAMPART_LISTEN", "127.0.0.1:8080"), "address to listen on (env RAMPART_LISTEN)")
+	dbPath := fs.String("db", envOr("RAMPART_DB", "data/rampart.db"), "SQLite database file (env RAMPART_DB)")
+	zonesFlag := fs.String("zones", envOr("RAMPART_ZONES", "fr-par-1,nl-ams-1"), "comma-separated zones, the first is the default (env RAMPART_ZONES)")
+	mode := fs.String("enforcer", envOr("RAMPART_ENFORCER", "auto"), "auto, nftables or preview (env RAMPART_ENFORCER)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	logger := slog.New(slog.NewJSONHandler(stderr, nil))
+	zones := splitZones(*zonesFlag)
+	if err := web.CheckZones(zones); err != nil {
+		return err
+	}
+	db, err := store.Open(ctx, *dbPath, zones)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+
+	backend, err := enforcer.Open(*mode)
+	if err != nil {
+		return err
+	}
+	rec := enforcer.NewReconciler(db, backend, logger)
+	if m, why := backend.Mode(); m != enforcer.ModeNFTables {
+		logger.Warn("not enforcing: rules are computed and shown, not applied to the kernel", "mode", m, "reason", why)
+	} else {
+		logger.Info("enforcing with nftables", "table", "inet rampart")
+	}
+
+	srv, err := web.New(web.Config{Store: db, Enforcer: rec, Logger: logger, Version: version})
+	if err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", *listen)
+	if err != nil {
+		return fmt.Errorf("listen: %w", err)
+	}
+	logger.Info("listening", "addr", "http://"+ln.Addr().String(), "db", *dbPath, "zones", zones)
+	if n, err := db.CountUsers(ctx); err == nil && n == 0 {
+		logger.Info("no console user yet: create one with `rampart user create --db " + *dbPath + " --email you@example.com` (password on standard input)")
+	}
+
+	recCtx, stopRec := context.WithCancel(context.Background())
+	recDone := make(chan error, 1)
+	go func() { recDone <- rec.Run(recCtx) }()
+
+	httpSrv := &http.Server{Handler: srv, ReadHeaderTimeout: 10 * time.Second}
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- httpSrv.Serve(ln) }()
+
+	select {
+	case <-ctx.Done():
+	case err := <-serveErr:
+		stopRec()
+		<-recDone
+		return fmt.Errorf("serve: %w", err)
+	}
+	logger.Info("shutting down; the nftables ruleset stays in place (remove it with `rampart enforcer remove`)")
+	shutCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	err = httpSrv.Shutdown(shutCtx)
+	stopRec()
+	<-recDone
+	return err
+}
+
+func runTokenCreate(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("token create", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	dbPath := fs.String("db", envOr("RAMPART_DB", ""), "SQLite database file")
+	org := fs.String("org", "default", "organization name (created if missing)")
+	desc := fs.String("description", "", "what the token is for")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if *dbPath == "" {
+		return errors.New("token create: --db is required")
+	}
+	db, err := store.Open(ctx, *dbPath, nil)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	o, err := db.EnsureOrganization(ctx, *org)
+	if err != nil {
+		return err
+	}
+	tok, secret, err := db.CreateToken(ctx, o.ID, *desc)
+	if err != nil {
+		return err
+	}
+	return json.NewEncoder(stdout).Encode(map[string]string{
+		"access_key":      tok.AccessKey,
+		"secret_key":      secret,
+		"organization_id": o.ID,
+		"project_id":      o.ProjectID(),
+	})
+}
+
+func runUserCreate(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("user create", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	dbPath := fs.String("db", envOr("RAMPART_DB", ""), "SQLite database file")
+	email := fs.String("email", "", "the user's email, used to sign in")
+	org := fs.String("org", "default", "organization name (created if missing)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if *dbPath == "" || *email == "" {
+		return errors.New("user create: --db and --email are required")
+	}
+	line, err := bufio.NewReader(stdin).ReadString('\n')
+	if err != nil && !errors.Is(err, io.EOF) {
+		return fmt.Errorf("read password: %w", err)
+	}
+	password := strings.TrimRight(line, "\r\n")
+	db, err := store.Open(ctx, *dbPath, nil)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	o, err := db.EnsureOrganization(ctx, *org)
+	if err != nil {
+		return err
+	}
+	u, err := db.CreateUser(ctx, o.ID, *email, password)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "created user %s in organization %s (%s)\n", u.Email, o.Name, o.ID)
+	return nil
+}

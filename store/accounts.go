@@ -1,0 +1,289 @@
+package store
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/subtle"
+	"database/sql"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net/mail"
+	"strings"
+
+	"github.com/alexedwards/argon2id"
+	"github.com/google/uuid"
+)
+
+// EnsureOrganization returns the organization called name, creating it if
+// it does not exist.
+func (db *DB) EnsureOrganization(ctx context.Context, name string) (Organization, error) {
+	name = strings.TrimSpace(name)
+	if name == "" || len(name) > 128 {
+		return Organization{}, invalid("org", "constraint", "organization name must be 1 to 128 characters")
+	}
+	var org Organization
+	err := db.change(ctx, func(tx *sql.Tx, gen int64) error {
+		var err error
+		org, err = findOrganizationByName(ctx, tx, name)
+		if err == nil {
+			return nil
+		}
+		if !errors.Is(err, sql.ErrNoRows) {
+			return err
+		}
+		org = Organization{ID: uuid.NewString(), Name: name, CreatedAt: db.Now().UTC()}
+		_, err = tx.ExecContext(ctx, `INSERT INTO organizations (id, name, created_at) VALUES (?, ?, ?)`,
+			org.ID, org.Name, formatTime(org.CreatedAt))
+		return err
+	})
+	if err != nil {
+		return Organization{}, fmt.Errorf("ensure organization %q: %w", name, err)
+	}
+	return org, nil
+}
+
+func findOrganizationByName(ctx context.Context, tx *sql.Tx, name string) (Organization, error) {
+	var org Organization
+	var created string
+	err := tx.QueryRowContext(ctx, `SELECT id, name, created_at FROM organizations WHERE name = ?`, name).
+		Scan(&org.ID, &org.Name, &created)
+	org.CreatedAt = parseTime(created)
+	return org, err
+}
+
+// Organization returns the organization with the given ID.
+func (db *DB) Organization(ctx context.Context, id string) (Organization, error) {
+	var org Organization
+	var created string
+	err := db.db.QueryRowContext(ctx, `SELECT id, name, created_at FROM organizations WHERE id = ?`, id).
+		Scan(&org.ID, &org.Name, &created)
+	if errors.Is(err, sql.ErrNoRows) {
+		return Organization{}, notFound("organization", id)
+	}
+	if err != nil {
+		return Organization{}, fmt.Errorf("get organization %s: %w", id, err)
+	}
+	org.CreatedAt = parseTime(created)
+	return org, nil
+}
+
+// Users returns the users of an organization, by email.
+func (db *DB) Users(ctx context.Context, orgID string) ([]User, error) {
+	rows, err := db.db.QueryContext(ctx, `SELECT id, organization_id, email, created_at FROM users
+		WHERE organization_id = ? ORDER BY email`, orgID)
+	if err != nil {
+		return nil, fmt.Errorf("list users: %w", err)
+	}
+	defer rows.Close()
+	var users []User
+	for rows.Next() {
+		var u User
+		var created string
+		if err := rows.Scan(&u.ID, &u.OrganizationID, &u.Email, &created); err != nil {
+			return nil, fmt.Errorf("list users: %w", err)
+		}
+		u.CreatedAt = parseTime(created)
+		users = append(users, u)
+	}
+	return users, rows.Err()
+}
+
+// CountUsers returns how many users exist in all organizations.
+func (db *DB) CountUsers(ctx context.Context) (int, error) {
+	var n int
+	if err := db.db.QueryRowContext(ctx, `SELECT count(*) FROM users`).Scan(&n); err != nil {
+		return 0, fmt.Errorf("count users: %w", err)
+	}
+	return n, nil
+}
+
+// MinPasswordLength is the shortest password CreateUser accepts.
+const MinPasswordLength = 8
+
+// CreateUser adds a console user to an organization; the password is kept
+// as an argon2id hash.
+func (db *DB) CreateUser(ctx context.Context, orgID, email, password string) (User, error) {
+	var fe fieldErrors
+	email = strings.TrimSpace(email)
+	if a, err := mail.ParseAddress(email); err != nil || a.Address != email {
+		fe.add("email", "format", "enter an email address such as ops@example.com")
+	}
+	if len(password) < MinPasswordLength {
+		fe.add("password", "constraint", "the password needs at least %d characters", MinPasswordLength)
+	}
+	if err := fe.err(); err != nil {
+		return User{}, err
+	}
+	hash, err := argon2id.CreateHash(password, argon2id.DefaultParams)
+	if err != nil {
+		return User{}, fmt.Errorf("hash password: %w", err)
+	}
+	u := User{ID: uuid.NewString(), OrganizationID: orgID, Email: email, CreatedAt: db.Now().UTC()}
+	err = db.change(ctx, func(tx *sql.Tx, gen int64) error {
+		var n int
+		if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM users WHERE email = ?`, email).Scan(&n); err != nil {
+			return err
+		}
+		if n > 0 {
+			return invalid("email", "constraint", "a user with this email already exists")
+		}
+		_, err := tx.ExecContext(ctx, `INSERT INTO users (id, organization_id, email, password_hash, created_at)
+			VALUES (?, ?, ?, ?, ?)`, u.ID, u.OrganizationID, u.Email, hash, formatTime(u.CreatedAt))
+		return err
+	})
+	if err != nil {
+		return User{}, fmt.Errorf("create user: %w", err)
+	}
+	return u, nil
+}
+
+// dummyHash is compared against when the email is unknown, so that an
+// unknown user costs as much time as a wrong password.
+var dummyHash, _ = argon2id.CreateHash("not a real password", argon2id.DefaultParams)
+
+// Authenticate checks an email and password and returns the user.
+func (db *DB) Authenticate(ctx context.Context, email, password string) (User, error) {
+	var u User
+	var hash, created string
+	err := db.db.QueryRowContext(ctx, `SELECT id, organization_id, email, password_hash, created_at
+		FROM users WHERE email = ?`, strings.TrimSpace(email)).
+		Scan(&u.ID, &u.OrganizationID, &u.Email, &hash, &created)
+	if errors.Is(err, sql.ErrNoRows) {
+		argon2id.ComparePasswordAndHash(password, dummyHash)
+		return User{}, &Error{Code: CodeUnauthorized, Message: "wrong email or password"}
+	}
+	if err != nil {
+		return User{}, fmt.Errorf("authenticate: %w", err)
+	}
+	ok, err := argon2id.ComparePasswordAndHash(password, hash)
+	if err != nil {
+		return User{}, fmt.Errorf("authenticate: %w", err)
+	}
+	if !ok {
+		return User{}, &Error{Code: CodeUnauthorized, Message: "wrong email or password"}
+	}
+	u.CreatedAt = parseTime(created)
+	return u, nil
+}
+
+// User returns a user by ID.
+func (db *DB) User(ctx context.Context, id string) (User, error) {
+	var u User
+	var created string
+	err := db.db.QueryRowContext(ctx, `SELECT id, organization_id, email, created_at FROM users WHERE id = ?`, id).
+		Scan(&u.ID, &u.OrganizationID, &u.Email, &created)
+	if errors.Is(err, sql.ErrNoRows) {
+		return User{}, notFound("user", id)
+	}
+	if err != nil {
+		return User{}, fmt.Errorf("get user: %w", err)
+	}
+	u.CreatedAt = parseTime(created)
+	return u, nil
+}
+
+const accessKeyAlphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
+
+func newAccessKey() string {
+	b := make([]byte, 17)
+	rand.Read(b)
+	for i := range b {
+		// 256 is not a multiple of 36; the bias is irrelevant for an
+		// identifier that is not a secret.
+		b[i] = accessKeyAlphabet[int(b[i])%len(accessKeyAlphabet)]
+	}
+	return "SCW" + string(b)
+}
+
+func hashSecret(secret string) string {
+	sum := sha256.Sum256([]byte(strings.ToLower(secret)))
+	return hex.EncodeToString(sum[:])
+}
+
+// MaxTokenDescription bounds a token's description.
+const MaxTokenDescription = 255
+
+// CreateToken makes an API key for an organization and returns it with its
+// secret, which is not kept and cannot be shown again.
+func (db *DB) CreateToken(ctx context.Context, orgID, description string) (Token, string, error) {
+	description = strings.TrimSpace(description)
+	if len(description) > MaxTokenDescription {
+		return Token{}, "", invalid("description", "constraint", "at most %d characters", MaxTokenDescription)
+	}
+	secret := uuid.NewString()
+	t := Token{AccessKey: newAccessKey(), OrganizationID: orgID, Description: description, CreatedAt: db.Now().UTC()}
+	err := db.change(ctx, func(tx *sql.Tx, gen int64) error {
+		_, err := tx.ExecContext(ctx, `INSERT INTO tokens (access_key, organization_id, secret_hash, description, created_at)
+			VALUES (?, ?, ?, ?, ?)`, t.AccessKey, orgID, hashSecret(secret), t.Description, formatTime(t.CreatedAt))
+		return err
+	})
+	if err != nil {
+		return Token{}, "", fmt.Errorf("create token: %w", err)
+	}
+	return t, secret, nil
+}
+
+// Tokens lists an organization's tokens, newest first.
+func (db *DB) Tokens(ctx context.Context, orgID string) ([]Token, error) {
+	rows, err := db.db.QueryContext(ctx, `SELECT access_key, organization_id, description, created_at
+		FROM tokens WHERE organization_id = ? ORDER BY created_at DESC, access_key`, orgID)
+	if err != nil {
+		return nil, fmt.Errorf("list tokens: %w", err)
+	}
+	defer rows.Close()
+	var tokens []Token
+	for rows.Next() {
+		var t Token
+		var created string
+		if err := rows.Scan(&t.AccessKey, &t.OrganizationID, &t.Description, &created); err != nil {
+			return nil, fmt.Errorf("list tokens: %w", err)
+		}
+		t.CreatedAt = parseTime(created)
+		tokens = append(tokens, t)
+	}
+	return tokens, rows.Err()
+}
+
+// DeleteToken revokes a token of the organization.
+func (db *DB) DeleteToken(ctx context.Context, orgID, accessKey string) error {
+	err := db.change(ctx, func(tx *sql.Tx, gen int64) error {
+		res, err := tx.ExecContext(ctx, `DELETE FROM tokens WHERE access_key = ? AND organization_id = ?`, accessKey, orgID)
+		if err != nil {
+			return err
+		}
+		if n, _ := res.RowsAffected(); n == 0 {
+			return notFound(ResourceToken, accessKey)
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("delete token %s: %w", accessKey, err)
+	}
+	return nil
+}
+
+// TokenBySecret returns the token whose secret is given. Only hashes are
+// stored, and the stored hash is compared in constant time.
+func (db *DB) TokenBySecret(ctx context.Context, secret string) (Token, error) {
+	if _, err := uuid.Parse(secret); err != nil {
+		return Token{}, &Error{Code: CodeUnauthorized, Message: "invalid token"}
+	}
+	want := hashSecret(secret)
+	var t Token
+	var stored, created string
+	err := db.db.QueryRowContext(ctx, `SELECT access_key, organization_id, secret_hash, description, created_at
+		FROM tokens WHERE secret_hash = ?`, want).Scan(&t.AccessKey, &t.OrganizationID, &stored, &t.Description, &created)
+	if errors.Is(err, sql.ErrNoRows) {
+		return Token{}, &Error{Code: CodeUnauthorized, Message: "token not found"}
+	}
+	if err != nil {
+		return Token{}, fmt.Errorf("find token: %w", err)
+	}
+	if subtle.ConstantTimeCompare([]byte(stored), []byte(want)) != 1 {
+		return Token{}, &Error{Code: CodeUnauthorized, Message: "token not found"}
+	}
+	t.CreatedAt = parseTime(created)
+	return t, nil
+}

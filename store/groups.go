@@ -1,0 +1,455 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/google/uuid"
+)
+
+// DefaultGroupName names the group created when a zone first needs a default.
+const DefaultGroupName = "Default security group"
+
+// GroupInput describes a new group. Zero policies mean accept and false
+// booleans mean false, as in Scaleway's API.
+type GroupInput struct {
+	Name                  string
+	Description           string
+	ProjectID             string // optional; the organization's project
+	Tags                  []string
+	Stateful              bool
+	InboundDefaultPolicy  Policy
+	OutboundDefaultPolicy Policy
+	OrganizationDefault   bool
+	EnableDefaultSecurity bool
+	ServerIDs             []string // servers to move into the new group
+}
+
+// GroupPatch changes the fields that are not nil.
+type GroupPatch struct {
+	Name                  *string
+	Description           *string
+	Tags                  *[]string
+	Stateful              *bool
+	InboundDefaultPolicy  *Policy
+	OutboundDefaultPolicy *Policy
+	OrganizationDefault   *bool
+	EnableDefaultSecurity *bool
+}
+
+// GroupFilter selects groups of one organization and zone.
+type GroupFilter struct {
+	Name           string // substring, case-insensitive
+	ProjectID      string
+	ProjectDefault *bool
+	Tags           []string // every tag must be present
+	Page           int      // from 1
+	PerPage        int      // default 50, at most 100
+}
+
+const groupColumns = `id, organization_id, project_id, zone, name, description, tags, stateful,
+	inbound_default_policy, outbound_default_policy, organization_default, enable_default_security,
+	created_at, modified_at, generation`
+
+func scanGroup(sc interface{ Scan(...any) error }) (Group, error) {
+	var g Group
+	var tags, created, modified string
+	var stateful, def, smtp int
+	err := sc.Scan(&g.ID, &g.OrganizationID, &g.ProjectID, &g.Zone, &g.Name, &g.Description, &tags, &stateful,
+		&g.InboundDefaultPolicy, &g.OutboundDefaultPolicy, &def, &smtp, &created, &modified, &g.Generation)
+	if err != nil {
+		return Group{}, err
+	}
+	g.Tags = decodeTags(tags)
+	g.Stateful, g.OrganizationDefault, g.EnableDefaultSecurity = stateful == 1, def == 1, smtp == 1
+	g.CreatedAt, g.ModifiedAt = parseTime(created), parseTime(modified)
+	g.Servers = []ServerRef{}
+	return g, nil
+}
+
+// findGroup returns a group of the organization in the zone, or a not-found
+// error: another organization's group is invisible.
+func findGroup(ctx context.Context, tx *sql.Tx, orgID, zone, id string) (Group, error) {
+	g, err := scanGroup(tx.QueryRowContext(ctx, `SELECT `+groupColumns+` FROM security_groups
+		WHERE id = ? AND organization_id = ? AND zone = ?`, id, orgID, zone))
+	if errors.Is(err, sql.ErrNoRows) {
+		return Group{}, notFound(ResourceGroup, id)
+	}
+	if err != nil {
+		return Group{}, err
+	}
+	if err := loadGroupServers(ctx, tx, []*Group{&g}); err != nil {
+		return Group{}, err
+	}
+	return g, nil
+}
+
+func loadGroupServers(ctx context.Context, tx *sql.Tx, groups []*Group) error {
+	if len(groups) == 0 {
+		return nil
+	}
+	byID := make(map[string]*Group, len(groups))
+	args := make([]any, len(groups))
+	for i, g := range groups {
+		byID[g.ID] = g
+		args[i] = g.ID
+	}
+	rows, err := tx.QueryContext(ctx, `SELECT security_group_id, id, name FROM servers
+		WHERE security_group_id IN (`+placeholders(len(args))+`) ORDER BY created_at, id`, args...)
+	if err != nil {
+		return err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var gid string
+		var ref ServerRef
+		if err := rows.Scan(&gid, &ref.ID, &ref.Name); err != nil {
+			return err
+		}
+		g := byID[gid]
+		g.Servers = append(g.Servers, ref)
+	}
+	return rows.Err()
+}
+
+// Group returns one group of the organization in the zone.
+func (db *DB) Group(ctx context.Context, orgID, zone, id string) (Group, error) {
+	var g Group
+	err := db.read(ctx, func(tx *sql.Tx) error {
+		if err := db.checkZone(zone); err != nil {
+			return err
+		}
+		var err error
+		g, err = findGroup(ctx, tx, orgID, zone, id)
+		return err
+	})
+	if err != nil {
+		return Group{}, fmt.Errorf("get group %s: %w", id, err)
+	}
+	return g, nil
+}
+
+// Groups lists the organization's groups in a zone, oldest first, and the
+// number matching the filter across all pages.
+func (db *DB) Groups(ctx context.Context, orgID, zone string, f GroupFilter) ([]Group, int, error) {
+	if err := db.checkZone(zone); err != nil {
+		return nil, 0, err
+	}
+	where := []string{"organization_id = ?", "zone = ?"}
+	args := []any{orgID, zone}
+	if f.Name != "" {
+		where = append(where, "instr(lower(name), lower(?)) > 0")
+		args = append(args, f.Name)
+	}
+	if f.ProjectID != "" {
+		where = append(where, "project_id = ?")
+		args = append(args, f.ProjectID)
+	}
+	if f.ProjectDefault != nil {
+		where = append(where, "organization_default = ?")
+		args = append(args, boolInt(*f.ProjectDefault))
+	}
+	for _, t := range f.Tags {
+		where = append(where, "EXISTS (SELECT 1 FROM json_each(tags) WHERE value = ?)")
+		args = append(args, t)
+	}
+	perPage, page := pageBounds(f.PerPage, f.Page)
+	var groups []Group
+	var total int
+	err := db.read(ctx, func(tx *sql.Tx) error {
+		cond := strings.Join(where, " AND ")
+		if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM security_groups WHERE `+cond, args...).Scan(&total); err != nil {
+			return err
+		}
+		rows, err := tx.QueryContext(ctx, `SELECT `+groupColumns+` FROM security_groups WHERE `+cond+
+			` ORDER BY created_at, id LIMIT ? OFFSET ?`, append(args, perPage, (page-1)*perPage)...)
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		for rows.Next() {
+			g, err := scanGroup(rows)
+			if err != nil {
+				return err
+			}
+			groups = append(groups, g)
+		}
+		if err := rows.Err(); err != nil {
+			return err
+		}
+		ptrs := make([]*Group, len(groups))
+		for i := range groups {
+			ptrs[i] = &groups[i]
+		}
+		return loadGroupServers(ctx, tx, ptrs)
+	})
+	if err != nil {
+		return nil, 0, fmt.Errorf("list groups: %w", err)
+	}
+	return groups, total, nil
+}
+
+func pageBounds(perPage, page int) (int, int) {
+	if perPage <= 0 {
+		perPage = 50
+	}
+	if perPage > 100 {
+		perPage = 100
+	}
+	if page <= 0 {
+		page = 1
+	}
+	return perPage, page
+}
+
+func (db *DB) checkProject(orgID, projectID string) error {
+	if projectID != "" && projectID != orgID {
+		return &Error{Code: CodeForbidden, Message: "the project does not belong to your organization", Resource: "project", ResourceID: projectID}
+	}
+	return nil
+}
+
+// CreateGroup creates a group in the zone and moves the given servers into it.
+func (db *DB) CreateGroup(ctx context.Context, orgID, zone string, in GroupInput) (Group, error) {
+	if err := db.checkZone(zone); err != nil {
+		return Group{}, err
+	}
+	if err := db.checkProject(orgID, in.ProjectID); err != nil {
+		return Group{}, err
+	}
+	if in.InboundDefaultPolicy == "" {
+		in.InboundDefaultPolicy = Accept
+	}
+	if in.OutboundDefaultPolicy == "" {
+		in.OutboundDefaultPolicy = Accept
+	}
+	var fe fieldErrors
+	checkName(&fe, "name", in.Name)
+	checkDescription(&fe, "description", in.Description)
+	checkTags(&fe, "tags", in.Tags)
+	checkPolicy(&fe, "inbound_default_policy", in.InboundDefaultPolicy)
+	checkPolicy(&fe, "outbound_default_policy", in.OutboundDefaultPolicy)
+	if err := fe.err(); err != nil {
+		return Group{}, err
+	}
+	now := db.Now().UTC()
+	g := Group{
+		ID: uuid.NewString(), OrganizationID: orgID, ProjectID: orgID, Zone: zone,
+		Name: strings.TrimSpace(in.Name), Description: in.Description, Tags: in.Tags,
+		Stateful: in.Stateful, InboundDefaultPolicy: in.InboundDefaultPolicy, OutboundDefaultPolicy: in.OutboundDefaultPolicy,
+		OrganizationDefault: in.OrganizationDefault, EnableDefaultSecurity: in.EnableDefaultSecurity,
+		CreatedAt: now, ModifiedAt: now,
+	}
+	err := db.change(ctx, func(tx *sql.Tx, gen int64) error {
+		if err := insertGroup(ctx, tx, &g, gen); err != nil {
+			return err
+		}
+		for i, sid := range in.ServerIDs {
+			if err := db.moveServer(ctx, tx, gen, orgID, zone, sid, g.ID, fmt.Sprintf("servers[%d]", i)); err != nil {
+				return err
+			}
+		}
+		var err error
+		g, err = findGroup(ctx, tx, orgID, zone, g.ID)
+		return err
+	})
+	if err != nil {
+		return Group{}, fmt.Errorf("create group: %w", err)
+	}
+	return g, nil
+}
+
+func insertGroup(ctx context.Context, tx *sql.Tx, g *Group, gen int64) error {
+	if g.OrganizationDefault {
+		if _, err := tx.ExecContext(ctx, `UPDATE security_groups SET organization_default = 0, generation = ?
+			WHERE organization_id = ? AND zone = ? AND organization_default = 1`, gen, g.OrganizationID, g.Zone); err != nil {
+			return err
+		}
+	}
+	g.Generation = gen
+	_, err := tx.ExecContext(ctx, `INSERT INTO security_groups (`+groupColumns+`)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		g.ID, g.OrganizationID, g.ProjectID, g.Zone, g.Name, g.Description, encodeList(g.Tags), boolInt(g.Stateful),
+		g.InboundDefaultPolicy, g.OutboundDefaultPolicy, boolInt(g.OrganizationDefault), boolInt(g.EnableDefaultSecurity),
+		formatTime(g.CreatedAt), formatTime(g.ModifiedAt), gen)
+	return err
+}
+
+// ensureDefaultGroup returns the organization's default group in the zone,
+// creating the documented "Default security group" if there is none.
+func (db *DB) ensureDefaultGroup(ctx context.Context, tx *sql.Tx, gen int64, orgID, zone string) (Group, error) {
+	g, err := scanGroup(tx.QueryRowContext(ctx, `SELECT `+groupColumns+` FROM security_groups
+		WHERE organization_id = ? AND zone = ? AND organization_default = 1`, orgID, zone))
+	if err == nil {
+		return g, nil
+	}
+	if !errors.Is(err, sql.ErrNoRows) {
+		return Group{}, err
+	}
+	now := db.Now().UTC()
+	g = Group{
+		ID: uuid.NewString(), OrganizationID: orgID, ProjectID: orgID, Zone: zone,
+		Name: DefaultGroupName, Description: "Auto generated security group.", Tags: []string{},
+		Stateful: true, InboundDefaultPolicy: Accept, OutboundDefaultPolicy: Accept,
+		OrganizationDefault: true, EnableDefaultSecurity: true, CreatedAt: now, ModifiedAt: now,
+		Servers: []ServerRef{},
+	}
+	return g, insertGroup(ctx, tx, &g, gen)
+}
+
+// DefaultGroup returns the organization's default group in the zone,
+// creating it on first need.
+func (db *DB) DefaultGroup(ctx context.Context, orgID, zone string) (Group, error) {
+	if err := db.checkZone(zone); err != nil {
+		return Group{}, err
+	}
+	var g Group
+	err := db.change(ctx, func(tx *sql.Tx, gen int64) error {
+		d, err := db.ensureDefaultGroup(ctx, tx, gen, orgID, zone)
+		if err != nil {
+			return err
+		}
+		g, err = findGroup(ctx, tx, orgID, zone, d.ID)
+		return err
+	})
+	if err != nil {
+		return Group{}, fmt.Errorf("default group: %w", err)
+	}
+	return g, nil
+}
+
+// UpdateGroup changes the fields of patch that are set.
+func (db *DB) UpdateGroup(ctx context.Context, orgID, zone, id string, p GroupPatch) (Group, error) {
+	if err := db.checkZone(zone); err != nil {
+		return Group{}, err
+	}
+	var g Group
+	err := db.change(ctx, func(tx *sql.Tx, gen int64) error {
+		var err error
+		g, err = findGroup(ctx, tx, orgID, zone, id)
+		if err != nil {
+			return err
+		}
+		wasDefault := g.OrganizationDefault
+		var fe fieldErrors
+		if p.Name != nil {
+			checkName(&fe, "name", *p.Name)
+			g.Name = strings.TrimSpace(*p.Name)
+		}
+		if p.Description != nil {
+			checkDescription(&fe, "description", *p.Description)
+			g.Description = *p.Description
+		}
+		if p.Tags != nil {
+			checkTags(&fe, "tags", *p.Tags)
+			g.Tags = *p.Tags
+		}
+		if p.InboundDefaultPolicy != nil {
+			checkPolicy(&fe, "inbound_default_policy", *p.InboundDefaultPolicy)
+			g.InboundDefaultPolicy = *p.InboundDefaultPolicy
+		}
+		if p.OutboundDefaultPolicy != nil {
+			checkPolicy(&fe, "outbound_default_policy", *p.OutboundDefaultPolicy)
+			g.OutboundDefaultPolicy = *p.OutboundDefaultPolicy
+		}
+		if p.EnableDefaultSecurity != nil {
+			g.EnableDefaultSecurity = *p.EnableDefaultSecurity
+		}
+		if p.OrganizationDefault != nil {
+			if wasDefault && !*p.OrganizationDefault {
+				fe.add("organization_default", "constraint",
+					"a zone always keeps one default group: set another group as default instead")
+			}
+			g.OrganizationDefault = *p.OrganizationDefault
+		}
+		if p.Stateful != nil && *p.Stateful && !g.Stateful {
+			bare, err := bareMetalServers(ctx, tx, g.ID)
+			if err != nil {
+				return err
+			}
+			if len(bare) > 0 {
+				fe.add("stateful", "constraint",
+					"this group protects BareMetal server %s, which needs a stateless group: a stateful group cannot be attached to a BareMetal server",
+					strings.Join(bare, ", "))
+			}
+		}
+		if p.Stateful != nil {
+			g.Stateful = *p.Stateful
+		}
+		if err := fe.err(); err != nil {
+			return err
+		}
+		if g.OrganizationDefault && !wasDefault {
+			if _, err := tx.ExecContext(ctx, `UPDATE security_groups SET organization_default = 0, generation = ?
+				WHERE organization_id = ? AND zone = ? AND organization_default = 1`, gen, orgID, zone); err != nil {
+				return err
+			}
+		}
+		g.ModifiedAt = db.Now().UTC()
+		g.Generation = gen
+		_, err = tx.ExecContext(ctx, `UPDATE security_groups SET name = ?, description = ?, tags = ?, stateful = ?,
+			inbound_default_policy = ?, outbound_default_policy = ?, organization_default = ?,
+			enable_default_security = ?, modified_at = ?, generation = ? WHERE id = ?`,
+			g.Name, g.Description, encodeList(g.Tags), boolInt(g.Stateful), g.InboundDefaultPolicy,
+			g.OutboundDefaultPolicy, boolInt(g.OrganizationDefault), boolInt(g.EnableDefaultSecurity),
+			formatTime(g.ModifiedAt), gen, g.ID)
+		return err
+	})
+	if err != nil {
+		return Group{}, fmt.Errorf("update group %s: %w", id, err)
+	}
+	return g, nil
+}
+
+func bareMetalServers(ctx context.Context, tx *sql.Tx, groupID string) ([]string, error) {
+	rows, err := tx.QueryContext(ctx, `SELECT name FROM servers WHERE security_group_id = ? AND type = ? ORDER BY name`,
+		groupID, BareMetal)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var names []string
+	for rows.Next() {
+		var n string
+		if err := rows.Scan(&n); err != nil {
+			return nil, err
+		}
+		names = append(names, fmt.Sprintf("%q", n))
+	}
+	return names, rows.Err()
+}
+
+// DeleteGroup deletes a group that holds no server and is not the default.
+func (db *DB) DeleteGroup(ctx context.Context, orgID, zone, id string) error {
+	if err := db.checkZone(zone); err != nil {
+		return err
+	}
+	err := db.change(ctx, func(tx *sql.Tx, gen int64) error {
+		g, err := findGroup(ctx, tx, orgID, zone, id)
+		if err != nil {
+			return err
+		}
+		if len(g.Servers) > 0 {
+			return conflict("Group is in use. You cannot delete it.")
+		}
+		if g.OrganizationDefault {
+			return conflict("This is the organization default group of zone %s. Set another group as default before deleting it.", zone)
+		}
+		_, err = tx.ExecContext(ctx, `DELETE FROM security_groups WHERE id = ?`, id)
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("delete group %s: %w", id, err)
+	}
+	return nil
+}
+
+// touchGroup records that a group changed at generation gen.
+func (db *DB) touchGroup(ctx context.Context, tx *sql.Tx, gen int64, groupID string) error {
+	_, err := tx.ExecContext(ctx, `UPDATE security_groups SET generation = ?, modified_at = ? WHERE id = ?`,
+		gen, formatTime(db.Now()), groupID)
+	return err
+}

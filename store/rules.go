@@ -1,0 +1,533 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"net/netip"
+	"sort"
+
+	"github.com/google/uuid"
+)
+
+// RuleInput describes a rule to create, or one element of a set-all.
+// Ports are ints so that out-of-range values reach validation and are named
+// in the error rather than lost in decoding.
+type RuleInput struct {
+	ID           string // set-all: the existing rule this element updates
+	Direction    Direction
+	Protocol     Protocol
+	Action       Policy
+	IPRange      string
+	DestIPRange  string // optional
+	DestPortFrom *int   // nil or 0: no port
+	DestPortTo   *int   // nil, 0 or equal to from: a single port
+	Position     int    // 0: append (create) or keep the array's order (set-all)
+}
+
+// RulePatch changes the fields that are not nil. A port of 0 unsets it;
+// switching to ICMP or ANY clears the ports.
+type RulePatch struct {
+	Direction    *Direction
+	Protocol     *Protocol
+	Action       *Policy
+	IPRange      *string
+	DestIPRange  *string // "" unsets
+	DestPortFrom *int
+	DestPortTo   *int
+	Position     *int // 0 keeps the position
+}
+
+const ruleColumns = `id, group_id, position, direction, protocol, action, ip_range, dest_ip_range, dest_port_from, dest_port_to`
+
+func scanRule(sc interface{ Scan(...any) error }) (Rule, error) {
+	var r Rule
+	var ipRange, destRange string
+	var from, to int
+	if err := sc.Scan(&r.ID, &r.GroupID, &r.Position, &r.Direction, &r.Protocol, &r.Action, &ipRange, &destRange, &from, &to); err != nil {
+		return Rule{}, err
+	}
+	r.IPRange, _ = netip.ParsePrefix(ipRange)
+	if destRange != "" {
+		r.DestIPRange, _ = netip.ParsePrefix(destRange)
+	}
+	r.DestPortFrom, r.DestPortTo = uint16(from), uint16(to)
+	r.Editable = true
+	return r, nil
+}
+
+func findRules(ctx context.Context, tx *sql.Tx, groupID string) ([]Rule, error) {
+	rows, err := tx.QueryContext(ctx, `SELECT `+ruleColumns+` FROM rules WHERE group_id = ? ORDER BY position, id`, groupID)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	rules := []Rule{}
+	for rows.Next() {
+		r, err := scanRule(rows)
+		if err != nil {
+			return nil, err
+		}
+		rules = append(rules, r)
+	}
+	return rules, rows.Err()
+}
+
+// Rules returns the editable rules of a group in position order.
+func (db *DB) Rules(ctx context.Context, orgID, zone, groupID string) ([]Rule, error) {
+	if err := db.checkZone(zone); err != nil {
+		return nil, err
+	}
+	var rules []Rule
+	err := db.read(ctx, func(tx *sql.Tx) error {
+		if _, err := findGroup(ctx, tx, orgID, zone, groupID); err != nil {
+			return err
+		}
+		var err error
+		rules, err = findRules(ctx, tx, groupID)
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list rules of group %s: %w", groupID, err)
+	}
+	return rules, nil
+}
+
+// Rule returns one rule of a group.
+func (db *DB) Rule(ctx context.Context, orgID, zone, groupID, ruleID string) (Rule, error) {
+	if err := db.checkZone(zone); err != nil {
+		return Rule{}, err
+	}
+	var r Rule
+	err := db.read(ctx, func(tx *sql.Tx) error {
+		if _, err := findGroup(ctx, tx, orgID, zone, groupID); err != nil {
+			return err
+		}
+		var err error
+		r, err = findRule(ctx, tx, groupID, ruleID)
+		return err
+	})
+	if err != nil {
+		return Rule{}, fmt.Errorf("get rule %s: %w", ruleID, err)
+	}
+	return r, nil
+}
+
+func findRule(ctx context.Context, tx *sql.Tx, groupID, ruleID string) (Rule, error) {
+	r, err := scanRule(tx.QueryRowContext(ctx, `SELECT `+ruleColumns+` FROM rules WHERE id = ? AND group_id = ?`, ruleID, groupID))
+	if errors.Is(err, sql.ErrNoRows) {
+		return Rule{}, notFound(ResourceRule, ruleID)
+	}
+	return r, err
+}
+
+// buildRule validates in and returns the rule it describes; field names are
+// prefixed with prefix ("" or "rules[3].").
+func buildRule(fe *fieldErrors, prefix string, in RuleInput) Rule {
+	r := Rule{Direction: in.Direction, Protocol: in.Protocol, Action: in.Action, Editable: true}
+	if r.Direction == "" {
+		r.Direction = Inbound
+	}
+	if r.Action == "" {
+		r.Action = Accept
+	}
+	if r.Protocol == "" {
+		r.Protocol = TCP
+	}
+	if r.Direction != Inbound && r.Direction != Outbound {
+		fe.add(prefix+"direction", "format", "must be inbound or outbound (got %q)", string(in.Direction))
+	}
+	if r.Action != Accept && r.Action != Drop {
+		fe.add(prefix+"action", "format", "must be accept or drop (got %q)", string(in.Action))
+	}
+	switch r.Protocol {
+	case TCP, UDP, ICMP, ANY:
+	default:
+		fe.add(prefix+"protocol", "format", "must be TCP, UDP, ICMP or ANY (got %q)", string(in.Protocol))
+	}
+	if in.IPRange == "" {
+		fe.add(prefix+"ip_range", "required", "an IP range is required, such as 0.0.0.0/0 or 192.0.2.10")
+	} else if p, ok := ParseIPRange(in.IPRange); ok {
+		r.IPRange = p
+	} else {
+		fe.add(prefix+"ip_range", "format", "%q is not a CIDR range or an IP address", in.IPRange)
+	}
+	if in.DestIPRange != "" {
+		if p, ok := ParseIPRange(in.DestIPRange); ok {
+			r.DestIPRange = p
+		} else {
+			fe.add(prefix+"dest_ip_range", "format", "%q is not a CIDR range or an IP address", in.DestIPRange)
+		}
+	}
+	if r.IPRange.IsValid() && r.DestIPRange.IsValid() && r.IPRange.Addr().Is4() != r.DestIPRange.Addr().Is4() {
+		fe.add(prefix+"dest_ip_range", "constraint", "must be of the same IP family as ip_range")
+	}
+	from, to := intOr0(in.DestPortFrom), intOr0(in.DestPortTo)
+	checkPorts(fe, prefix, r.Protocol, from, to)
+	r.DestPortFrom, r.DestPortTo = normalisePorts(from, to)
+	if in.Position < 0 {
+		fe.add(prefix+"position", "constraint", "must be 0 (append) or a position from 1")
+	}
+	r.Position = in.Position
+	return r
+}
+
+func intOr0(p *int) int {
+	if p == nil {
+		return 0
+	}
+	return *p
+}
+
+func checkPorts(fe *fieldErrors, prefix string, proto Protocol, from, to int) {
+	bad := false
+	if from < 0 || from > 65535 {
+		fe.add(prefix+"dest_port_from", "constraint", "a port is from 1 to 65535 (got %d)", from)
+		bad = true
+	}
+	if to < 0 || to > 65535 {
+		fe.add(prefix+"dest_port_to", "constraint", "a port is from 1 to 65535 (got %d)", to)
+		bad = true
+	}
+	if bad {
+		return
+	}
+	if (from != 0 || to != 0) && !proto.HasPorts() {
+		field := "dest_port_from"
+		if from == 0 {
+			field = "dest_port_to"
+		}
+		fe.add(prefix+field, "constraint", "ports apply to TCP and UDP only, not %s", proto)
+		return
+	}
+	if to != 0 && from == 0 {
+		fe.add(prefix+"dest_port_from", "required", "a port range needs its first port")
+		return
+	}
+	if to != 0 && to < from {
+		fe.add(prefix+"dest_port_to", "constraint", "must not be below dest_port_from (%d > %d)", from, to)
+	}
+}
+
+// normalisePorts keeps a single port as from alone, as Scaleway answers.
+func normalisePorts(from, to int) (uint16, uint16) {
+	if from <= 0 || from > 65535 {
+		return 0, 0
+	}
+	if to == from || to <= 0 || to > 65535 {
+		return uint16(from), 0
+	}
+	return uint16(from), uint16(to)
+}
+
+func insertRule(ctx context.Context, tx *sql.Tx, r Rule) error {
+	_, err := tx.ExecContext(ctx, `INSERT INTO rules (`+ruleColumns+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		r.ID, r.GroupID, r.Position, r.Direction, r.Protocol, r.Action, r.IPRange.String(), prefixText(r.DestIPRange),
+		int(r.DestPortFrom), int(r.DestPortTo))
+	return err
+}
+
+func updateRule(ctx context.Context, tx *sql.Tx, r Rule) error {
+	_, err := tx.ExecContext(ctx, `UPDATE rules SET position = ?, direction = ?, protocol = ?, action = ?, ip_range = ?,
+		dest_ip_range = ?, dest_port_from = ?, dest_port_to = ? WHERE id = ?`,
+		r.Position, r.Direction, r.Protocol, r.Action, r.IPRange.String(), prefixText(r.DestIPRange),
+		int(r.DestPortFrom), int(r.DestPortTo), r.ID)
+	return err
+}
+
+func prefixText(p netip.Prefix) string {
+	if !p.IsValid() {
+		return ""
+	}
+	return p.String()
+}
+
+// renumber writes positions 1..N in the order of ids, touching only the
+// rules whose position changes.
+func renumber(ctx context.Context, tx *sql.Tx, rules []Rule) error {
+	for i := range rules {
+		if rules[i].Position == i+1 {
+			continue
+		}
+		rules[i].Position = i + 1
+		if _, err := tx.ExecContext(ctx, `UPDATE rules SET position = ? WHERE id = ?`, i+1, rules[i].ID); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// insertAt places r at position pos (1-based; 0 or past the end appends).
+func insertAt(rules []Rule, r Rule, pos int) []Rule {
+	if pos <= 0 || pos > len(rules) {
+		return append(rules, r)
+	}
+	rules = append(rules, Rule{})
+	copy(rules[pos:], rules[pos-1:])
+	rules[pos-1] = r
+	return rules
+}
+
+// CreateRule adds a rule to a group at its position, shifting the rules
+// after it.
+func (db *DB) CreateRule(ctx context.Context, orgID, zone, groupID string, in RuleInput) (Rule, error) {
+	if err := db.checkZone(zone); err != nil {
+		return Rule{}, err
+	}
+	var fe fieldErrors
+	r := buildRule(&fe, "", in)
+	if err := fe.err(); err != nil {
+		return Rule{}, err
+	}
+	r.ID, r.GroupID = uuid.NewString(), groupID
+	err := db.change(ctx, func(tx *sql.Tx, gen int64) error {
+		if _, err := findGroup(ctx, tx, orgID, zone, groupID); err != nil {
+			return err
+		}
+		rules, err := findRules(ctx, tx, groupID)
+		if err != nil {
+			return err
+		}
+		if len(rules) >= db.MaxRules {
+			return invalid("rules", "constraint", "a group holds at most %d rules", db.MaxRules)
+		}
+		r.Position = 0 // written by renumber
+		if err := insertRule(ctx, tx, r); err != nil {
+			return err
+		}
+		rules = insertAt(rules, r, in.Position)
+		if err := renumber(ctx, tx, rules); err != nil {
+			return err
+		}
+		for _, x := range rules {
+			if x.ID == r.ID {
+				r.Position = x.Position
+			}
+		}
+		return db.touchGroup(ctx, tx, gen, groupID)
+	})
+	if err != nil {
+		return Rule{}, fmt.Errorf("create rule in group %s: %w", groupID, err)
+	}
+	return r, nil
+}
+
+// UpdateRule changes the fields of a rule that patch sets; a new position
+// moves the rule and shifts the others.
+func (db *DB) UpdateRule(ctx context.Context, orgID, zone, groupID, ruleID string, p RulePatch) (Rule, error) {
+	if err := db.checkZone(zone); err != nil {
+		return Rule{}, err
+	}
+	var r Rule
+	err := db.change(ctx, func(tx *sql.Tx, gen int64) error {
+		if _, err := findGroup(ctx, tx, orgID, zone, groupID); err != nil {
+			return err
+		}
+		old, err := findRule(ctx, tx, groupID, ruleID)
+		if err != nil {
+			return err
+		}
+		in := RuleInput{
+			Direction: old.Direction, Protocol: old.Protocol, Action: old.Action,
+			IPRange: old.IPRange.String(), DestIPRange: prefixText(old.DestIPRange),
+		}
+		from, to := int(old.DestPortFrom), int(old.DestPortTo)
+		if p.Direction != nil {
+			in.Direction = *p.Direction
+		}
+		if p.Action != nil {
+			in.Action = *p.Action
+		}
+		if p.IPRange != nil {
+			in.IPRange = *p.IPRange
+		}
+		if p.DestIPRange != nil {
+			in.DestIPRange = *p.DestIPRange
+		}
+		if p.DestPortFrom != nil {
+			from = *p.DestPortFrom
+			if from == 0 {
+				to = 0 // unsetting the first port unsets the range
+			}
+		}
+		if p.DestPortTo != nil {
+			to = *p.DestPortTo
+		}
+		if p.Protocol != nil {
+			in.Protocol = *p.Protocol
+			if !in.Protocol.HasPorts() && p.DestPortFrom == nil && p.DestPortTo == nil {
+				from, to = 0, 0 // as at Scaleway: ICMP and ANY carry no ports
+			}
+		}
+		in.DestPortFrom, in.DestPortTo = &from, &to
+		var fe fieldErrors
+		r = buildRule(&fe, "", in)
+		if p.Position != nil && *p.Position < 0 {
+			fe.add("position", "constraint", "must be 0 (keep) or a position from 1")
+		}
+		if err := fe.err(); err != nil {
+			return err
+		}
+		r.ID, r.GroupID, r.Position = old.ID, groupID, old.Position
+		if err := updateRule(ctx, tx, r); err != nil {
+			return err
+		}
+		if p.Position != nil && *p.Position > 0 && *p.Position != old.Position {
+			rules, err := findRules(ctx, tx, groupID)
+			if err != nil {
+				return err
+			}
+			rest := make([]Rule, 0, len(rules))
+			for _, x := range rules {
+				if x.ID != r.ID {
+					rest = append(rest, x)
+				}
+			}
+			rules = insertAt(rest, r, *p.Position)
+			if err := renumber(ctx, tx, rules); err != nil {
+				return err
+			}
+			for _, x := range rules {
+				if x.ID == r.ID {
+					r.Position = x.Position
+				}
+			}
+		}
+		return db.touchGroup(ctx, tx, gen, groupID)
+	})
+	if err != nil {
+		return Rule{}, fmt.Errorf("update rule %s: %w", ruleID, err)
+	}
+	return r, nil
+}
+
+// MoveRule moves a rule to position pos within its group.
+func (db *DB) MoveRule(ctx context.Context, orgID, zone, groupID, ruleID string, pos int) (Rule, error) {
+	if pos < 1 {
+		return Rule{}, invalid("position", "constraint", "a position starts at 1")
+	}
+	return db.UpdateRule(ctx, orgID, zone, groupID, ruleID, RulePatch{Position: &pos})
+}
+
+// DeleteRule removes a rule and closes the gap it leaves.
+func (db *DB) DeleteRule(ctx context.Context, orgID, zone, groupID, ruleID string) error {
+	if err := db.checkZone(zone); err != nil {
+		return err
+	}
+	err := db.change(ctx, func(tx *sql.Tx, gen int64) error {
+		if _, err := findGroup(ctx, tx, orgID, zone, groupID); err != nil {
+			return err
+		}
+		if _, err := findRule(ctx, tx, groupID, ruleID); err != nil {
+			return err
+		}
+		if _, err := tx.ExecContext(ctx, `DELETE FROM rules WHERE id = ?`, ruleID); err != nil {
+			return err
+		}
+		rules, err := findRules(ctx, tx, groupID)
+		if err != nil {
+			return err
+		}
+		if err := renumber(ctx, tx, rules); err != nil {
+			return err
+		}
+		return db.touchGroup(ctx, tx, gen, groupID)
+	})
+	if err != nil {
+		return fmt.Errorf("delete rule %s: %w", ruleID, err)
+	}
+	return nil
+}
+
+// SetRules replaces the editable rules of a group: elements with an ID
+// update that rule, elements without one create a rule, and rules left out
+// are deleted. Positions order the result (0 keeps the array's order); the
+// answer is the whole resulting list.
+func (db *DB) SetRules(ctx context.Context, orgID, zone, groupID string, ins []RuleInput) ([]Rule, error) {
+	if err := db.checkZone(zone); err != nil {
+		return nil, err
+	}
+	var fe fieldErrors
+	if len(ins) > db.MaxRules {
+		fe.add("rules", "constraint", "a group holds at most %d rules (got %d)", db.MaxRules, len(ins))
+	}
+	type item struct {
+		rule  Rule
+		key   int
+		index int
+	}
+	items := make([]item, len(ins))
+	key := 0
+	seen := map[string]bool{}
+	for i, in := range ins {
+		prefix := fmt.Sprintf("rules[%d].", i)
+		r := buildRule(&fe, prefix, in)
+		r.ID = in.ID
+		if r.ID != "" {
+			if seen[r.ID] {
+				fe.add(prefix+"id", "constraint", "rule %s appears twice", r.ID)
+			}
+			seen[r.ID] = true
+		}
+		// Position 0 keeps the element where the array puts it.
+		if in.Position > 0 {
+			key = in.Position
+		}
+		items[i] = item{rule: r, key: key, index: i}
+	}
+	if err := fe.err(); err != nil {
+		return nil, err
+	}
+	sort.SliceStable(items, func(a, b int) bool { return items[a].key < items[b].key })
+	var result []Rule
+	err := db.change(ctx, func(tx *sql.Tx, gen int64) error {
+		if _, err := findGroup(ctx, tx, orgID, zone, groupID); err != nil {
+			return err
+		}
+		existing, err := findRules(ctx, tx, groupID)
+		if err != nil {
+			return err
+		}
+		have := map[string]bool{}
+		for _, r := range existing {
+			have[r.ID] = true
+		}
+		var fe fieldErrors
+		for _, it := range items {
+			if it.rule.ID != "" && !have[it.rule.ID] {
+				fe.add(fmt.Sprintf("rules[%d].id", it.index), "constraint", "rule %s is not a rule of this group", it.rule.ID)
+			}
+		}
+		if err := fe.err(); err != nil {
+			return err
+		}
+		for _, r := range existing {
+			if !seen[r.ID] {
+				if _, err := tx.ExecContext(ctx, `DELETE FROM rules WHERE id = ?`, r.ID); err != nil {
+					return err
+				}
+			}
+		}
+		result = make([]Rule, len(items))
+		for i, it := range items {
+			r := it.rule
+			r.GroupID, r.Position = groupID, i+1
+			if r.ID == "" {
+				r.ID = uuid.NewString()
+				err = insertRule(ctx, tx, r)
+			} else {
+				err = updateRule(ctx, tx, r)
+			}
+			if err != nil {
+				return err
+			}
+			result[i] = r
+		}
+		return db.touchGroup(ctx, tx, gen, groupID)
+	})
+	if err != nil {
+		return nil, fmt.Errorf("set rules of group %s: %w", groupID, err)
+	}
+	return result, nil
+}

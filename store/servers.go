@@ -1,0 +1,412 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"net/netip"
+	"strings"
+
+	"github.com/google/uuid"
+)
+
+// ServerInput describes a server to register.
+type ServerInput struct {
+	Name            string
+	ProjectID       string // optional; the organization's project
+	Type            ServerType
+	Interface       string
+	Addresses       []string
+	Local           bool
+	Tags            []string
+	SecurityGroupID string // "" gives the zone's organization default
+}
+
+// ServerPatch changes the fields that are not nil.
+type ServerPatch struct {
+	Name            *string
+	Type            *ServerType
+	Interface       *string
+	Addresses       *[]string
+	Local           *bool
+	Tags            *[]string
+	SecurityGroupID *string
+}
+
+// ServerFilter selects servers of one organization and zone.
+type ServerFilter struct {
+	Name    string
+	Tags    []string
+	Page    int
+	PerPage int
+}
+
+const serverColumns = `s.id, s.organization_id, s.project_id, s.zone, s.name, s.type, s.interface, s.addresses, s.local,
+	s.tags, s.security_group_id, g.name, s.created_at, s.modified_at`
+
+const serverFrom = ` FROM servers s JOIN security_groups g ON g.id = s.security_group_id`
+
+func scanServer(sc interface{ Scan(...any) error }) (Server, error) {
+	var s Server
+	var addrs, tags, created, modified string
+	var local int
+	err := sc.Scan(&s.ID, &s.OrganizationID, &s.ProjectID, &s.Zone, &s.Name, &s.Type, &s.Interface, &addrs, &local,
+		&tags, &s.SecurityGroup.ID, &s.SecurityGroup.Name, &created, &modified)
+	if err != nil {
+		return Server{}, err
+	}
+	s.Addresses, s.Tags, s.Local = decodeAddrs(addrs), decodeTags(tags), local == 1
+	s.CreatedAt, s.ModifiedAt = parseTime(created), parseTime(modified)
+	return s, nil
+}
+
+func findServer(ctx context.Context, tx *sql.Tx, orgID, zone, id string) (Server, error) {
+	s, err := scanServer(tx.QueryRowContext(ctx, `SELECT `+serverColumns+serverFrom+`
+		WHERE s.id = ? AND s.organization_id = ? AND s.zone = ?`, id, orgID, zone))
+	if errors.Is(err, sql.ErrNoRows) {
+		return Server{}, notFound(ResourceServer, id)
+	}
+	return s, err
+}
+
+// Server returns one server of the organization in the zone.
+func (db *DB) Server(ctx context.Context, orgID, zone, id string) (Server, error) {
+	if err := db.checkZone(zone); err != nil {
+		return Server{}, err
+	}
+	var s Server
+	err := db.read(ctx, func(tx *sql.Tx) error {
+		var err error
+		s, err = findServer(ctx, tx, orgID, zone, id)
+		return err
+	})
+	if err != nil {
+		return Server{}, fmt.Errorf("get server %s: %w", id, err)
+	}
+	return s, nil
+}
+
+// Servers lists the organization's servers in a zone, newest first, with
+// the number matching across all pages.
+func (db *DB) Servers(ctx context.Context, orgID, zone string, f ServerFilter) ([]Server, int, error) {
+	if err := db.checkZone(zone); err != nil {
+		return nil, 0, err
+	}
+	where := []string{"s.organization_id = ?", "s.zone = ?"}
+	args := []any{orgID, zone}
+	if f.Name != "" {
+		where = append(where, "instr(lower(s.name), lower(?)) > 0")
+		args = append(args, f.Name)
+	}
+	for _, t := range f.Tags {
+		where = append(where, "EXISTS (SELECT 1 FROM json_each(s.tags) WHERE value = ?)")
+		args = append(args, t)
+	}
+	perPage, page := pageBounds(f.PerPage, f.Page)
+	var servers []Server
+	var total int
+	err := db.read(ctx, func(tx *sql.Tx) error {
+		cond := strings.Join(where, " AND ")
+		if err := tx.QueryRowContext(ctx, `SELECT count(*)`+serverFrom+` WHERE `+cond, args...).Scan(&total); err != nil {
+			return err
+		}
+		rows, err := tx.QueryContext(ctx, `SELECT `+serverColumns+serverFrom+` WHERE `+cond+
+			` ORDER BY s.created_at DESC, s.id LIMIT ? OFFSET ?`, append(args, perPage, (page-1)*perPage)...)
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		for rows.Next() {
+			s, err := scanServer(rows)
+			if err != nil {
+				return err
+			}
+			servers = append(servers, s)
+		}
+		return rows.Err()
+	})
+	if err != nil {
+		return nil, 0, fmt.Errorf("list servers: %w", err)
+	}
+	return servers, total, nil
+}
+
+func checkServerFields(fe *fieldErrors, s *Server, iface string, addrs []string) {
+	checkName(fe, "name", s.Name)
+	checkTags(fe, "tags", s.Tags)
+	if s.Type != Instance && s.Type != BareMetal {
+		fe.add("type", "format", "must be instance or baremetal (got %q)", string(s.Type))
+	}
+	s.Interface = strings.TrimSpace(iface)
+	if s.Interface != "" && !validInterfaceName(s.Interface) {
+		fe.add("interface", "format", "%q is not a valid interface name (1 to 15 characters, no spaces, '/' or ':')", s.Interface)
+	}
+	if s.Local && s.Interface != "" {
+		fe.add("interface", "constraint", "the local host is protected on its own input and output: leave interface empty")
+	}
+	if len(addrs) > MaxAddresses {
+		fe.add("addresses", "constraint", "at most %d addresses", MaxAddresses)
+		return
+	}
+	s.Addresses = make([]netip.Addr, 0, len(addrs))
+	for _, a := range addrs {
+		ip, err := netip.ParseAddr(strings.TrimSpace(a))
+		if err != nil || ip.Zone() != "" {
+			fe.add("addresses", "format", "%q is not an IPv4 or IPv6 address", a)
+			return
+		}
+		s.Addresses = append(s.Addresses, ip.Unmap())
+	}
+}
+
+// conflictOnUnique turns a unique-index violation into a field error.
+func conflictOnUnique(err error, s Server) error {
+	if err == nil {
+		return nil
+	}
+	msg := err.Error()
+	switch {
+	case strings.Contains(msg, "servers.interface"):
+		return invalid("interface", "constraint", "interface %s already carries another server", s.Interface)
+	case strings.Contains(msg, "servers.local"):
+		return invalid("local", "constraint", "another server is already the local host")
+	}
+	return err
+}
+
+// CreateServer registers a server. Without a group it gets the zone's
+// organization default, created on first need.
+func (db *DB) CreateServer(ctx context.Context, orgID, zone string, in ServerInput) (Server, error) {
+	if err := db.checkZone(zone); err != nil {
+		return Server{}, err
+	}
+	if err := db.checkProject(orgID, in.ProjectID); err != nil {
+		return Server{}, err
+	}
+	if in.Type == "" {
+		in.Type = Instance
+	}
+	now := db.Now().UTC()
+	s := Server{
+		ID: uuid.NewString(), OrganizationID: orgID, ProjectID: orgID, Zone: zone, Name: strings.TrimSpace(in.Name),
+		Type: in.Type, Local: in.Local, Tags: in.Tags, CreatedAt: now, ModifiedAt: now,
+	}
+	if s.Tags == nil {
+		s.Tags = []string{}
+	}
+	var fe fieldErrors
+	checkServerFields(&fe, &s, in.Interface, in.Addresses)
+	if err := fe.err(); err != nil {
+		return Server{}, err
+	}
+	err := db.change(ctx, func(tx *sql.Tx, gen int64) error {
+		g, err := db.groupForServer(ctx, tx, gen, orgID, zone, in.SecurityGroupID, "security_group")
+		if err != nil {
+			return err
+		}
+		if err := checkBareMetal(s, g, "security_group"); err != nil {
+			return err
+		}
+		_, err = tx.ExecContext(ctx, `INSERT INTO servers (id, organization_id, project_id, zone, name, type, interface,
+			addresses, local, tags, security_group_id, created_at, modified_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+			s.ID, s.OrganizationID, s.ProjectID, s.Zone, s.Name, s.Type, s.Interface, encodeList(s.Addresses),
+			boolInt(s.Local), encodeList(s.Tags), g.ID, formatTime(now), formatTime(now))
+		if err := conflictOnUnique(err, s); err != nil {
+			return err
+		}
+		s.SecurityGroup = ServerRef{ID: g.ID, Name: g.Name}
+		return db.touchGroup(ctx, tx, gen, g.ID)
+	})
+	if err != nil {
+		return Server{}, fmt.Errorf("create server: %w", err)
+	}
+	return s, nil
+}
+
+// groupForServer finds the group a server is to join: the named one in the
+// zone, or the zone's default.
+func (db *DB) groupForServer(ctx context.Context, tx *sql.Tx, gen int64, orgID, zone, groupID, field string) (Group, error) {
+	if groupID == "" {
+		return db.ensureDefaultGroup(ctx, tx, gen, orgID, zone)
+	}
+	g, err := findGroup(ctx, tx, orgID, zone, groupID)
+	if ErrorCode(err) == CodeNotFound {
+		return Group{}, invalid(field, "constraint", "security group %s does not exist in zone %s", groupID, zone)
+	}
+	return g, err
+}
+
+func checkBareMetal(s Server, g Group, field string) error {
+	if s.Type == BareMetal && g.Stateful {
+		return invalid(field, "constraint",
+			"a stateful security group cannot be attached to a BareMetal server: %q is stateful, choose a stateless group", g.Name)
+	}
+	return nil
+}
+
+// moveServer puts a server into a group of the same zone, refusing a
+// stateful group for a BareMetal server.
+func (db *DB) moveServer(ctx context.Context, tx *sql.Tx, gen int64, orgID, zone, serverID, groupID, field string) error {
+	s, err := findServer(ctx, tx, orgID, zone, serverID)
+	if ErrorCode(err) == CodeNotFound {
+		return invalid(field, "constraint", "server %s does not exist in zone %s", serverID, zone)
+	}
+	if err != nil {
+		return err
+	}
+	g, err := db.groupForServer(ctx, tx, gen, orgID, zone, groupID, field)
+	if err != nil {
+		return err
+	}
+	if err := checkBareMetal(s, g, field); err != nil {
+		return err
+	}
+	if s.SecurityGroup.ID == g.ID {
+		return nil
+	}
+	if _, err := tx.ExecContext(ctx, `UPDATE servers SET security_group_id = ?, modified_at = ? WHERE id = ?`,
+		g.ID, formatTime(db.Now()), s.ID); err != nil {
+		return err
+	}
+	if err := db.touchGroup(ctx, tx, gen, s.SecurityGroup.ID); err != nil {
+		return err
+	}
+	return db.touchGroup(ctx, tx, gen, g.ID)
+}
+
+// UpdateServer changes the fields of a server that patch sets, including
+// the group it belongs to.
+func (db *DB) UpdateServer(ctx context.Context, orgID, zone, id string, p ServerPatch) (Server, error) {
+	if err := db.checkZone(zone); err != nil {
+		return Server{}, err
+	}
+	var s Server
+	err := db.change(ctx, func(tx *sql.Tx, gen int64) error {
+		var err error
+		s, err = findServer(ctx, tx, orgID, zone, id)
+		if err != nil {
+			return err
+		}
+		if p.Name != nil {
+			s.Name = strings.TrimSpace(*p.Name)
+		}
+		if p.Type != nil {
+			s.Type = *p.Type
+		}
+		if p.Local != nil {
+			s.Local = *p.Local
+		}
+		if p.Tags != nil {
+			s.Tags = *p.Tags
+		}
+		iface := s.Interface
+		if p.Interface != nil {
+			iface = *p.Interface
+		}
+		addrs := make([]string, len(s.Addresses))
+		for i, a := range s.Addresses {
+			addrs[i] = a.String()
+		}
+		if p.Addresses != nil {
+			addrs = *p.Addresses
+		}
+		var fe fieldErrors
+		checkServerFields(&fe, &s, iface, addrs)
+		if err := fe.err(); err != nil {
+			return err
+		}
+		groupID := s.SecurityGroup.ID
+		field := "type"
+		if p.SecurityGroupID != nil {
+			groupID, field = *p.SecurityGroupID, "security_group"
+			if groupID == "" {
+				return invalid("security_group", "required", "a server always has a security group")
+			}
+		}
+		g, err := db.groupForServer(ctx, tx, gen, orgID, zone, groupID, "security_group")
+		if err != nil {
+			return err
+		}
+		if err := checkBareMetal(s, g, field); err != nil {
+			return err
+		}
+		s.ModifiedAt = db.Now().UTC()
+		_, err = tx.ExecContext(ctx, `UPDATE servers SET name = ?, type = ?, interface = ?, addresses = ?, local = ?,
+			tags = ?, security_group_id = ?, modified_at = ? WHERE id = ?`,
+			s.Name, s.Type, s.Interface, encodeList(s.Addresses), boolInt(s.Local), encodeList(s.Tags), g.ID,
+			formatTime(s.ModifiedAt), s.ID)
+		if err := conflictOnUnique(err, s); err != nil {
+			return err
+		}
+		if err := db.touchGroup(ctx, tx, gen, s.SecurityGroup.ID); err != nil {
+			return err
+		}
+		if g.ID != s.SecurityGroup.ID {
+			if err := db.touchGroup(ctx, tx, gen, g.ID); err != nil {
+				return err
+			}
+		}
+		s.SecurityGroup = ServerRef{ID: g.ID, Name: g.Name}
+		return nil
+	})
+	if err != nil {
+		return Server{}, fmt.Errorf("update server %s: %w", id, err)
+	}
+	return s, nil
+}
+
+// UnlinkServer moves a server from its group to the zone's organization
+// default; a server already in the default cannot be unlinked.
+func (db *DB) UnlinkServer(ctx context.Context, orgID, zone, id string) (Server, error) {
+	if err := db.checkZone(zone); err != nil {
+		return Server{}, err
+	}
+	var s Server
+	err := db.change(ctx, func(tx *sql.Tx, gen int64) error {
+		cur, err := findServer(ctx, tx, orgID, zone, id)
+		if err != nil {
+			return err
+		}
+		def, err := db.ensureDefaultGroup(ctx, tx, gen, orgID, zone)
+		if err != nil {
+			return err
+		}
+		if cur.SecurityGroup.ID == def.ID {
+			return conflict("server %q is in the organization default group already: link it to another group instead", cur.Name)
+		}
+		if err := checkBareMetal(cur, def, "security_group"); err != nil {
+			return err
+		}
+		if err := db.moveServer(ctx, tx, gen, orgID, zone, id, def.ID, "security_group"); err != nil {
+			return err
+		}
+		s, err = findServer(ctx, tx, orgID, zone, id)
+		return err
+	})
+	if err != nil {
+		return Server{}, fmt.Errorf("unlink server %s: %w", id, err)
+	}
+	return s, nil
+}
+
+// DeleteServer removes a server.
+func (db *DB) DeleteServer(ctx context.Context, orgID, zone, id string) error {
+	if err := db.checkZone(zone); err != nil {
+		return err
+	}
+	err := db.change(ctx, func(tx *sql.Tx, gen int64) error {
+		s, err := findServer(ctx, tx, orgID, zone, id)
+		if err != nil {
+			return err
+		}
+		if _, err := tx.ExecContext(ctx, `DELETE FROM servers WHERE id = ?`, id); err != nil {
+			return err
+		}
+		return db.touchGroup(ctx, tx, gen, s.SecurityGroup.ID)
+	})
+	if err != nil {
+		return fmt.Errorf("delete server %s: %w", id, err)
+	}
+	return nil
+}

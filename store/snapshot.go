@@ -1,0 +1,106 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+
+	"github.com/google/uuid"
+)
+
+// Snapshot reads the whole desired state in one transaction, so that every
+// part of it belongs to the same generation.
+func (db *DB) Snapshot(ctx context.Context) (Snapshot, error) {
+	snap := Snapshot{Rules: map[string][]Rule{}}
+	err := db.read(ctx, func(tx *sql.Tx) error {
+		if err := tx.QueryRowContext(ctx, `SELECT value FROM generation WHERE id = 1`).Scan(&snap.Generation); err != nil {
+			return err
+		}
+		rows, err := tx.QueryContext(ctx, `SELECT `+groupColumns+` FROM security_groups ORDER BY id`)
+		if err != nil {
+			return err
+		}
+		byID := map[string]*Group{}
+		for rows.Next() {
+			g, err := scanGroup(rows)
+			if err != nil {
+				rows.Close()
+				return err
+			}
+			snap.Groups = append(snap.Groups, g)
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return err
+		}
+		for i := range snap.Groups {
+			byID[snap.Groups[i].ID] = &snap.Groups[i]
+		}
+		rows, err = tx.QueryContext(ctx, `SELECT `+ruleColumns+` FROM rules ORDER BY group_id, position, id`)
+		if err != nil {
+			return err
+		}
+		for rows.Next() {
+			r, err := scanRule(rows)
+			if err != nil {
+				rows.Close()
+				return err
+			}
+			snap.Rules[r.GroupID] = append(snap.Rules[r.GroupID], r)
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return err
+		}
+		rows, err = tx.QueryContext(ctx, `SELECT `+serverColumns+serverFrom+` ORDER BY s.id`)
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		for rows.Next() {
+			s, err := scanServer(rows)
+			if err != nil {
+				return err
+			}
+			snap.Servers = append(snap.Servers, s)
+			if g := byID[s.SecurityGroup.ID]; g != nil {
+				g.Servers = append(g.Servers, ServerRef{ID: s.ID, Name: s.Name})
+			}
+		}
+		return rows.Err()
+	})
+	if err != nil {
+		return Snapshot{}, fmt.Errorf("snapshot: %w", err)
+	}
+	return snap, nil
+}
+
+// SMTPRules returns the six non-editable rules that a group blocking SMTP
+// shows: outbound TCP drop to 25, 465 and 587 on IPv4 and IPv6, numbered
+// 1..6 apart from the editable rules. Their IDs are derived from the group
+// so that they stay the same between calls.
+func SMTPRules(groupID string) []Rule {
+	ranges := []string{"0.0.0.0/0", "::/0"}
+	var rules []Rule
+	for _, rg := range ranges {
+		p, _ := ParseIPRange(rg)
+		for _, port := range SMTPPorts {
+			rules = append(rules, Rule{
+				ID:        smtpRuleID(groupID, len(rules)),
+				GroupID:   groupID,
+				Direction: Outbound, Protocol: TCP, Action: Drop,
+				IPRange: p, DestPortFrom: port, Position: len(rules) + 1,
+			})
+		}
+	}
+	return rules
+}
+
+func smtpRuleID(groupID string, i int) string {
+	// A name-based UUID keeps the ID stable without storing it.
+	return uuidV5(groupID+"/smtp/"+itoa(i)).String()
+}
+
+var smtpNamespace = uuid.MustParse("6f1c2a52-3b7e-4d0a-9a55-2f2d5e0b7a11")
+
+func uuidV5(name string) uuid.UUID { return uuid.NewSHA1(smtpNamespace, []byte(name)) }

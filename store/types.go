@@ -1,0 +1,151 @@
+package store
+
+import (
+	"net/netip"
+	"time"
+)
+
+// Policy is a default policy or a rule action: what happens to a packet.
+type Policy string
+
+// Policies and actions.
+const (
+	Accept Policy = "accept"
+	Drop   Policy = "drop"
+)
+
+// Direction says which way a rule looks: traffic to the server or from it.
+type Direction string
+
+// Directions.
+const (
+	Inbound  Direction = "inbound"
+	Outbound Direction = "outbound"
+)
+
+// Protocol is the protocol a rule matches.
+type Protocol string
+
+// Protocols. ICMP covers ICMPv6 for IPv6 ranges.
+const (
+	TCP  Protocol = "TCP"
+	UDP  Protocol = "UDP"
+	ICMP Protocol = "ICMP"
+	ANY  Protocol = "ANY"
+)
+
+// HasPorts reports whether rules of protocol p may carry destination ports.
+func (p Protocol) HasPorts() bool { return p == TCP || p == UDP }
+
+// ServerType distinguishes virtual instances from bare-metal machines, which
+// may only carry stateless groups.
+type ServerType string
+
+// Server types.
+const (
+	Instance  ServerType = "instance"
+	BareMetal ServerType = "baremetal"
+)
+
+// SMTPPorts are the outbound TCP ports dropped while a group blocks SMTP
+// (EnableDefaultSecurity).
+var SMTPPorts = []uint16{25, 465, 587}
+
+// Organization owns groups, servers, users and tokens. Its single project has
+// the organization's ID, as at Scaleway.
+type Organization struct {
+	ID        string
+	Name      string
+	CreatedAt time.Time
+}
+
+// ProjectID returns the ID of the organization's default project.
+func (o Organization) ProjectID() string { return o.ID }
+
+// User signs in to the console.
+type User struct {
+	ID             string
+	OrganizationID string
+	Email          string
+	CreatedAt      time.Time
+}
+
+// Token is an API key. Only a hash of its secret is stored.
+type Token struct {
+	AccessKey      string
+	OrganizationID string
+	Description    string
+	CreatedAt      time.Time
+}
+
+// Group is a security group.
+type Group struct {
+	ID                    string
+	OrganizationID        string
+	ProjectID             string
+	Zone                  string
+	Name                  string
+	Description           string
+	Tags                  []string
+	Stateful              bool
+	InboundDefaultPolicy  Policy
+	OutboundDefaultPolicy Policy
+	OrganizationDefault   bool
+	EnableDefaultSecurity bool // SMTP blocked
+	Servers               []ServerRef
+	CreatedAt             time.Time
+	ModifiedAt            time.Time
+	// Generation is the store generation of the group's last change,
+	// including changes to its rules and to which servers it holds.
+	Generation int64
+}
+
+// ServerRef names a server or a group in another object's answer.
+type ServerRef struct {
+	ID   string
+	Name string
+}
+
+// Rule is one rule of a group. Rules apply in Position order, first match
+// wins; positions run 1..N without gaps across the group's rules.
+type Rule struct {
+	ID        string
+	GroupID   string
+	Direction Direction
+	Protocol  Protocol
+	Action    Policy
+	IPRange   netip.Prefix // normalised: host bits cleared
+	// DestIPRange optionally narrows the destination; invalid (zero) when unset.
+	DestIPRange  netip.Prefix
+	DestPortFrom uint16 // 0 when unset
+	DestPortTo   uint16 // 0 when unset or equal to DestPortFrom
+	Position     int
+	Editable     bool
+}
+
+// Server is a machine a group protects: a VM or container behind a host
+// interface, or the host itself (Local).
+type Server struct {
+	ID             string
+	OrganizationID string
+	ProjectID      string
+	Zone           string
+	Name           string
+	Type           ServerType
+	Interface      string
+	Addresses      []netip.Addr
+	Local          bool
+	Tags           []string
+	SecurityGroup  ServerRef
+	CreatedAt      time.Time
+	ModifiedAt     time.Time
+}
+
+// Snapshot is the whole desired state at one generation: every group of
+// every organization with its rules, and every server.
+type Snapshot struct {
+	Generation int64
+	Groups     []Group           // ordered by ID
+	Rules      map[string][]Rule // by group ID, in position order (editable rules only)
+	Servers    []Server          // ordered by ID
+}

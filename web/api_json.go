@@ -1,0 +1,265 @@
+package web
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/labstack/echo/v4"
+
+	"github.com/rampart-fw/rampart/store"
+)
+
+// MaxBodyBytes bounds request bodies; larger ones answer 413.
+const MaxBodyBytes = 1 << 20
+
+// scwTime formats dates as Scaleway does: microseconds and "+00:00".
+func scwTime(t time.Time) string {
+	return t.UTC().Format("2006-01-02T15:04:05.000000") + "+00:00"
+}
+
+type refJSON struct {
+	ID   string `json:"id"`
+	Name string `json:"name"`
+}
+
+type groupJSON struct {
+	ID                    string    `json:"id"`
+	Name                  string    `json:"name"`
+	Description           string    `json:"description"`
+	Organization          string    `json:"organization"`
+	Project               string    `json:"project"`
+	Tags                  []string  `json:"tags"`
+	InboundDefaultPolicy  string    `json:"inbound_default_policy"`
+	OutboundDefaultPolicy string    `json:"outbound_default_policy"`
+	Stateful              bool      `json:"stateful"`
+	OrganizationDefault   bool      `json:"organization_default"`
+	ProjectDefault        bool      `json:"project_default"`
+	EnableDefaultSecurity bool      `json:"enable_default_security"`
+	Servers               []refJSON `json:"servers"`
+	CreationDate          string    `json:"creation_date"`
+	ModificationDate      string    `json:"modification_date"`
+	State                 string    `json:"state"`
+	// StateDetail says why a group is in syncing_error (Rampart only).
+	StateDetail string `json:"state_detail,omitempty"`
+	Zone        string `json:"zone"`
+}
+
+type ruleJSON struct {
+	ID           string  `json:"id"`
+	Protocol     string  `json:"protocol"`
+	Direction    string  `json:"direction"`
+	Action       string  `json:"action"`
+	IPRange      string  `json:"ip_range"`
+	DestIPRange  *string `json:"dest_ip_range"`
+	DestPortFrom *uint16 `json:"dest_port_from"`
+	DestPortTo   *uint16 `json:"dest_port_to"`
+	Position     int     `json:"position"`
+	Editable     bool    `json:"editable"`
+	Zone         string  `json:"zone"`
+	// Packets and Bytes are the rule's nftables counters (Rampart only).
+	Packets *uint64 `json:"packets,omitempty"`
+	Bytes   *uint64 `json:"bytes,omitempty"`
+}
+
+type serverJSON struct {
+	ID               string            `json:"id"`
+	Name             string            `json:"name"`
+	Organization     string            `json:"organization"`
+	Project          string            `json:"project"`
+	Zone             string            `json:"zone"`
+	Tags             []string          `json:"tags"`
+	State            string            `json:"state"`
+	CreationDate     string            `json:"creation_date"`
+	ModificationDate string            `json:"modification_date"`
+	SecurityGroup    refJSON           `json:"security_group"`
+	Volumes          map[string]string `json:"volumes"`
+	IPv6             *struct{}         `json:"ipv6"`
+	PublicIP         *struct{}         `json:"public_ip"`
+	PublicIPs        []struct{}        `json:"public_ips"`
+	// Rampart's own fields, under names the SDK does not know.
+	Type      string   `json:"type"`
+	Interface string   `json:"interface"`
+	Addresses []string `json:"addresses"`
+	Local     bool     `json:"local"`
+}
+
+func (s *Server) groupJSON(g store.Group) groupJSON {
+	state, reason := s.enf.GroupState(g.ID, g.Generation)
+	servers := make([]refJSON, len(g.Servers))
+	for i, r := range g.Servers {
+		servers[i] = refJSON(r)
+	}
+	tags := g.Tags
+	if tags == nil {
+		tags = []string{}
+	}
+	return groupJSON{
+		ID: g.ID, Name: g.Name, Description: g.Description, Organization: g.OrganizationID, Project: g.ProjectID,
+		Tags: tags, InboundDefaultPolicy: string(g.InboundDefaultPolicy), OutboundDefaultPolicy: string(g.OutboundDefaultPolicy),
+		Stateful: g.Stateful, OrganizationDefault: g.OrganizationDefault, ProjectDefault: g.OrganizationDefault,
+		EnableDefaultSecurity: g.EnableDefaultSecurity, Servers: servers,
+		CreationDate: scwTime(g.CreatedAt), ModificationDate: scwTime(g.ModifiedAt),
+		State: state, StateDetail: reason, Zone: g.Zone,
+	}
+}
+
+func ruleToJSON(r store.Rule, zone string) ruleJSON {
+	j := ruleJSON{
+		ID: r.ID, Protocol: string(r.Protocol), Direction: string(r.Direction), Action: string(r.Action),
+		IPRange: store.FormatIPRange(r.IPRange), Position: r.Position, Editable: r.Editable, Zone: zone,
+	}
+	if r.DestIPRange.IsValid() {
+		d := store.FormatIPRange(r.DestIPRange)
+		j.DestIPRange = &d
+	}
+	if r.DestPortFrom != 0 {
+		from := r.DestPortFrom
+		j.DestPortFrom = &from
+		if r.DestPortTo != 0 && r.DestPortTo != r.DestPortFrom {
+			to := r.DestPortTo
+			j.DestPortTo = &to
+		}
+	}
+	return j
+}
+
+// rulesJSON renders a group's rules as Scaleway lists them: the
+// non-editable SMTP rules first (numbered 1..6 on their own), then the
+// editable ones, with their counters where the enforcer has them.
+func (s *Server) rulesJSON(g store.Group, rules []store.Rule) []ruleJSON {
+	out := make([]ruleJSON, 0, len(rules)+6)
+	if g.EnableDefaultSecurity {
+		for _, r := range store.SMTPRules(g.ID) {
+			out = append(out, ruleToJSON(r, g.Zone))
+		}
+	}
+	counters := s.enf.Counters(g.ID)
+	for _, r := range rules {
+		j := ruleToJSON(r, g.Zone)
+		if c, ok := counters[r.ID]; ok {
+			p, b := c.Packets, c.Bytes
+			j.Packets, j.Bytes = &p, &b
+		}
+		out = append(out, j)
+	}
+	return out
+}
+
+func serverToJSON(sv store.Server) serverJSON {
+	addrs := make([]string, len(sv.Addresses))
+	for i, a := range sv.Addresses {
+		addrs[i] = a.String()
+	}
+	tags := sv.Tags
+	if tags == nil {
+		tags = []string{}
+	}
+	return serverJSON{
+		ID: sv.ID, Name: sv.Name, Organization: sv.OrganizationID, Project: sv.ProjectID, Zone: sv.Zone,
+		Tags: tags, State: "running", CreationDate: scwTime(sv.CreatedAt), ModificationDate: scwTime(sv.ModifiedAt),
+		SecurityGroup: refJSON(sv.SecurityGroup), Volumes: map[string]string{}, PublicIPs: []struct{}{},
+		Type: string(sv.Type), Interface: sv.Interface, Addresses: addrs, Local: sv.Local,
+	}
+}
+
+// decodeJSON reads a JSON body of at most MaxBodyBytes into v. Type
+// mismatches become invalid-argument errors naming the field.
+func decodeJSON(c echo.Context, v any) error {
+	r := c.Request()
+	if r.ContentLength > MaxBodyBytes {
+		return echo.NewHTTPError(http.StatusRequestEntityTooLarge)
+	}
+	body, err := io.ReadAll(io.LimitReader(r.Body, MaxBodyBytes+1))
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, "could not read the request body")
+	}
+	if len(body) > MaxBodyBytes {
+		return echo.NewHTTPError(http.StatusRequestEntityTooLarge)
+	}
+	if len(bytes.TrimSpace(body)) == 0 {
+		body = []byte("{}")
+	}
+	dec := json.NewDecoder(bytes.NewReader(body))
+	if err := dec.Decode(v); err != nil {
+		var te *json.UnmarshalTypeError
+		if errors.As(err, &te) && te.Field != "" {
+			return &store.Error{Code: store.CodeInvalid, Message: "invalid argument(s)", Fields: []store.FieldError{{
+				Field: te.Field, Reason: "format", Message: fmt.Sprintf("expected %s, got JSON %s", jsonKind(te.Type.Kind().String()), te.Value),
+			}}}
+		}
+		return echo.NewHTTPError(http.StatusBadRequest, "malformed JSON body: "+err.Error())
+	}
+	if dec.More() {
+		return echo.NewHTTPError(http.StatusBadRequest, "malformed JSON body: data after the JSON object")
+	}
+	return nil
+}
+
+func jsonKind(k string) string {
+	switch {
+	case strings.HasPrefix(k, "int"), strings.HasPrefix(k, "uint"):
+		return "a whole number"
+	case k == "string":
+		return "a string"
+	case k == "bool":
+		return "true or false"
+	case k == "slice":
+		return "a list"
+	case k == "struct", k == "map", k == "ptr":
+		return "an object"
+	}
+	return k
+}
+
+// queryInt reads an optional positive integer query parameter.
+func queryInt(c echo.Context, name string) (int, error) {
+	v := c.QueryParam(name)
+	if v == "" {
+		return 0, nil
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 1 {
+		return 0, &store.Error{Code: store.CodeInvalid, Message: "invalid argument(s)", Fields: []store.FieldError{{
+			Field: name, Reason: "format", Message: "must be a whole number from 1",
+		}}}
+	}
+	return n, nil
+}
+
+func queryBool(c echo.Context, name string) (*bool, error) {
+	v := c.QueryParam(name)
+	if v == "" {
+		return nil, nil
+	}
+	b, err := strconv.ParseBool(v)
+	if err != nil {
+		return nil, &store.Error{Code: store.CodeInvalid, Message: "invalid argument(s)", Fields: []store.FieldError{{
+			Field: name, Reason: "format", Message: "must be true or false",
+		}}}
+	}
+	return &b, nil
+}
+
+func splitComma(s string) []string {
+	var out []string
+	for _, p := range strings.Split(s, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// list writes a list answer with its total in X-Total-Count, which the
+// SDK's all-pages iteration reads.
+func list(c echo.Context, key string, items any, total int) error {
+	c.Response().Header().Set("X-Total-Count", strconv.Itoa(total))
+	return c.JSON(http.StatusOK, map[string]any{key: items, "total_count": total})
+}

@@ -1,0 +1,72 @@
+package web
+
+import (
+	"context"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/labstack/echo/v4"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/rampart-fw/rampart/enforcer"
+)
+
+// metrics holds the server's Prometheus registry. Each Server has its own,
+// so that tests can run several servers in one process.
+type metrics struct {
+	reg      *prometheus.Registry
+	requests *prometheus.HistogramVec
+}
+
+// statsSource is implemented by enforcers that keep apply statistics.
+type statsSource interface {
+	Stats() enforcer.Stats
+}
+
+func newMetrics(s *Server) *metrics {
+	m := &metrics{
+		reg: prometheus.NewRegistry(),
+		requests: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "rampart_http_request_duration_seconds",
+			Help:    "HTTP requests by route, method and status.",
+			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5},
+		}, []string{"route", "method", "status"}),
+	}
+	m.reg.MustRegister(m.requests, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	m.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "rampart_store_generation", Help: "Changes committed to the store.",
+	}, func() float64 {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		g, _ := s.db.Generation(ctx)
+		return float64(g)
+	}))
+	if src, ok := s.enf.(statsSource); ok {
+		m.reg.MustRegister(newEnforcerCollector(src))
+	}
+	return m
+}
+
+func (m *metrics) handler() http.Handler {
+	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{})
+}
+
+func (m *metrics) middleware(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		start := time.Now()
+		err := next(c)
+		if err != nil {
+			c.Error(err)
+		}
+		route := c.Path()
+		if route == "" {
+			route = "unmatched"
+		}
+		m.requests.WithLabelValues(route, c.Request().Method, strconv.Itoa(c.Response().Status)).
+			Observe(time.Since(start).Seconds())
+		return nil
+	}
+}
