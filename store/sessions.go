@@ -51,7 +51,9 @@ func (db *DB) DeleteCtx(ctx context.Context, token string) error {
 }
 
 // Find, Commit and Delete satisfy scs.Store for callers without a context.
-func (db *DB) Find(token string) ([]byte, bool, error) { return db.FindCtx(context.Background(), token) }
+func (db *DB) Find(token string) ([]byte, bool, error) {
+	return db.FindCtx(context.Background(), token)
+}
 
 // Commit saves a session; see CommitCtx.
 func (db *DB) Commit(token string, data []byte, expiry time.Time) error {

@@ -98,7 +98,7 @@ func SMTPRules(groupID string) []Rule {
 
 func smtpRuleID(groupID string, i int) string {
 	// A name-based UUID keeps the ID stable without storing it.
-	return uuidV5(groupID+"/smtp/"+itoa(i)).String()
+	return uuidV5(groupID + "/smtp/" + itoa(i)).String()
 }
 
 var smtpNamespace = uuid.MustParse("6f1c2a52-3b7e-4d0a-9a55-2f2d5e0b7a11")

@@ -1,0 +1,38 @@
+# Rampart: `make run` starts the console, `make test` installs what is
+# missing and runs every test.
+VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
+LDFLAGS := -s -w -X main.version=$(VERSION)
+DB ?= data/rampart.db
+LISTEN ?= 127.0.0.1:8080
+
+.PHONY: run build test unit e2e bench generate deps lint soak
+
+build:
+	CGO_ENABLED=0 go build -trimpath -ldflags "$(LDFLAGS)" -o bin/rampart ./cmd/rampart
+
+run: build
+	./bin/rampart serve --db $(DB) --listen $(LISTEN) --enforcer auto
+
+deps:
+	./scripts/install-deps.sh
+
+generate:
+	go tool templ generate
+
+lint:
+	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { echo "gofmt needed:"; gofmt -l $$(git ls-files '*.go'); exit 1; }
+	go vet ./...
+
+# Every test: store, API (with the official SDK), console, enforcer in
+# network namespaces (root), and the browser suite.
+test: deps lint build
+	go test -count=1 -timeout 30m ./...
+
+unit:
+	go test -count=1 ./store ./web
+
+e2e: deps build
+	go test -count=1 -timeout 15m -v ./e2e
+
+bench: deps build
+	go test -run '^$$' -bench . -benchtime 20x -count 5 ./enforcer ./web

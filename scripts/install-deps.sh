@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Installs what the test suite needs and the machine lacks: nftables and
+# iproute2 for the enforcer's kernel tests, Debian's Chromium for the
+# end-to-end tests, and the npm packages (htmx, axe-core and the
+# playwright-core driver) pinned by package-lock.json. Needs root for the
+# Debian packages; without root it says what is missing and carries on, and
+# the tests that need it skip (or fail under RAMPART_REQUIRE_ALL=1).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+missing=()
+command -v nft >/dev/null || missing+=(nftables)
+command -v ip >/dev/null || missing+=(iproute2)
+[ -x /usr/bin/chromium ] || missing+=(chromium)
+command -v node >/dev/null || missing+=(nodejs npm)
+
+if [ ${#missing[@]} -gt 0 ]; then
+  if [ "$(id -u)" = 0 ]; then
+    echo "installing ${missing[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  else
+    echo "missing ${missing[*]} (run as root to install them); the tests that need them will skip" >&2
+  fi
+fi
+
+if [ -f package-lock.json ] && command -v npm >/dev/null; then
+  if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
+    npm ci --no-audit --no-fund --loglevel=error
+  fi
+fi
