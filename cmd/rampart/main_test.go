@@ -1,0 +1,110 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"net"
+	"net/http"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+)
+
+var (
+	accessKeyPattern = regexp.MustCompile(`^SCW[A-Z0-9]{17}$`)
+	uuidPattern      = regexp.MustCompile(`^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$`)
+)
+
+func runCmd(t *testing.T, stdin string, args ...string) string {
+	t.Helper()
+	var out, errOut bytes.Buffer
+	if err := run(context.Background(), args, strings.NewReader(stdin), &out, &errOut); err != nil {
+		t.Fatalf("rampart %s: %v\n%s", strings.Join(args, " "), err, errOut.String())
+	}
+	return out.String()
+}
+
+func TestTokenCreate(t *testing.T) {
+	db := filepath.Join(t.TempDir(), "missing", "rampart.db")
+	var first, second map[string]string
+	if err := json.Unmarshal([]byte(runCmd(t, "", "token", "create", "--db", db)), &first); err != nil {
+		t.Fatal(err)
+	}
+	if !accessKeyPattern.MatchString(first["access_key"]) || !uuidPattern.MatchString(first["secret_key"]) ||
+		!uuidPattern.MatchString(first["organization_id"]) || first["project_id"] != first["organization_id"] {
+		t.Fatalf("token = %v", first)
+	}
+	if err := json.Unmarshal([]byte(runCmd(t, "", "token", "create", "--db", db)), &second); err != nil {
+		t.Fatal(err)
+	}
+	if second["organization_id"] != first["organization_id"] || second["secret_key"] == first["secret_key"] ||
+		second["access_key"] == first["access_key"] {
+		t.Fatalf("second token = %v, want a new token in organization %s", second, first["organization_id"])
+	}
+	var other map[string]string
+	json.Unmarshal([]byte(runCmd(t, "", "token", "create", "--db", db, "--org", "globex")), &other)
+	if other["organization_id"] == first["organization_id"] {
+		t.Fatal("--org globex reused the default organization")
+	}
+}
+
+func TestUserCreateAndVersion(t *testing.T) {
+	db := filepath.Join(t.TempDir(), "rampart.db")
+	if out := runCmd(t, "correct horse battery\n", "user", "create", "--db", db, "--email", "ops@example.com"); !strings.Contains(out, "ops@example.com") {
+		t.Fatalf("user create said %q", out)
+	}
+	var out, errOut bytes.Buffer
+	err := run(context.Background(), []string{"user", "create", "--db", db, "--email", "ops@example.com"}, strings.NewReader("another long one\n"), &out, &errOut)
+	if err == nil || !strings.Contains(err.Error(), "email") {
+		t.Fatalf("duplicate user: %v", err)
+	}
+	if v := runCmd(t, "", "version"); !strings.HasPrefix(v, "rampart ") {
+		t.Fatalf("version = %q", v)
+	}
+}
+
+func TestServeAnswersHealthzAndStops(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	var logs bytes.Buffer
+	go func() {
+		done <- run(ctx, []string{"serve", "--listen", addr, "--db", filepath.Join(t.TempDir(), "r.db"), "--enforcer", "preview"},
+			strings.NewReader(""), &bytes.Buffer{}, &logs)
+	}()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		resp, err := http.Get("http://" + addr + "/healthz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == 200 {
+				break
+			}
+		}
+		if time.Now().After(deadline) {
+			cancel()
+			t.Fatalf("no healthy /healthz within 10 s: %v\n%s", err, logs.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	cancel() // as SIGTERM does
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("serve returned %v", err)
+		}
+	case <-time.After(15 * time.Second):
+		t.Fatal("serve did not stop")
+	}
+	if !strings.Contains(logs.String(), "rampart user create") {
+		t.Fatalf("first serve without users does not say how to create one:\n%s", logs.String())
+	}
+}
