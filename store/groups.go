@@ -253,8 +253,10 @@ func (db *DB) CreateGroup(ctx context.Context, orgID, zone string, in GroupInput
 			}
 		}
 		var err error
-		g, err = findGroup(ctx, tx, orgID, zone, g.ID)
-		return err
+		if g, err = findGroup(ctx, tx, orgID, zone, g.ID); err != nil {
+			return err
+		}
+		return db.record(ctx, tx, gen, change{org: orgID, zone: zone, group: g.ID, resource: ResourceGroup, id: g.ID, action: "create", after: g})
 	})
 	if err != nil {
 		return Group{}, fmt.Errorf("create group: %w", err)
@@ -297,7 +299,10 @@ func (db *DB) ensureDefaultGroup(ctx context.Context, tx *sql.Tx, gen int64, org
 		OrganizationDefault: true, EnableDefaultSecurity: true, CreatedAt: now, ModifiedAt: now,
 		Servers: []ServerRef{},
 	}
-	return g, insertGroup(ctx, tx, &g, gen)
+	if err := insertGroup(ctx, tx, &g, gen); err != nil {
+		return Group{}, err
+	}
+	return g, db.record(ctx, tx, gen, change{org: orgID, zone: zone, group: g.ID, resource: ResourceGroup, id: g.ID, action: "create", after: g})
 }
 
 // DefaultGroup returns the organization's default group in the zone,
@@ -334,6 +339,7 @@ func (db *DB) UpdateGroup(ctx context.Context, orgID, zone, id string, p GroupPa
 			return err
 		}
 		wasDefault := g.OrganizationDefault
+		before := g
 		var fe fieldErrors
 		if p.Name != nil {
 			checkName(&fe, "name", *p.Name)
@@ -396,7 +402,10 @@ func (db *DB) UpdateGroup(ctx context.Context, orgID, zone, id string, p GroupPa
 			g.Name, g.Description, encodeList(g.Tags), boolInt(g.Stateful), g.InboundDefaultPolicy,
 			g.OutboundDefaultPolicy, boolInt(g.OrganizationDefault), boolInt(g.EnableDefaultSecurity),
 			formatTime(g.ModifiedAt), gen, g.ID)
-		return err
+		if err != nil {
+			return err
+		}
+		return db.record(ctx, tx, gen, change{org: orgID, zone: zone, group: g.ID, resource: ResourceGroup, id: g.ID, action: "update", before: before, after: g})
 	})
 	if err != nil {
 		return Group{}, fmt.Errorf("update group %s: %w", id, err)
@@ -438,8 +447,10 @@ func (db *DB) DeleteGroup(ctx context.Context, orgID, zone, id string) error {
 		if g.OrganizationDefault {
 			return conflict("This is the organization default group of zone %s. Set another group as default before deleting it.", zone)
 		}
-		_, err = tx.ExecContext(ctx, `DELETE FROM security_groups WHERE id = ?`, id)
-		return err
+		if _, err = tx.ExecContext(ctx, `DELETE FROM security_groups WHERE id = ?`, id); err != nil {
+			return err
+		}
+		return db.record(ctx, tx, gen, change{org: orgID, zone: zone, group: id, resource: ResourceGroup, id: id, action: "delete", before: g})
 	})
 	if err != nil {
 		return fmt.Errorf("delete group %s: %w", id, err)

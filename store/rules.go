@@ -305,6 +305,9 @@ func (db *DB) CreateRule(ctx context.Context, orgID, zone, groupID string, in Ru
 				r.Position = x.Position
 			}
 		}
+		if err := db.record(ctx, tx, gen, change{org: orgID, zone: zone, group: groupID, resource: ResourceRule, id: r.ID, action: "create", after: r}); err != nil {
+			return err
+		}
 		return db.touchGroup(ctx, tx, gen, groupID)
 	})
 	if err != nil {
@@ -394,6 +397,9 @@ func (db *DB) UpdateRule(ctx context.Context, orgID, zone, groupID, ruleID strin
 				}
 			}
 		}
+		if err := db.record(ctx, tx, gen, change{org: orgID, zone: zone, group: groupID, resource: ResourceRule, id: r.ID, action: "update", before: old, after: r}); err != nil {
+			return err
+		}
 		return db.touchGroup(ctx, tx, gen, groupID)
 	})
 	if err != nil {
@@ -419,10 +425,14 @@ func (db *DB) DeleteRule(ctx context.Context, orgID, zone, groupID, ruleID strin
 		if _, err := findGroup(ctx, tx, orgID, zone, groupID); err != nil {
 			return err
 		}
-		if _, err := findRule(ctx, tx, groupID, ruleID); err != nil {
+		old, err := findRule(ctx, tx, groupID, ruleID)
+		if err != nil {
 			return err
 		}
 		if _, err := tx.ExecContext(ctx, `DELETE FROM rules WHERE id = ?`, ruleID); err != nil {
+			return err
+		}
+		if err := db.record(ctx, tx, gen, change{org: orgID, zone: zone, group: groupID, resource: ResourceRule, id: ruleID, action: "delete", before: old}); err != nil {
 			return err
 		}
 		rules, err := findRules(ctx, tx, groupID)
@@ -523,6 +533,9 @@ func (db *DB) SetRules(ctx context.Context, orgID, zone, groupID string, ins []R
 				return err
 			}
 			result[i] = r
+		}
+		if err := db.record(ctx, tx, gen, change{org: orgID, zone: zone, group: groupID, resource: ResourceRule, id: groupID, action: "set_rules", before: existing, after: result}); err != nil {
+			return err
 		}
 		return db.touchGroup(ctx, tx, gen, groupID)
 	})

@@ -216,6 +216,9 @@ func (db *DB) CreateServer(ctx context.Context, orgID, zone string, in ServerInp
 			return err
 		}
 		s.SecurityGroup = ServerRef{ID: g.ID, Name: g.Name}
+		if err := db.record(ctx, tx, gen, change{org: orgID, zone: zone, group: g.ID, resource: ResourceServer, id: s.ID, action: "create", after: s}); err != nil {
+			return err
+		}
 		return db.touchGroup(ctx, tx, gen, g.ID)
 	})
 	if err != nil {
@@ -272,6 +275,13 @@ func (db *DB) moveServer(ctx context.Context, tx *sql.Tx, gen int64, orgID, zone
 	if err := db.touchGroup(ctx, tx, gen, s.SecurityGroup.ID); err != nil {
 		return err
 	}
+	after := s
+	after.SecurityGroup = ServerRef{ID: g.ID, Name: g.Name}
+	for _, gid := range []string{s.SecurityGroup.ID, g.ID} {
+		if err := db.record(ctx, tx, gen, change{org: orgID, zone: zone, group: gid, resource: ResourceServer, id: s.ID, action: "move", before: s, after: after}); err != nil {
+			return err
+		}
+	}
 	return db.touchGroup(ctx, tx, gen, g.ID)
 }
 
@@ -288,6 +298,7 @@ func (db *DB) UpdateServer(ctx context.Context, orgID, zone, id string, p Server
 		if err != nil {
 			return err
 		}
+		before := s
 		if p.Name != nil {
 			s.Name = strings.TrimSpace(*p.Name)
 		}
@@ -342,12 +353,19 @@ func (db *DB) UpdateServer(ctx context.Context, orgID, zone, id string, p Server
 		if err := db.touchGroup(ctx, tx, gen, s.SecurityGroup.ID); err != nil {
 			return err
 		}
+		groups := []string{g.ID}
 		if g.ID != s.SecurityGroup.ID {
 			if err := db.touchGroup(ctx, tx, gen, g.ID); err != nil {
 				return err
 			}
+			groups = append(groups, s.SecurityGroup.ID)
 		}
 		s.SecurityGroup = ServerRef{ID: g.ID, Name: g.Name}
+		for _, gid := range groups {
+			if err := db.record(ctx, tx, gen, change{org: orgID, zone: zone, group: gid, resource: ResourceServer, id: s.ID, action: "update", before: before, after: s}); err != nil {
+				return err
+			}
+		}
 		return nil
 	})
 	if err != nil {
@@ -401,6 +419,9 @@ func (db *DB) DeleteServer(ctx context.Context, orgID, zone, id string) error {
 			return err
 		}
 		if _, err := tx.ExecContext(ctx, `DELETE FROM servers WHERE id = ?`, id); err != nil {
+			return err
+		}
+		if err := db.record(ctx, tx, gen, change{org: orgID, zone: zone, group: s.SecurityGroup.ID, resource: ResourceServer, id: id, action: "delete", before: s}); err != nil {
 			return err
 		}
 		return db.touchGroup(ctx, tx, gen, s.SecurityGroup.ID)

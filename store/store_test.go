@@ -71,7 +71,7 @@ func ptr[T any](v T) *T { return &v }
 func dump(tb testing.TB, db *DB) string {
 	tb.Helper()
 	var b strings.Builder
-	for _, table := range []string{"generation", "organizations", "users", "tokens", "security_groups", "rules", "servers"} {
+	for _, table := range []string{"generation", "organizations", "users", "tokens", "security_groups", "rules", "servers", "events"} {
 		rows, err := db.db.Query(`SELECT * FROM ` + table + ` ORDER BY 1`)
 		if err != nil {
 			tb.Fatalf("dump %s: %v", table, err)
@@ -578,5 +578,54 @@ func TestTokensAndUsers(t *testing.T) {
 	}
 	if u, err := db.Authenticate(ctx, "ops@example.com", "correct horse"); err != nil || u.OrganizationID != org {
 		t.Fatalf("authenticate: %+v, %v", u, err)
+	}
+}
+
+func TestAuditLog(t *testing.T) {
+	db := openTestDB(t)
+	org := mustOrg(t, db, "acme").ID
+	ctx := WithActor(context.Background(), "user ops@example.com")
+	g, err := db.CreateGroup(ctx, org, "fr-par-1", GroupInput{Name: "web"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	other := mustCreateGroup(t, db, org, "fr-par-1", GroupInput{Name: "other"})
+	r, err := db.CreateRule(ctx, org, "fr-par-1", g.ID, RuleInput{IPRange: "0.0.0.0/0", DestPortFrom: ptr(22)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.UpdateRule(ctx, org, "fr-par-1", g.ID, r.ID, RulePatch{Action: ptr(Drop)}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.UpdateGroup(ctx, org, "fr-par-1", g.ID, GroupPatch{Name: ptr("web-2")}); err != nil {
+		t.Fatal(err)
+	}
+	s := mustCreateServer(t, db, org, "fr-par-1", ServerInput{Name: "vm", SecurityGroupID: other.ID})
+	if _, err := db.UpdateServer(ctx, org, "fr-par-1", s.ID, ServerPatch{SecurityGroupID: &g.ID}); err != nil {
+		t.Fatal(err)
+	}
+	// A refused change leaves no entry.
+	db.UpdateGroup(ctx, org, "fr-par-1", g.ID, GroupPatch{Name: ptr("")})
+
+	events, err := db.Events(context.Background(), org, "fr-par-1", g.ID, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, e := range events {
+		got = append(got, e.Resource+" "+e.Action)
+		if e.Actor != "user ops@example.com" {
+			t.Errorf("actor = %q", e.Actor)
+		}
+	}
+	want := "instance_server update,instance_security_group update,instance_security_group_rule update,instance_security_group_rule create,instance_security_group create"
+	if strings.Join(got, ",") != want {
+		t.Fatalf("events = %v\nwant %s", got, want)
+	}
+	if !strings.Contains(string(events[1].Before), `"Name":"web"`) || !strings.Contains(string(events[1].After), `"Name":"web-2"`) {
+		t.Fatalf("rename before/after = %s -> %s", events[1].Before, events[1].After)
+	}
+	if _, err := db.Events(context.Background(), mustOrg(t, db, "globex").ID, "fr-par-1", g.ID, 0); ErrorCode(err) != CodeNotFound {
+		t.Fatalf("another organization reads the log: %v", err)
 	}
 }

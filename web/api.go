@@ -25,6 +25,7 @@ func (s *Server) registerAPIRoutes() {
 	z.PATCH("/security_groups/:id", s.handleGroupPatch)
 	z.PUT("/security_groups/:id", s.handleGroupPut)
 	z.DELETE("/security_groups/:id", s.handleGroupDelete)
+	z.GET("/security_groups/:id/events", s.handleGroupEvents)
 	z.GET("/security_groups/:id/rules", s.handleRuleList)
 	z.POST("/security_groups/:id/rules", s.handleRuleCreate)
 	z.PUT("/security_groups/:id/rules", s.handleRuleSetAll)
@@ -62,6 +63,8 @@ func (s *Server) requireToken(next echo.HandlerFunc) echo.HandlerFunc {
 			return err
 		}
 		c.Set(orgKey, tok.OrganizationID)
+		r := c.Request()
+		c.SetRequest(r.WithContext(store.WithActor(r.Context(), "token "+tok.AccessKey)))
 		return next(c)
 	}
 }
@@ -601,4 +604,35 @@ func (s *Server) handleOrganizations(c echo.Context) error {
 	return c.JSON(http.StatusOK, map[string]any{"organizations": []map[string]any{{
 		"id": org.ID, "name": org.Name, "users": us,
 	}}})
+}
+
+type eventJSON struct {
+	ID         int64           `json:"id"`
+	Resource   string          `json:"resource"`
+	ResourceID string          `json:"resource_id"`
+	Action     string          `json:"action"`
+	Actor      string          `json:"actor"`
+	At         string          `json:"at"`
+	Before     json.RawMessage `json:"before"`
+	After      json.RawMessage `json:"after"`
+	Generation int64           `json:"generation"`
+}
+
+// handleGroupEvents handles "GET /instance/v1/zones/:zone/security_groups/:id/events",
+// Rampart's audit log of a group, newest first.
+func (s *Server) handleGroupEvents(c echo.Context) error {
+	perPage, err := queryInt(c, "per_page")
+	if err != nil {
+		return err
+	}
+	events, err := s.db.Events(c.Request().Context(), orgOf(c), zoneOf(c), c.Param("id"), perPage)
+	if err != nil {
+		return err
+	}
+	out := make([]eventJSON, len(events))
+	for i, e := range events {
+		out[i] = eventJSON{ID: e.ID, Resource: e.Resource, ResourceID: e.ResourceID, Action: e.Action, Actor: e.Actor,
+			At: scwTime(e.At), Before: e.Before, After: e.After, Generation: e.Generation}
+	}
+	return list(c, "events", out, len(out))
 }

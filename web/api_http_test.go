@@ -355,3 +355,26 @@ func TestAnswerShapes(t *testing.T) {
 		t.Fatalf("delete server: %d %q", a.status, a.raw)
 	}
 }
+
+func TestGroupEvents(t *testing.T) {
+	env := newTestEnv(t)
+	base := env.url + "/instance/v1/zones/fr-par-1"
+	a := call(t, "POST", base+"/security_groups", `{"name":"audited"}`, env.auth())
+	id := field(a.body, "security_group", "id").(string)
+	call(t, "PATCH", base+"/security_groups/"+id, `{"inbound_default_policy":"drop"}`, env.auth())
+	a = call(t, "GET", base+"/security_groups/"+id+"/events", "", env.auth())
+	events, _ := a.body["events"].([]any)
+	if a.status != 200 || len(events) != 2 {
+		t.Fatalf("events: %d %s", a.status, a.raw)
+	}
+	last := events[0].(map[string]any)
+	if last["action"] != "update" || last["actor"] != "token "+env.access ||
+		field(last, "before", "InboundDefaultPolicy") != "accept" || field(last, "after", "InboundDefaultPolicy") != "drop" {
+		t.Fatalf("last event = %v", last)
+	}
+	other, _, otherSecret := env.newOrg(t, "globex")
+	_ = other
+	if a := call(t, "GET", base+"/security_groups/"+id+"/events", "", map[string]string{"X-Auth-Token": otherSecret}); a.status != 404 {
+		t.Fatalf("another organization reads the log: %d", a.status)
+	}
+}
