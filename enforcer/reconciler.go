@@ -1,0 +1,311 @@
+package enforcer
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"slices"
+	"sync"
+	"time"
+)
+
+// defaultCheckInterval is how often the reconciler compares the kernel with
+// what it applied, and retries a failed apply.
+const defaultCheckInterval = time.Second
+
+// Reconciler keeps a Backend holding the Source's desired state: it applies
+// at start, on every change notification, and checks the backend every
+// second, restoring the ruleset when someone else changed it (drift).
+// Its methods are safe for concurrent use.
+type Reconciler struct {
+	src      Source
+	backend  Backend
+	log      *slog.Logger
+	interval time.Duration
+
+	ready     chan struct{}
+	readyOnce sync.Once
+
+	// syncMu serialises applies; mu guards the fields below and is never
+	// held across a backend call, so readers are not blocked by an apply.
+	syncMu   sync.Mutex
+	mu       sync.Mutex
+	applied  *Ruleset // what the backend holds; nil: unknown, next apply is full
+	desired  *Ruleset // last compiled, applied or not
+	needFull bool     // the backend was found to differ from applied
+	snapGen  int64    // store generation of the last snapshot taken
+	groups   map[string]*groupStatus
+	stats    Stats
+}
+
+type groupStatus struct {
+	applied int64  // group generation the backend holds
+	errGen  int64  // group generation whose apply failed
+	errText string // why
+}
+
+// NewReconciler returns a Reconciler that applies src's state through b.
+// Nothing happens until Run.
+func NewReconciler(src Source, b Backend, log *slog.Logger) *Reconciler {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Reconciler{
+		src: src, backend: b, log: log, interval: defaultCheckInterval,
+		ready:  make(chan struct{}),
+		groups: map[string]*groupStatus{},
+	}
+}
+
+// Run applies the desired state, then follows the Source until ctx is done.
+// It returns nil when ctx is cancelled. The ruleset stays in the kernel
+// after Run returns: an enforcer that stops must not open the firewall.
+func (r *Reconciler) Run(ctx context.Context) error {
+	wake, cancel := r.src.Watch()
+	defer cancel()
+	r.sync(ctx)
+	r.readyOnce.Do(func() { close(r.ready) })
+	tick := time.NewTicker(r.interval)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-wake:
+			r.sync(ctx)
+		case <-tick.C:
+			r.check(ctx)
+		}
+	}
+}
+
+// Ready is closed once the first apply has been attempted, successful or not.
+func (r *Reconciler) Ready() <-chan struct{} { return r.ready }
+
+// check runs every interval: it catches up with a missed change, retries a
+// failed apply, and otherwise asks the backend whether it still holds what
+// was applied, repairing drift with a full resync.
+func (r *Reconciler) check(ctx context.Context) {
+	gen, genErr := r.src.Generation(ctx)
+	r.mu.Lock()
+	applied, failing, seen := r.applied, r.stats.LastError != "", r.snapGen
+	r.mu.Unlock()
+	if applied == nil || failing || (genErr == nil && gen != seen) {
+		r.sync(ctx)
+		return
+	}
+	err := r.backend.Verify(ctx, applied)
+	switch {
+	case err == nil:
+	case errors.Is(err, ErrDrift):
+		r.log.Warn("enforcer drift: restoring ruleset", "err", err)
+		r.mu.Lock()
+		r.needFull = true
+		r.mu.Unlock()
+		if r.sync(ctx) {
+			r.mu.Lock()
+			r.stats.DriftRepairs++
+			r.mu.Unlock()
+		}
+	case ctx.Err() == nil:
+		r.log.Error("enforcer verify", "err", err)
+	}
+}
+
+// sync compiles the current snapshot and applies it; it reports success.
+func (r *Reconciler) sync(ctx context.Context) bool {
+	r.syncMu.Lock()
+	defer r.syncMu.Unlock()
+	start := time.Now()
+	snap, err := r.src.Snapshot(ctx)
+	if err != nil {
+		if ctx.Err() == nil {
+			r.log.Error("enforcer snapshot", "err", err)
+			r.mu.Lock()
+			r.stats.ApplyErrors++
+			r.stats.LastError = "read desired state: " + err.Error()
+			r.mu.Unlock()
+		}
+		return false
+	}
+	rs := Compile(snap)
+
+	r.mu.Lock()
+	prev, full := r.applied, r.applied == nil || r.needFull
+	r.snapGen = snap.Generation
+	r.mu.Unlock()
+	// A group that no longer compiles keeps what the kernel already
+	// enforces for it rather than falling back to fail-closed chains.
+	if prev != nil {
+		for id := range rs.Errors {
+			if old, ok := prev.Group(id); ok {
+				i := slices.IndexFunc(rs.Groups, func(g GroupChains) bool { return g.GroupID == id })
+				rs.Groups[i] = old
+			}
+		}
+	}
+	var d rulesetDiff
+	if prev != nil {
+		d = diffRulesets(prev, rs)
+	}
+	applyPrev := prev
+	if full {
+		applyPrev = nil
+	}
+	err = r.backend.Apply(ctx, applyPrev, rs)
+	dur := time.Since(start)
+	if err != nil && ctx.Err() != nil {
+		return false // shutting down: not a failure of the ruleset
+	}
+
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.desired = rs
+	r.stats.LastApply = time.Now()
+	r.stats.LastApplyDuration = dur
+	live := make(map[string]bool, len(snap.Groups))
+	for _, g := range snap.Groups {
+		live[g.ID] = true
+		st := r.groups[g.ID]
+		if st == nil {
+			st = &groupStatus{}
+			r.groups[g.ID] = st
+		}
+		switch {
+		case rs.Errors[g.ID] != nil:
+			st.errGen, st.errText = g.Generation, rs.Errors[g.ID].Error()
+		case err != nil && (prev == nil || d.touched[g.ID]):
+			st.errGen, st.errText = g.Generation, "apply: "+err.Error()
+		default:
+			// Applied, or untouched by a failed batch: the kernel holds
+			// prev, in which this group already is as wanted.
+			st.applied, st.errText = g.Generation, ""
+		}
+	}
+	for id := range r.groups {
+		if !live[id] {
+			delete(r.groups, id)
+		}
+	}
+	if err != nil {
+		r.stats.ApplyErrors++
+		r.stats.LastError = err.Error()
+		r.log.Error("enforcer apply", "generation", snap.Generation, "full", full,
+			"groups", len(d.touched), "duration", dur, "err", err)
+		return false
+	}
+	r.applied, r.needFull = rs, false
+	r.stats.Applies++
+	if full {
+		r.stats.FullResyncs++
+	}
+	r.stats.LastError = ""
+	r.stats.AppliedGeneration = snap.Generation
+	if full || !d.empty() {
+		r.log.Info("enforcer apply", "generation", snap.Generation, "full", full,
+			"groups", len(d.touched), "duration", dur)
+	}
+	for id, e := range rs.Errors {
+		r.log.Error("enforcer compile", "group", id, "err", e)
+	}
+	return true
+}
+
+// GroupState returns "available" once the backend holds the group at
+// groupGeneration or later, "syncing_error" with the reason when applying
+// that generation failed, and "syncing" otherwise.
+func (r *Reconciler) GroupState(groupID string, groupGeneration int64) (state, reason string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	st := r.groups[groupID]
+	switch {
+	case st == nil:
+		return StateSyncing, ""
+	case st.applied >= groupGeneration && st.applied > 0:
+		return StateAvailable, ""
+	case st.errText != "" && st.errGen >= groupGeneration:
+		return StateSyncingError, st.errText
+	}
+	return StateSyncing, ""
+}
+
+// GroupGeneration returns the group generation the backend holds, 0 if none.
+func (r *Reconciler) GroupGeneration(groupID string) int64 {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if st := r.groups[groupID]; st != nil {
+		return st.applied
+	}
+	return 0
+}
+
+// Counters returns the counters of a group's rules as the backend holds
+// them, keyed by rule ID, TagDefaultIn, TagDefaultOut, TagEstablishedIn,
+// TagEstablishedOut or TagSMTP. Counters restart from zero when the group's
+// chains are rewritten. It returns an empty map when they cannot be read.
+func (r *Reconciler) Counters(groupID string) map[string]Counter {
+	r.mu.Lock()
+	applied := r.applied
+	r.mu.Unlock()
+	if applied == nil {
+		return map[string]Counter{}
+	}
+	g, ok := applied.Group(groupID)
+	if !ok {
+		return map[string]Counter{}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	c, err := r.backend.Counters(ctx, g.In.Name, g.Out.Name)
+	if err != nil {
+		r.log.Error("enforcer counters", "group", groupID, "err", err)
+		return map[string]Counter{}
+	}
+	return c
+}
+
+// GroupText returns the nft text of a group's two chains as last compiled.
+func (r *Reconciler) GroupText(groupID string) string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.desired == nil {
+		return ""
+	}
+	return r.desired.GroupText(groupID)
+}
+
+// RulesetText returns the whole table, as last compiled, as an nft script.
+func (r *Reconciler) RulesetText() string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.desired == nil {
+		return ""
+	}
+	return r.desired.Text()
+}
+
+// Mode returns the backend's mode ("nftables" or "preview") and, for
+// preview, why nothing is enforced.
+func (r *Reconciler) Mode() (mode, reason string) { return r.backend.Mode() }
+
+// Stats returns the running totals.
+func (r *Reconciler) Stats() Stats {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.stats
+}
+
+// GroupErrors returns the groups in syncing_error and why, sorted by group
+// ID, for logs and health pages.
+func (r *Reconciler) GroupErrors() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var out []string
+	for id, st := range r.groups {
+		if st.errText != "" {
+			out = append(out, id+": "+st.errText)
+		}
+	}
+	slices.Sort(out)
+	return out
+}
