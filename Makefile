@@ -36,3 +36,10 @@ e2e: deps build
 
 bench: deps build
 	go test -run '^$$' -bench . -benchtime 20x -count 5 ./enforcer ./web
+
+# Load and crash harness (not part of `make test`): 200 clients for 60 s,
+# then the same with a SIGKILL half-way, enforcing in a namespace as root.
+soak: build
+	CGO_ENABLED=0 go build -o bin/rampart-soak ./cmd/rampart-soak
+	bin/rampart-soak -clients 200 -duration 60s
+	bin/rampart-soak -clients 200 -duration 60s -crash $$([ "$$(id -u)" = 0 ] && echo -netns)

@@ -26,6 +26,7 @@ func (s *Server) registerAPIRoutes() {
 	z.PUT("/security_groups/:id", s.handleGroupPut)
 	z.DELETE("/security_groups/:id", s.handleGroupDelete)
 	z.GET("/security_groups/:id/events", s.handleGroupEvents)
+	z.GET("/security_groups/:id/ruleset", s.handleGroupRuleset)
 	z.GET("/security_groups/:id/rules", s.handleRuleList)
 	z.POST("/security_groups/:id/rules", s.handleRuleCreate)
 	z.PUT("/security_groups/:id/rules", s.handleRuleSetAll)
@@ -635,4 +636,19 @@ func (s *Server) handleGroupEvents(c echo.Context) error {
 			At: scwTime(e.At), Before: e.Before, After: e.After, Generation: e.Generation}
 	}
 	return list(c, "events", out, len(out))
+}
+
+// handleGroupRuleset handles "GET /instance/v1/zones/:zone/security_groups/:id/ruleset",
+// Rampart's view of the nftables chains the group compiles to.
+func (s *Server) handleGroupRuleset(c echo.Context) error {
+	g, err := s.db.Group(c.Request().Context(), orgOf(c), zoneOf(c), c.Param("id"))
+	if err != nil {
+		return err
+	}
+	mode, reason := s.enf.Mode()
+	state, detail := s.enf.GroupState(g.ID, g.Generation)
+	return c.JSON(http.StatusOK, map[string]any{
+		"ruleset": s.enf.GroupText(g.ID), "mode": mode, "mode_reason": reason,
+		"state": state, "state_detail": detail, "generation": g.Generation,
+	})
 }
