@@ -104,3 +104,23 @@ func smtpRuleID(groupID string, i int) string {
 var smtpNamespace = uuid.MustParse("6f1c2a52-3b7e-4d0a-9a55-2f2d5e0b7a11")
 
 func uuidV5(name string) uuid.UUID { return uuid.NewSHA1(smtpNamespace, []byte(name)) }
+
+// GroupGenerations returns the generation of every group of every
+// organization, by group ID: enough to count groups by sync state.
+func (db *DB) GroupGenerations(ctx context.Context) (map[string]int64, error) {
+	rows, err := db.db.QueryContext(ctx, `SELECT id, generation FROM security_groups`)
+	if err != nil {
+		return nil, fmt.Errorf("group generations: %w", err)
+	}
+	defer rows.Close()
+	gens := map[string]int64{}
+	for rows.Next() {
+		var id string
+		var g int64
+		if err := rows.Scan(&id, &g); err != nil {
+			return nil, fmt.Errorf("group generations: %w", err)
+		}
+		gens[id] = g
+	}
+	return gens, rows.Err()
+}

@@ -44,6 +44,8 @@ func newMetrics(s *Server) *metrics {
 		g, _ := s.db.Generation(ctx)
 		return float64(g)
 	}))
+	m.reg.MustRegister(&groupStateCollector{s: s, desc: prometheus.NewDesc("rampart_groups",
+		"Security groups by sync state.", []string{"state"}, nil)})
 	if src, ok := s.enf.(statsSource); ok {
 		m.reg.MustRegister(newEnforcerCollector(src))
 	}
@@ -68,5 +70,31 @@ func (m *metrics) middleware(next echo.HandlerFunc) echo.HandlerFunc {
 		m.requests.WithLabelValues(route, c.Request().Method, strconv.Itoa(c.Response().Status)).
 			Observe(time.Since(start).Seconds())
 		return nil
+	}
+}
+
+// groupStateCollector counts groups by sync state at scrape time.
+type groupStateCollector struct {
+	s    *Server
+	desc *prometheus.Desc
+}
+
+func (c *groupStateCollector) Describe(ch chan<- *prometheus.Desc) { ch <- c.desc }
+
+func (c *groupStateCollector) Collect(ch chan<- prometheus.Metric) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	gens, err := c.s.db.GroupGenerations(ctx)
+	if err != nil {
+		c.s.log.Error("metrics: group generations", "err", err)
+		return
+	}
+	counts := map[string]int{"available": 0, "syncing": 0, "syncing_error": 0}
+	for id, gen := range gens {
+		state, _ := c.s.enf.GroupState(id, gen)
+		counts[state]++
+	}
+	for state, n := range counts {
+		ch <- prometheus.MustNewConstMetric(c.desc, prometheus.GaugeValue, float64(n), state)
 	}
 }
