@@ -1,0 +1,101 @@
+package enforcer
+
+import (
+	"encoding/binary"
+	"fmt"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/rampart-fw/rampart/store"
+)
+
+// fuzzSnapshot turns arbitrary bytes into a snapshot, including values the
+// store would refuse (reversed ports, mixed families, long interface
+// names): the compiler must cope with them all.
+func fuzzSnapshot(data []byte) store.Snapshot {
+	next := func() byte {
+		if len(data) == 0 {
+			return 0
+		}
+		b := data[0]
+		data = data[1:]
+		return b
+	}
+	word := func() uint16 { return binary.BigEndian.Uint16([]byte{next(), next()}) }
+	protos := []store.Protocol{store.TCP, store.UDP, store.ICMP, store.ANY, "SCTP"}
+	policies := []store.Policy{store.Accept, store.Drop, "reject"}
+	snap := store.Snapshot{Generation: 1, Rules: map[string][]store.Rule{}}
+	ngroups := int(next()%4) + 1
+	for g := 0; g < ngroups; g++ {
+		id := fmt.Sprintf("%08x-0000-4000-8000-%012x", g, g)
+		b := next()
+		snap.Groups = append(snap.Groups, store.Group{ID: id, Generation: 1, Stateful: b&1 == 1,
+			EnableDefaultSecurity: b&2 == 2, InboundDefaultPolicy: policies[int(b>>2)%len(policies)],
+			OutboundDefaultPolicy: policies[int(b>>4)%len(policies)]})
+		nrules := int(next() % 6)
+		for r := 0; r < nrules; r++ {
+			var addr netip.Addr
+			if next()&1 == 0 {
+				addr = netip.AddrFrom4([4]byte{next(), next(), next(), next()})
+			} else {
+				var a [16]byte
+				for i := range a {
+					a[i] = next()
+				}
+				addr = netip.AddrFrom16(a)
+			}
+			bits := int(next()) % (addr.BitLen() + 1)
+			rule := store.Rule{ID: fmt.Sprintf("r-%d-%d", g, r), GroupID: id, Position: r + 1, Editable: true,
+				Direction: []store.Direction{store.Inbound, store.Outbound}[next()%2],
+				Protocol:  protos[int(next())%len(protos)], Action: policies[int(next())%len(policies)],
+				IPRange: netip.PrefixFrom(addr, bits), DestPortFrom: word(), DestPortTo: word()}
+			if next()%4 == 0 {
+				rule.DestIPRange = netip.PrefixFrom(addr, bits)
+			}
+			snap.Rules[id] = append(snap.Rules[id], rule)
+		}
+	}
+	nservers := int(next() % 5)
+	for s := 0; s < nservers; s++ {
+		g := snap.Groups[int(next())%len(snap.Groups)]
+		iface := fmt.Sprintf("vn%d", next()%8)
+		if next()%7 == 0 {
+			iface = strings.Repeat("x", 16)
+		}
+		snap.Servers = append(snap.Servers, store.Server{ID: fmt.Sprintf("s%d", s), Interface: iface,
+			Local: next()%5 == 0, SecurityGroup: store.ServerRef{ID: g.ID}})
+	}
+	return snap
+}
+
+// FuzzCompile: compile never panics, and what it renders is a ruleset that
+// nft accepts, checked with `nft -c` (which changes nothing) inside a
+// throwaway network namespace, as root with nft installed.
+func FuzzCompile(f *testing.F) {
+	f.Add([]byte{})
+	f.Add([]byte{3, 0x0f, 3, 0, 10, 0, 0, 1, 24, 0, 0, 0, 0, 22, 0, 80, 1, 2})
+	f.Add([]byte("a long arbitrary seed with many bytes to spread over groups, rules and servers"))
+	nft, _ := exec.LookPath("nft")
+	unshare, _ := exec.LookPath("unshare")
+	f.Fuzz(func(t *testing.T, data []byte) {
+		rs := Compile(fuzzSnapshot(data))
+		text := rs.Text()
+		if !strings.Contains(text, "table inet rampart") {
+			t.Fatalf("no table in:\n%s", text)
+		}
+		if nft == "" || unshare == "" || os.Geteuid() != 0 {
+			return
+		}
+		file := filepath.Join(t.TempDir(), "ruleset.nft")
+		if err := os.WriteFile(file, []byte(text), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if out, err := exec.Command(unshare, "--net", nft, "-c", "-f", file).CombinedOutput(); err != nil {
+			t.Fatalf("nft -c refuses the compiled ruleset: %v\n%s\n%s", err, out, text)
+		}
+	})
+}
