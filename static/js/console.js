@@ -1,0 +1,110 @@
+// Rampart console: small progressive enhancements. Every feature here has a
+// plain HTML fallback (forms, links); nothing is inline, as the
+// Content-Security-Policy allows scripts from 'self' only.
+(function () {
+  "use strict";
+
+  function csrfToken() {
+    var m = document.querySelector('meta[name="csrf-token"]');
+    return m ? m.getAttribute("content") : "";
+  }
+
+  // Zone selector and other selects that submit their form on change.
+  document.addEventListener("change", function (ev) {
+    var el = ev.target;
+    if (el.matches && el.matches("select[data-autosubmit]") && el.form) {
+      el.form.requestSubmit ? el.form.requestSubmit() : el.form.submit();
+    }
+  });
+
+  // Confirmation for plain (non-htmx) forms that destroy something.
+  document.addEventListener("submit", function (ev) {
+    var f = ev.target;
+    var msg = f.getAttribute && f.getAttribute("data-confirm");
+    if (msg && !window.confirm(msg)) {
+      ev.preventDefault();
+      ev.stopImmediatePropagation();
+    }
+  }, true);
+
+  document.addEventListener("click", function (ev) {
+    // Rule presets fill the add-rule form.
+    var p = ev.target.closest && ev.target.closest("button[data-preset]");
+    if (p) {
+      var form = document.getElementById(p.getAttribute("data-form") || "add-rule");
+      if (!form) return;
+      var set = function (name, value) {
+        var el = form.elements.namedItem(name);
+        if (el && value !== null) el.value = value;
+      };
+      set("direction", p.getAttribute("data-direction"));
+      set("action", p.getAttribute("data-action"));
+      set("protocol", p.getAttribute("data-protocol"));
+      set("ip_range", p.getAttribute("data-ip-range"));
+      set("dest_port_from", p.getAttribute("data-from"));
+      set("dest_port_to", p.getAttribute("data-to"));
+      var first = form.elements.namedItem("ip_range");
+      if (first) first.focus();
+      return;
+    }
+    // Copy buttons copy the text of their target.
+    var b = ev.target.closest && ev.target.closest("button[data-copy]");
+    if (b) {
+      var t = document.getElementById(b.getAttribute("data-copy"));
+      if (!t || !navigator.clipboard) return;
+      navigator.clipboard.writeText(t.textContent.trim()).then(function () {
+        var label = b.textContent;
+        b.textContent = "Copied";
+        setTimeout(function () { b.textContent = label; }, 1500);
+      });
+    }
+  });
+
+  // Drag-and-drop reordering of rules within one table. The keyboard path
+  // is the move up/down buttons; dropping posts the target's position.
+  var dragged = null;
+  document.addEventListener("dragstart", function (ev) {
+    var row = ev.target.closest && ev.target.closest("tr[data-move-url]");
+    if (!row) return;
+    dragged = row;
+    row.classList.add("dragging");
+    ev.dataTransfer.effectAllowed = "move";
+    ev.dataTransfer.setData("text/plain", row.getAttribute("data-rule"));
+  });
+  document.addEventListener("dragend", function () {
+    if (dragged) dragged.classList.remove("dragging");
+    document.querySelectorAll("tr.drop-target").forEach(function (r) { r.classList.remove("drop-target"); });
+    dragged = null;
+  });
+  function targetRow(ev) {
+    var row = ev.target.closest && ev.target.closest("tr[data-move-url]");
+    if (!row || !dragged || row === dragged || row.parentNode !== dragged.parentNode) return null;
+    return row;
+  }
+  document.addEventListener("dragover", function (ev) {
+    var row = targetRow(ev);
+    if (!row) return;
+    ev.preventDefault();
+    ev.dataTransfer.dropEffect = "move";
+    document.querySelectorAll("tr.drop-target").forEach(function (r) { if (r !== row) r.classList.remove("drop-target"); });
+    row.classList.add("drop-target");
+  });
+  document.addEventListener("drop", function (ev) {
+    var row = targetRow(ev);
+    if (!row) return;
+    ev.preventDefault();
+    var url = dragged.getAttribute("data-move-url");
+    var position = row.getAttribute("data-position");
+    if (window.htmx) {
+      htmx.ajax("POST", url, {
+        target: "#rules", swap: "outerHTML",
+        values: { position: position },
+        headers: { "X-CSRF-Token": csrfToken() }
+      });
+    } else {
+      var body = new URLSearchParams({ position: position });
+      fetch(url, { method: "POST", body: body, headers: { "X-CSRF-Token": csrfToken() }, credentials: "same-origin" })
+        .then(function () { window.location.reload(); });
+    }
+  });
+})();

@@ -1,0 +1,434 @@
+package web
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/a-h/templ"
+	"github.com/alexedwards/scs/v2"
+	"github.com/labstack/echo/v4"
+	"github.com/labstack/echo/v4/middleware"
+
+	"github.com/rampart-fw/rampart/static"
+	"github.com/rampart-fw/rampart/store"
+	"github.com/rampart-fw/rampart/views"
+)
+
+// Session keys and context keys of the console.
+const (
+	sessUser      = "user_id"
+	sessZone      = "zone"
+	sessFlash     = "flash"
+	sessFlashKind = "flash_kind"
+
+	ctxPage    = "console.page"
+	ctxOrg     = "console.org"
+	ctxCSRF    = "csrf"
+	csrfField  = "_csrf"
+	csrfHeader = "X-CSRF-Token"
+)
+
+// contentSecurityPolicy allows nothing inline: scripts, styles and images
+// come from the console itself.
+const contentSecurityPolicy = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; " +
+	"frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
+
+// console serves the web console. It lives beside the API on the same
+// Server and adds what only the console needs: sessions and CSRF.
+type console struct {
+	*Server
+	sessions *scs.SessionManager
+	csrf     echo.MiddlewareFunc
+}
+
+// registerConsoleRoutes registers the console's pages. Middleware is set
+// per route, as for the API: a root group would catch unknown API paths.
+func (s *Server) registerConsoleRoutes() {
+	sm := scs.New()
+	sm.Store = s.db // *store.DB implements scs.CtxStore
+	sm.Lifetime = 12 * time.Hour
+	sm.IdleTimeout = 2 * time.Hour
+	sm.Cookie.Name = "rampart_session"
+	sm.Cookie.Path = "/"
+	sm.Cookie.HttpOnly = true
+	sm.Cookie.SameSite = http.SameSiteLaxMode
+	sm.Cookie.Secure = s.cfg.SecureCookies
+	con := &console{Server: s, sessions: sm}
+	con.csrf = middleware.CSRFWithConfig(middleware.CSRFConfig{
+		TokenLookup:    "header:" + csrfHeader + ",form:" + csrfField,
+		ContextKey:     ctxCSRF,
+		CookieName:     "rampart_csrf",
+		CookiePath:     "/",
+		CookieHTTPOnly: true,
+		CookieSecure:   s.cfg.SecureCookies,
+		CookieSameSite: http.SameSiteLaxMode,
+		ErrorHandler: func(err error, c echo.Context) error {
+			return echo.NewHTTPError(http.StatusForbidden,
+				"This form has expired or did not come from the console. Reload the page and try again.")
+		},
+	})
+
+	s.e.GET("/static/*", con.handleStatic)
+
+	public := []echo.MiddlewareFunc{con.securityHeaders, con.loadSession, con.csrf}
+	auth := append(public[:len(public):len(public)], con.requireUser)
+	s.e.GET("/login", con.handleLoginPage, public...)
+	s.e.POST("/login", con.handleLogin, public...)
+	s.e.POST("/logout", con.handleLogout, public...)
+	s.e.GET("/", func(c echo.Context) error { return c.Redirect(http.StatusSeeOther, "/security-groups") }, public...)
+
+	con.registerSecurityGroupRoutes(auth)
+
+	s.e.GET("/servers", con.handleServers, auth...)
+	s.e.POST("/servers", con.handleServerRegister, auth...)
+	s.e.GET("/servers/:server", con.handleServerPage, auth...)
+	s.e.POST("/servers/:server", con.handleServerEdit, auth...)
+	s.e.POST("/servers/:server/delete", con.handleServerRemove, auth...)
+
+	s.e.GET("/tokens", con.handleTokens, auth...)
+	s.e.POST("/tokens", con.handleTokenGenerate, auth...)
+	s.e.POST("/tokens/:key/revoke", con.handleTokenRevoke, auth...)
+}
+
+// registerSecurityGroupRoutes registers the security group pages and the
+// htmx partials of the detail page.
+func (con *console) registerSecurityGroupRoutes(mw []echo.MiddlewareFunc) {
+	e := con.e
+	e.GET("/security-groups", con.handleGroups, mw...)
+	e.GET("/security-groups/new", con.handleGroupNew, mw...)
+	e.POST("/security-groups/new", con.handleGroupCreate, mw...)
+	e.POST("/security-groups", con.handleGroupCreate, mw...)
+	e.GET("/security-groups/:id", con.handleGroupPage, mw...)
+	e.POST("/security-groups/:id", con.handleGroupOverview, mw...)
+	e.GET("/security-groups/:id/state", con.handleGroupState, mw...)
+	e.POST("/security-groups/:id/default", con.handleGroupDefault, mw...)
+	e.POST("/security-groups/:id/delete", con.handleGroupDelete, mw...)
+	e.POST("/security-groups/:id/servers", con.handleGroupAddServer, mw...)
+	e.POST("/security-groups/:id/servers/:server/unlink", con.handleGroupUnlink, mw...)
+	e.GET("/security-groups/:id/rules", con.handleRules, mw...)
+	e.POST("/security-groups/:id/rules", con.handleRuleAdd, mw...)
+	e.GET("/security-groups/:id/rules/:rule/edit", con.handleRuleEditForm, mw...)
+	e.POST("/security-groups/:id/rules/:rule", con.handleRuleEdit, mw...)
+	e.POST("/security-groups/:id/rules/:rule/move", con.handleRuleMove, mw...)
+	e.POST("/security-groups/:id/rules/:rule/delete", con.handleRuleDelete, mw...)
+}
+
+// ---- middleware ----------------------------------------------------------
+
+func setSecurityHeaders(h http.Header) {
+	h.Set("Content-Security-Policy", contentSecurityPolicy)
+	h.Set("X-Content-Type-Options", "nosniff")
+	h.Set("Referrer-Policy", "same-origin")
+}
+
+// securityHeaders sets the CSP and friends, and keeps pages (which may show
+// a secret once) out of caches.
+func (con *console) securityHeaders(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		h := c.Response().Header()
+		setSecurityHeaders(h)
+		h.Set("Cache-Control", "no-store")
+		return next(c)
+	}
+}
+
+// loadSession is scs's LoadAndSave made for Echo: the session is committed
+// just before the header is written, so that error pages rendered by the
+// HTTPErrorHandler commit it too.
+func (con *console) loadSession(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		r := c.Request()
+		var token string
+		if ck, err := r.Cookie(con.sessions.Cookie.Name); err == nil {
+			token = ck.Value
+		}
+		ctx, err := con.sessions.Load(r.Context(), token)
+		if err != nil {
+			return fmt.Errorf("load session: %w", err)
+		}
+		c.SetRequest(r.WithContext(ctx))
+		c.Response().Header().Add("Vary", "Cookie")
+		c.Response().Before(func() {
+			ctx := c.Request().Context()
+			switch con.sessions.Status(ctx) {
+			case scs.Modified:
+				token, expiry, err := con.sessions.Commit(ctx)
+				if err != nil {
+					con.log.Error("commit session", "err", err)
+					return
+				}
+				con.sessions.WriteSessionCookie(ctx, c.Response().Writer, token, expiry)
+			case scs.Destroyed:
+				con.sessions.WriteSessionCookie(ctx, c.Response().Writer, "", time.Time{})
+			}
+		})
+		return next(c)
+	}
+}
+
+// requireUser sends signed-out people to the sign-in page and otherwise
+// prepares what every page shows: organization, zone, enforcer mode.
+func (con *console) requireUser(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		ctx := c.Request().Context()
+		uid := con.sessions.GetString(ctx, sessUser)
+		if uid == "" {
+			return con.toLogin(c)
+		}
+		u, err := con.db.User(ctx, uid)
+		if store.ErrorCode(err) == store.CodeNotFound {
+			if err := con.sessions.Destroy(ctx); err != nil {
+				return err
+			}
+			return con.toLogin(c)
+		}
+		if err != nil {
+			return err
+		}
+		org, err := con.db.Organization(ctx, u.OrganizationID)
+		if err != nil {
+			return err
+		}
+		zone := con.sessions.GetString(ctx, sessZone)
+		if q := c.QueryParam("zone"); q != "" && con.db.HasZone(q) {
+			if q != zone {
+				con.sessions.Put(ctx, sessZone, q)
+			}
+			zone = q
+		}
+		if !con.db.HasZone(zone) {
+			zone = con.db.DefaultZone()
+		}
+		mode, reason := con.enf.Mode()
+		c.Set(ctxOrg, org.ID)
+		c.Set(ctxPage, views.Page{
+			Org: org.Name, Email: u.Email, Zone: zone, Zones: con.db.Zones,
+			Mode: mode, ModeReason: reason, CSRF: csrfToken(c), Path: "/security-groups",
+		})
+		return next(c)
+	}
+}
+
+// toLogin answers a signed-out request: 303 to the sign-in page, or an
+// HX-Redirect for htmx, which would otherwise swap the sign-in page into a
+// section.
+func (con *console) toLogin(c echo.Context) error {
+	if isHX(c) {
+		c.Response().Header().Set("HX-Redirect", "/login")
+		return c.NoContent(http.StatusOK)
+	}
+	target := "/login"
+	if c.Request().Method == http.MethodGet {
+		target += "?next=" + url.QueryEscape(c.Request().URL.RequestURI())
+	}
+	return c.Redirect(http.StatusSeeOther, target)
+}
+
+// handleStatic handles "GET /static/*": the embedded assets, cached for a
+// year (pages link them with ?v=<hash of the assets>).
+func (con *console) handleStatic(c echo.Context) error {
+	name := strings.TrimPrefix(c.Param("*"), "/")
+	if name == "" || strings.HasSuffix(name, "/") || name == "static.go" {
+		return echo.ErrNotFound
+	}
+	if fi, err := fs.Stat(static.FS, name); err != nil || fi.IsDir() {
+		return echo.ErrNotFound
+	}
+	h := c.Response().Header()
+	h.Set("Cache-Control", "public, max-age=31536000, immutable")
+	h.Set("X-Content-Type-Options", "nosniff")
+	http.ServeFileFS(c.Response(), c.Request(), static.FS, name)
+	return nil
+}
+
+// ---- helpers -------------------------------------------------------------
+
+func isHX(c echo.Context) bool { return c.Request().Header.Get("HX-Request") == "true" }
+
+func csrfToken(c echo.Context) string {
+	t, _ := c.Get(ctxCSRF).(string)
+	return t
+}
+
+func consoleOrg(c echo.Context) string {
+	o, _ := c.Get(ctxOrg).(string)
+	return o
+}
+
+// page returns the layout's data for a page of section, with the flash
+// message left by the previous request.
+func (con *console) page(c echo.Context, title, section string) views.Page {
+	p, _ := c.Get(ctxPage).(views.Page)
+	p.Title, p.Section = title, section
+	switch section {
+	case "servers":
+		p.Path = "/servers"
+	case "tokens":
+		p.Path = "/tokens"
+	default:
+		p.Path = "/security-groups"
+	}
+	ctx := c.Request().Context()
+	if msg := con.sessions.PopString(ctx, sessFlash); msg != "" {
+		p.Flash = views.Flash{Kind: con.sessions.PopString(ctx, sessFlashKind), Message: msg}
+	}
+	return p
+}
+
+// flash leaves a message for the next page.
+func (con *console) flash(c echo.Context, kind, msg string) {
+	ctx := c.Request().Context()
+	con.sessions.Put(ctx, sessFlash, msg)
+	con.sessions.Put(ctx, sessFlashKind, kind)
+}
+
+// renderHTML renders a component through templ's pooled buffer.
+func (s *Server) renderHTML(c echo.Context, status int, comp templ.Component) error {
+	buf := templ.GetBuffer()
+	defer templ.ReleaseBuffer(buf)
+	if err := comp.Render(c.Request().Context(), buf); err != nil {
+		return fmt.Errorf("render: %w", err)
+	}
+	return c.HTMLBlob(status, buf.Bytes())
+}
+
+// refusal tells whether err is one a person should read beside the form
+// (bad input, a rule of the domain) and with which status; other errors go
+// to the HTTPErrorHandler.
+func refusal(err error) (int, bool) {
+	switch store.ErrorCode(err) {
+	case store.CodeInvalid:
+		return http.StatusUnprocessableEntity, true
+	case store.CodeConflict, store.CodeForbidden:
+		return http.StatusConflict, true
+	}
+	return 0, false
+}
+
+func storeMessage(err error) string {
+	var se *store.Error
+	if errors.As(err, &se) {
+		if len(se.Fields) > 0 {
+			return se.Fields[0].Message
+		}
+		return se.Message
+	}
+	return err.Error()
+}
+
+func checked(c echo.Context, name string) bool {
+	v := c.FormValue(name)
+	return v == "on" || v == "true" || v == "1"
+}
+
+func redirect(c echo.Context, target string) error {
+	return c.Redirect(http.StatusSeeOther, target)
+}
+
+func groupURL(g store.Group) string {
+	return "/security-groups/" + g.ID + "?zone=" + url.QueryEscape(g.Zone)
+}
+
+// inZones runs find in the current zone first and then in the others, so
+// that a link without ?zone= still finds its object; another
+// organization's object is not found in any.
+func inZones[T any](con *console, c echo.Context, find func(ctx context.Context, org, zone string) (T, error)) (T, error) {
+	ctx, org := c.Request().Context(), consoleOrg(c)
+	p, _ := c.Get(ctxPage).(views.Page)
+	first := p.Zone
+	if first == "" {
+		first = con.db.DefaultZone()
+	}
+	v, err := find(ctx, org, first)
+	if store.ErrorCode(err) != store.CodeNotFound {
+		return v, err
+	}
+	for _, z := range con.db.Zones {
+		if z == first {
+			continue
+		}
+		if v2, err2 := find(ctx, org, z); err2 == nil {
+			return v2, nil
+		}
+	}
+	return v, err
+}
+
+func (con *console) group(c echo.Context) (store.Group, error) {
+	id := c.Param("id")
+	return inZones(con, c, func(ctx context.Context, org, zone string) (store.Group, error) {
+		return con.db.Group(ctx, org, zone, id)
+	})
+}
+
+// allServers lists every server of the zone, page after page.
+func (con *console) allServers(ctx context.Context, org, zone string) ([]store.Server, error) {
+	var all []store.Server
+	for page := 1; ; page++ {
+		s, total, err := con.db.Servers(ctx, org, zone, store.ServerFilter{Page: page, PerPage: 100})
+		if err != nil {
+			return nil, err
+		}
+		all = append(all, s...)
+		if len(s) == 0 || len(all) >= total {
+			return all, nil
+		}
+	}
+}
+
+// allGroups lists every group of the zone, page after page.
+func (con *console) allGroups(ctx context.Context, org, zone string) ([]store.Group, error) {
+	var all []store.Group
+	for page := 1; ; page++ {
+		g, total, err := con.db.Groups(ctx, org, zone, store.GroupFilter{Page: page, PerPage: 100})
+		if err != nil {
+			return nil, err
+		}
+		all = append(all, g...)
+		if len(g) == 0 || len(all) >= total {
+			return all, nil
+		}
+	}
+}
+
+// renderConsoleError shows an error to a person: inline in the flash area
+// for htmx, in the layout when signed in, on a bare page otherwise.
+func (s *Server) renderConsoleError(c echo.Context, status int, err error, msg string) {
+	setSecurityHeaders(c.Response().Header())
+	title, text := "Something went wrong", "The console could not complete this request. It has been logged; try again."
+	switch {
+	case status == http.StatusNotFound:
+		title, text = "Not found", "This page does not exist, or it belongs to another organization."
+	case status == http.StatusForbidden:
+		title, text = "Request refused", msg
+	case status == http.StatusMethodNotAllowed:
+		title, text = "Not allowed", "This address does not accept this kind of request."
+	case status < 500:
+		title, text = http.StatusText(status), msg
+		var se *store.Error
+		if errors.As(err, &se) {
+			text = storeMessage(err)
+		}
+	}
+	var rerr error
+	switch p, signedIn := c.Get(ctxPage).(views.Page); {
+	case isHX(c):
+		c.Response().Header().Set("HX-Retarget", "#flash")
+		c.Response().Header().Set("HX-Reswap", "innerHTML")
+		rerr = s.renderHTML(c, status, views.InlineError(text))
+	case signedIn:
+		p.Title = title
+		rerr = s.renderHTML(c, status, views.ErrorPage(p, status, title, text))
+	default:
+		rerr = s.renderHTML(c, status, views.BareErrorPage(status, title, text))
+	}
+	if rerr != nil {
+		s.log.Error("render error page", "err", rerr)
+	}
+}
