@@ -45,6 +45,7 @@ type console struct {
 	*Server
 	sessions *scs.SessionManager
 	csrf     echo.MiddlewareFunc
+	throttle *loginThrottle
 }
 
 // registerConsoleRoutes registers the console's pages. Middleware is set
@@ -59,7 +60,7 @@ func (s *Server) registerConsoleRoutes() {
 	sm.Cookie.HttpOnly = true
 	sm.Cookie.SameSite = http.SameSiteLaxMode
 	sm.Cookie.Secure = s.cfg.SecureCookies
-	con := &console{Server: s, sessions: sm}
+	con := &console{Server: s, sessions: sm, throttle: newLoginThrottle()}
 	con.csrf = middleware.CSRFWithConfig(middleware.CSRFConfig{
 		TokenLookup:    "header:" + csrfHeader + ",form:" + csrfField,
 		ContextKey:     ctxCSRF,
@@ -206,6 +207,7 @@ func (con *console) requireUser(next echo.HandlerFunc) echo.HandlerFunc {
 			zone = con.db.DefaultZone()
 		}
 		mode, reason := con.enf.Mode()
+		c.SetRequest(c.Request().WithContext(store.WithActor(ctx, "user "+u.Email)))
 		c.Set(ctxOrg, org.ID)
 		c.Set(ctxPage, views.Page{
 			Org: org.Name, Email: u.Email, Zone: zone, Zones: con.db.Zones,

@@ -1,7 +1,9 @@
 package web
 
 import (
+	"fmt"
 	"net/http"
+	"strconv"
 	"strings"
 
 	"github.com/labstack/echo/v4"
@@ -35,8 +37,15 @@ func (con *console) handleLogin(c echo.Context) error {
 		return con.renderHTML(c, http.StatusUnprocessableEntity, views.LoginPage(csrfToken(c), f))
 	}
 	ctx := c.Request().Context()
+	keys := []string{"account " + strings.ToLower(f.Email), "address " + c.RealIP()}
+	if wait := con.throttle.wait(keys...); wait > 0 {
+		c.Response().Header().Set("Retry-After", strconv.Itoa(int(wait.Seconds()+0.999)))
+		f.Message = fmt.Sprintf("Too many failed sign-ins. Try again in %d seconds.", int(wait.Seconds()+0.999))
+		return con.renderHTML(c, http.StatusTooManyRequests, views.LoginPage(csrfToken(c), f))
+	}
 	u, err := con.db.Authenticate(ctx, f.Email, f.Password)
 	if store.ErrorCode(err) == store.CodeUnauthorized {
+		con.throttle.fail(keys...)
 		f.Message = "Wrong email or password."
 		return con.renderHTML(c, http.StatusUnauthorized, views.LoginPage(csrfToken(c), f))
 	}
