@@ -78,3 +78,15 @@ func policyLabel(p store.Policy) string {
 }
 
 func itoa(n int) string { return strconv.Itoa(n) }
+
+// eventLabel names an audit entry for a person: "rule update", "server move".
+func eventLabel(e store.Event) string {
+	kind := map[string]string{store.ResourceGroup: "group", store.ResourceRule: "rule", store.ResourceServer: "server"}[e.Resource]
+	if kind == "" {
+		kind = e.Resource
+	}
+	if e.Action == "set_rules" {
+		return "all rules replaced"
+	}
+	return kind + " " + e.Action
+}

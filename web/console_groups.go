@@ -107,6 +107,9 @@ func (con *console) groupDetail(c echo.Context, g store.Group) (views.GroupDetai
 	if d.Rules, err = con.rulesView(c, g); err != nil {
 		return views.GroupDetail{}, err
 	}
+	if d.Events, err = con.db.Events(ctx, consoleOrg(c), g.Zone, g.ID, 50); err != nil {
+		return views.GroupDetail{}, err
+	}
 	return d, nil
 }
 

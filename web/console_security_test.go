@@ -133,3 +133,21 @@ func TestNoSecretInLogs(t *testing.T) {
 		}
 	}
 }
+
+func TestConsoleActivity(t *testing.T) {
+	env := newConsoleEnv(t, false)
+	b := env.signedIn(t)
+	g := env.mustGroup(t, env.org.ID, "fr-par-1", store.GroupInput{Name: "audited"})
+	p := b.post(groupPath(g, ""), url.Values{"name": {"audited-2"}, "description": {""}, "inbound_default_policy": {"drop"},
+		"outbound_default_policy": {"accept"}}, false, false)
+	wantStatus(t, p, http.StatusSeeOther)
+	p = b.get(groupPath(g, ""), false)
+	rows := p.doc.Find(`[data-testid=activity] tbody tr`)
+	if rows.Length() != 2 {
+		t.Fatalf("activity rows = %d, want 2 (create, update)", rows.Length())
+	}
+	first := rows.First().Text()
+	if !strings.Contains(first, "group update") || !strings.Contains(first, "user "+consoleEmail) || !strings.Contains(first, "audited-2") {
+		t.Fatalf("newest activity row = %q", first)
+	}
+}
