@@ -19,20 +19,23 @@ deps:
 generate:
 	go tool templ generate
 
+# gofmt, go vet, and generated templ code matching its sources.
 lint:
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { echo "gofmt needed:"; gofmt -l $$(git ls-files '*.go'); exit 1; }
 	go vet ./...
+	go tool templ generate >/dev/null
+	@git diff --exit-code --stat -- '*_templ.go' || { echo "generated templ code was stale: run make generate and commit"; exit 1; }
 
 # Every test: store, API (with the official SDK), console, enforcer in
 # network namespaces (root), and the browser suite.
 test: deps lint build
-	go test -count=1 -timeout 30m ./...
+	RAMPART_BIN=$(CURDIR)/bin/rampart go test -count=1 -timeout 30m ./...
 
 unit:
 	go test -count=1 ./store ./web
 
 e2e: deps build
-	go test -count=1 -timeout 15m -v ./e2e
+	RAMPART_BIN=$(CURDIR)/bin/rampart go test -count=1 -timeout 15m -v ./e2e
 
 bench: deps build
 	go test -run '^$$' -bench . -benchtime 20x -count 5 ./enforcer ./web

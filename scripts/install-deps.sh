@@ -5,6 +5,9 @@
 # playwright-core driver) pinned by package-lock.json. Needs root for the
 # Debian packages; without root it says what is missing and carries on, and
 # the tests that need it skip (or fail under RAMPART_REQUIRE_ALL=1).
+# The e2e tests make their playwright driver directory themselves:
+# "package" linked to node_modules/playwright-core, "node" to the system's
+# node. Nothing is downloaded at test time (no `playwright install`).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -12,7 +15,8 @@ missing=()
 command -v nft >/dev/null || missing+=(nftables)
 command -v ip >/dev/null || missing+=(iproute2)
 [ -x /usr/bin/chromium ] || missing+=(chromium)
-command -v node >/dev/null || missing+=(nodejs npm)
+command -v node >/dev/null || missing+=(nodejs)
+command -v npm >/dev/null || missing+=(npm)
 
 if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then

@@ -90,3 +90,30 @@ func eventLabel(e store.Event) string {
 	}
 	return kind + " " + e.Action
 }
+
+// ariaInvalid spells aria-invalid out: templ writes a true boolean
+// attribute bare, which ARIA reads as "false".
+func ariaInvalid(invalid bool) string {
+	if invalid {
+		return "true"
+	}
+	return "false"
+}
+
+// groupOptionLabel names a group in a select: "web (fr-par-1, stateful)".
+func groupOptionLabel(g store.Group) string {
+	mode := "stateless"
+	if g.Stateful {
+		mode = "stateful"
+	}
+	return g.Name + " (" + g.Zone + ", " + mode + ")"
+}
+
+// checkDescribedBy links a checkbox to its hint and, when refused, to the
+// reason, so that a screen reader announces both.
+func checkDescribedBy(id, errMsg string) string {
+	if errMsg != "" {
+		return id + "-hint " + id + "-error"
+	}
+	return id + "-hint"
+}

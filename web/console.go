@@ -108,6 +108,7 @@ func (con *console) registerSecurityGroupRoutes(mw []echo.MiddlewareFunc) {
 	e.GET("/security-groups/:id", con.handleGroupPage, mw...)
 	e.POST("/security-groups/:id", con.handleGroupOverview, mw...)
 	e.GET("/security-groups/:id/state", con.handleGroupState, mw...)
+	e.GET("/security-groups/:id/nft", con.handleGroupNFT, mw...)
 	e.POST("/security-groups/:id/default", con.handleGroupDefault, mw...)
 	e.POST("/security-groups/:id/delete", con.handleGroupDelete, mw...)
 	e.POST("/security-groups/:id/servers", con.handleGroupAddServer, mw...)

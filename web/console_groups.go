@@ -278,3 +278,16 @@ func (con *console) handleGroupUnlink(c echo.Context) error {
 		s.Name, s.SecurityGroup.Name))
 	return redirect(c, groupURL(g)+"#servers")
 }
+
+// handleGroupNFT handles "GET /security-groups/:id/nft": the nftables
+// preview section, which reloads itself after a rule change.
+func (con *console) handleGroupNFT(c echo.Context) error {
+	g, err := con.group(c)
+	if err != nil {
+		return err
+	}
+	if !isHX(c) {
+		return redirect(c, groupURL(g)+"#nft")
+	}
+	return con.renderHTML(c, http.StatusOK, views.NFTSection(g, con.enf.GroupText(g.ID)))
+}

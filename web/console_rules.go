@@ -64,6 +64,10 @@ func (con *console) rulesAnswer(c echo.Context, g store.Group, status int, edit 
 		edit(&v)
 	}
 	if isHX(c) {
+		if status < 300 {
+			// The nftables preview listens for this and reloads itself.
+			c.Response().Header().Set("HX-Trigger", "rules-changed")
+		}
 		return con.renderHTML(c, status, views.RulesSection(v))
 	}
 	d, err := con.groupDetail(c, g)

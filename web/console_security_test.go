@@ -14,6 +14,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/rampart-fw/rampart/enforcer"
 	"github.com/rampart-fw/rampart/store"
@@ -150,4 +151,25 @@ func TestConsoleActivity(t *testing.T) {
 	if !strings.Contains(first, "group update") || !strings.Contains(first, "user "+consoleEmail) || !strings.Contains(first, "audited-2") {
 		t.Fatalf("newest activity row = %q", first)
 	}
+}
+
+func TestConsoleNFTPreviewRefreshes(t *testing.T) {
+	env := newConsoleEnv(t, false)
+	b := env.signedIn(t)
+	g := env.mustGroup(t, env.org.ID, "fr-par-1", store.GroupInput{Name: "nft"})
+	p := b.post(groupPath(g, "/rules"), url.Values{"direction": {"inbound"}, "action": {"accept"}, "protocol": {"TCP"},
+		"ip_range": {"0.0.0.0/0"}, "dest_port_from": {"8443"}}, true, false)
+	wantStatus(t, p, http.StatusOK)
+	if got := p.header.Get("HX-Trigger"); got != "rules-changed" {
+		t.Fatalf("HX-Trigger = %q, want rules-changed", got)
+	}
+	var text string
+	for i := 0; i < 50; i++ {
+		text = b.get(groupPath(g, "/nft"), true).doc.Find("#nft-text").Text()
+		if strings.Contains(text, "8443") {
+			return
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Fatalf("the preview partial never showed the new rule:\n%s", text)
 }

@@ -1,0 +1,182 @@
+//go:build linux
+
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/playwright-community/playwright-go"
+	"golang.org/x/sys/unix"
+)
+
+// TestSyncStateEnforcing is flow 10 where the kernel enforces: the server
+// runs with --enforcer nftables inside a network namespace the test makes
+// (so the host's own ruleset is never touched), a changed group reaches
+// "available", and its rules are in the namespace's kernel. A second
+// Chromium runs inside the namespace too, to see what a person sees there.
+func TestSyncStateEnforcing(t *testing.T) {
+	if os.Geteuid() != 0 {
+		if requireAll {
+			t.Fatal("RAMPART_REQUIRE_ALL=1 but not root: the enforcing flow needs a network namespace")
+		}
+		t.Skip("skipping the enforcing flow: it needs root for a network namespace")
+	}
+	if _, err := exec.LookPath("ip"); err != nil {
+		if requireAll {
+			t.Fatal("RAMPART_REQUIRE_ALL=1 but ip (iproute2) is not installed")
+		}
+		t.Skip("skipping the enforcing flow: ip (iproute2) is not installed")
+	}
+	hostBefore := hostRuleset(t)
+
+	ns := fmt.Sprintf("rampart-e2e-%d", os.Getpid())
+	run(t, "ip", "netns", "add", ns)
+	t.Cleanup(func() {
+		if out, err := exec.Command("ip", "netns", "delete", ns).CombinedOutput(); err != nil {
+			t.Errorf("ip netns delete %s: %v: %s", ns, err, out)
+		}
+	})
+	run(t, "ip", "netns", "exec", ns, "ip", "link", "set", "lo", "up")
+
+	client := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{
+		DialContext: dialInNetns(filepath.Join("/run/netns", ns)), DisableKeepAlives: true,
+	}}
+	srv, err := startServer(serverOptions{
+		name: "nftables", dir: t.TempDir(), enforcer: "nftables",
+		prefix: []string{"ip", "netns", "exec", ns}, client: client,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(srv.stop)
+
+	var health struct{ Enforcer string }
+	if code := srv.api(t, http.MethodGet, "/healthz", "", nil, &health); code != http.StatusOK || health.Enforcer != "nftables" {
+		t.Fatalf("/healthz = %d %+v, want 200 with enforcer nftables", code, health)
+	}
+
+	a := srv.newAccount(t, "enforcing")
+	tok := srv.newToken(t, a.Org)
+	g := srv.createGroup(t, tok, "enforced", true)
+	srv.addRule(t, tok, g.ID, "inbound", 22)
+	srv.waitState(t, tok, g.ID, "available")
+
+	if _, err := exec.LookPath("nft"); err == nil {
+		out := run(t, "ip", "netns", "exec", ns, "nft", "list", "table", "inet", "rampart")
+		chain := "sg_" + strings.ReplaceAll(g.ID, "-", "") + "_in"
+		if !strings.Contains(out, chain) || !strings.Contains(out, "dport 22") {
+			t.Errorf("the namespace's inet rampart table lacks chain %s with dport 22:\n%s", chain, out)
+		}
+	}
+
+	// What a person sees: a Chromium started inside the namespace through
+	// a wrapper (the driver talks to it over a pipe, not the network).
+	if b := namespaceBrowser(t, ns); b != nil {
+		p := newTabIn(t, srv, b)
+		p.signIn(a)
+		p.visible(p.text("Enforcing with nftables."), "the enforcing banner")
+		p.openGroup(g, "group")
+		p.preset("HTTPS")
+		p.click(p.button("Add rule"), "Add rule")
+		p.expectRules("inbound", "1 Accept TCP 0.0.0.0/0 22", "2 Accept TCP 0.0.0.0/0 443")
+		p.expectState(g, "In sync")
+		p.see("in-sync")
+		srv.waitState(t, tok, g.ID, "available")
+	}
+
+	if after := hostRuleset(t); after != hostBefore {
+		t.Errorf("the host's nftables tables changed during the test:\nbefore:\n%s\nafter:\n%s", hostBefore, after)
+	}
+}
+
+// namespaceBrowser launches Chromium inside ns, closed when t ends. On a
+// machine without a browser it returns nil: the API checks above stand.
+func namespaceBrowser(t *testing.T, ns string) playwright.Browser {
+	t.Helper()
+	if suite.missing != "" && !requireAll {
+		t.Logf("not looking at the enforcing console: %s", suite.missing)
+		return nil
+	}
+	needBrowser(t)
+	wrapper := filepath.Join(t.TempDir(), "chromium-in-netns")
+	script := "#!/bin/sh\nexec ip netns exec " + ns + " " + chromiumPath + " \"$@\"\n"
+	if err := os.WriteFile(wrapper, []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	b, err := suite.pw.Chromium.Launch(playwright.BrowserTypeLaunchOptions{
+		ExecutablePath: playwright.String(wrapper),
+		Args:           chromiumArgs,
+		Headless:       playwright.Bool(true),
+	})
+	if err != nil {
+		t.Fatalf("launch Chromium in %s: %v", ns, err)
+	}
+	t.Cleanup(func() { _ = b.Close() })
+	return b
+}
+
+// dialInNetns dials from inside the network namespace at path: the
+// socket is made on a thread that joined it. The thread stays locked and
+// so is discarded when the goroutine ends, never going back to the pool
+// in the wrong namespace.
+func dialInNetns(path string) func(ctx context.Context, network, addr string) (net.Conn, error) {
+	return func(ctx context.Context, network, addr string) (net.Conn, error) {
+		type result struct {
+			conn net.Conn
+			err  error
+		}
+		ch := make(chan result, 1)
+		go func() {
+			runtime.LockOSThread()
+			fd, err := unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+			if err != nil {
+				ch <- result{err: fmt.Errorf("open %s: %w", path, err)}
+				return
+			}
+			defer unix.Close(fd)
+			if err := unix.Setns(fd, unix.CLONE_NEWNET); err != nil {
+				ch <- result{err: fmt.Errorf("setns %s: %w", path, err)}
+				return
+			}
+			var d net.Dialer
+			c, err := d.DialContext(ctx, network, addr)
+			ch <- result{c, err}
+		}()
+		r := <-ch
+		return r.conn, r.err
+	}
+}
+
+// hostRuleset lists the host's nftables tables ("" without nft): an
+// inet rampart table there would mean the test touched the host. Only
+// names, as counters of the host's own rules move on their own.
+func hostRuleset(t *testing.T) string {
+	t.Helper()
+	if _, err := exec.LookPath("nft"); err != nil {
+		return ""
+	}
+	out, err := exec.Command("nft", "list", "tables").Output()
+	if err != nil {
+		t.Fatalf("nft list tables: %v", err)
+	}
+	return string(out)
+}
+
+func run(t *testing.T, name string, args ...string) string {
+	t.Helper()
+	out, err := exec.Command(name, args...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("%s %s: %v\n%s", name, strings.Join(args, " "), err, out)
+	}
+	return string(out)
+}
