@@ -101,6 +101,12 @@ func (fe fieldErrors) err() error {
 	return &Error{Code: CodeInvalid, Message: "invalid argument(s)", Fields: fe}
 }
 
+// Invalid returns an invalid-argument error naming one field; reason is
+// "required", "format" or "constraint".
+func Invalid(field, reason, format string, args ...any) *Error {
+	return invalid(field, reason, format, args...)
+}
+
 func invalid(field, reason, format string, args ...any) *Error {
 	var fe fieldErrors
 	fe.add(field, reason, format, args...)

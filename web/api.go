@@ -252,8 +252,7 @@ func (s *Server) handleGroupPut(c echo.Context) error {
 		return err
 	}
 	if b.Name == nil {
-		return &store.Error{Code: store.CodeInvalid, Message: "invalid argument(s)",
-			Fields: []store.FieldError{{Field: "name", Reason: "required", Message: "a full update carries the name"}}}
+		return store.Invalid("name", "required", "a full update carries the name")
 	}
 	for _, p := range []*string{b.Project, b.Organization} {
 		if p != nil && *p != "" && *p != orgOf(c) {
@@ -507,9 +506,7 @@ func (b serverBody) securityGroupID() (*string, error) {
 		ID string `json:"id"`
 	}
 	if err := json.Unmarshal(b.SecurityGroup, &obj); err != nil {
-		return nil, &store.Error{Code: store.CodeInvalid, Message: "invalid argument(s)", Fields: []store.FieldError{{
-			Field: "security_group", Reason: "format", Message: `expected a group ID or {"id": "…"}`,
-		}}}
+		return nil, store.Invalid("security_group", "format", `expected a group ID or {"id": "…"}`)
 	}
 	return &obj.ID, nil
 }

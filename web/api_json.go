@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"io"
 	"net/http"
 	"strconv"
@@ -190,9 +189,7 @@ func decodeJSON(c echo.Context, v any) error {
 	if err := dec.Decode(v); err != nil {
 		var te *json.UnmarshalTypeError
 		if errors.As(err, &te) && te.Field != "" {
-			return &store.Error{Code: store.CodeInvalid, Message: "invalid argument(s)", Fields: []store.FieldError{{
-				Field: te.Field, Reason: "format", Message: fmt.Sprintf("expected %s, got JSON %s", jsonKind(te.Type.Kind().String()), te.Value),
-			}}}
+			return store.Invalid(te.Field, "format", "expected %s, got JSON %s", jsonKind(te.Type.Kind().String()), te.Value)
 		}
 		return echo.NewHTTPError(http.StatusBadRequest, "malformed JSON body: "+err.Error())
 	}
@@ -226,9 +223,7 @@ func queryInt(c echo.Context, name string) (int, error) {
 	}
 	n, err := strconv.Atoi(v)
 	if err != nil || n < 1 {
-		return 0, &store.Error{Code: store.CodeInvalid, Message: "invalid argument(s)", Fields: []store.FieldError{{
-			Field: name, Reason: "format", Message: "must be a whole number from 1",
-		}}}
+		return 0, store.Invalid(name, "format", "must be a whole number from 1")
 	}
 	return n, nil
 }
@@ -240,9 +235,7 @@ func queryBool(c echo.Context, name string) (*bool, error) {
 	}
 	b, err := strconv.ParseBool(v)
 	if err != nil {
-		return nil, &store.Error{Code: store.CodeInvalid, Message: "invalid argument(s)", Fields: []store.FieldError{{
-			Field: name, Reason: "format", Message: "must be true or false",
-		}}}
+		return nil, store.Invalid(name, "format", "must be true or false")
 	}
 	return &b, nil
 }

@@ -74,7 +74,7 @@ func New(cfg Config) (*Server, error) {
 	s.e.HideBanner, s.e.HidePort = true, true
 	s.e.HTTPErrorHandler = s.handleError
 	s.metric = newMetrics(s)
-	s.e.Use(s.logRequests, s.metric.middleware)
+	s.e.Use(s.observe)
 	s.e.GET("/healthz", s.handleHealthz)
 	s.e.GET("/metrics", echo.WrapHandler(s.metric.handler()))
 	s.registerAPIRoutes()
@@ -100,21 +100,24 @@ func (s *Server) handleHealthz(c echo.Context) error {
 	return c.JSON(http.StatusOK, map[string]string{"status": "ok", "enforcer": mode, "version": s.cfg.Version})
 }
 
-// logRequests writes one structured line per request. It never logs
-// headers or bodies, where secrets travel.
-func (s *Server) logRequests(next echo.HandlerFunc) echo.HandlerFunc {
+// observe times each request once, turns its error into a response, then
+// writes one structured log line and records the request's metrics. It
+// never logs headers or bodies, where secrets travel.
+func (s *Server) observe(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
 		start := time.Now()
-		err := next(c)
-		if err != nil {
+		if err := next(c); err != nil {
 			c.Error(err)
 		}
+		elapsed := time.Since(start)
 		route := c.Path()
 		if route == "" {
 			route = "unmatched"
 		}
+		status := c.Response().Status
 		s.log.Info("request", "method", c.Request().Method, "route", route, "path", c.Request().URL.Path,
-			"status", c.Response().Status, "duration_ms", float64(time.Since(start).Microseconds())/1000)
+			"status", status, "duration_ms", float64(elapsed.Microseconds())/1000)
+		s.metric.observe(route, c.Request().Method, status, elapsed)
 		return nil
 	}
 }
