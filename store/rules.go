@@ -269,6 +269,30 @@ func insertAt(rules []Rule, r Rule, pos int) []Rule {
 	return rules
 }
 
+// place puts r at position pos (1-based; 0 or past the end appends) among
+// the group's other rules, closes the gaps, and returns r's position.
+func place(ctx context.Context, tx *sql.Tx, others []Rule, r Rule, pos int) (int, error) {
+	rules := insertAt(others, r, pos)
+	if err := renumber(ctx, tx, rules); err != nil {
+		return 0, err
+	}
+	for _, x := range rules {
+		if x.ID == r.ID {
+			return x.Position, nil
+		}
+	}
+	return 0, fmt.Errorf("rule %s lost while placing it", r.ID)
+}
+
+// rulesChanged records a change to a group's rules and marks the group
+// changed at gen.
+func (db *DB) rulesChanged(ctx context.Context, tx *sql.Tx, gen int64, c change) error {
+	if err := db.record(ctx, tx, gen, c); err != nil {
+		return err
+	}
+	return db.touchGroup(ctx, tx, gen, c.group)
+}
+
 // CreateRule adds a rule to a group at its position, shifting the rules
 // after it.
 func (db *DB) CreateRule(ctx context.Context, orgID, zone, groupID string, in RuleInput) (Rule, error) {
@@ -292,23 +316,14 @@ func (db *DB) CreateRule(ctx context.Context, orgID, zone, groupID string, in Ru
 		if len(rules) >= db.MaxRules {
 			return invalid("rules", "constraint", "a group holds at most %d rules", db.MaxRules)
 		}
-		r.Position = 0 // written by renumber
+		r.Position = 0 // written by place
 		if err := insertRule(ctx, tx, r); err != nil {
 			return err
 		}
-		rules = insertAt(rules, r, in.Position)
-		if err := renumber(ctx, tx, rules); err != nil {
+		if r.Position, err = place(ctx, tx, rules, r, in.Position); err != nil {
 			return err
 		}
-		for _, x := range rules {
-			if x.ID == r.ID {
-				r.Position = x.Position
-			}
-		}
-		if err := db.record(ctx, tx, gen, change{org: orgID, zone: zone, group: groupID, resource: ResourceRule, id: r.ID, action: "create", after: r}); err != nil {
-			return err
-		}
-		return db.touchGroup(ctx, tx, gen, groupID)
+		return db.rulesChanged(ctx, tx, gen, change{org: orgID, zone: zone, group: groupID, resource: ResourceRule, id: r.ID, action: "create", after: r})
 	})
 	if err != nil {
 		return Rule{}, fmt.Errorf("create rule in group %s: %w", groupID, err)
@@ -387,20 +402,11 @@ func (db *DB) UpdateRule(ctx context.Context, orgID, zone, groupID, ruleID strin
 					rest = append(rest, x)
 				}
 			}
-			rules = insertAt(rest, r, *p.Position)
-			if err := renumber(ctx, tx, rules); err != nil {
+			if r.Position, err = place(ctx, tx, rest, r, *p.Position); err != nil {
 				return err
 			}
-			for _, x := range rules {
-				if x.ID == r.ID {
-					r.Position = x.Position
-				}
-			}
 		}
-		if err := db.record(ctx, tx, gen, change{org: orgID, zone: zone, group: groupID, resource: ResourceRule, id: r.ID, action: "update", before: old, after: r}); err != nil {
-			return err
-		}
-		return db.touchGroup(ctx, tx, gen, groupID)
+		return db.rulesChanged(ctx, tx, gen, change{org: orgID, zone: zone, group: groupID, resource: ResourceRule, id: r.ID, action: "update", before: old, after: r})
 	})
 	if err != nil {
 		return Rule{}, fmt.Errorf("update rule %s: %w", ruleID, err)
@@ -432,9 +438,6 @@ func (db *DB) DeleteRule(ctx context.Context, orgID, zone, groupID, ruleID strin
 		if _, err := tx.ExecContext(ctx, `DELETE FROM rules WHERE id = ?`, ruleID); err != nil {
 			return err
 		}
-		if err := db.record(ctx, tx, gen, change{org: orgID, zone: zone, group: groupID, resource: ResourceRule, id: ruleID, action: "delete", before: old}); err != nil {
-			return err
-		}
 		rules, err := findRules(ctx, tx, groupID)
 		if err != nil {
 			return err
@@ -442,7 +445,7 @@ func (db *DB) DeleteRule(ctx context.Context, orgID, zone, groupID, ruleID strin
 		if err := renumber(ctx, tx, rules); err != nil {
 			return err
 		}
-		return db.touchGroup(ctx, tx, gen, groupID)
+		return db.rulesChanged(ctx, tx, gen, change{org: orgID, zone: zone, group: groupID, resource: ResourceRule, id: ruleID, action: "delete", before: old})
 	})
 	if err != nil {
 		return fmt.Errorf("delete rule %s: %w", ruleID, err)
@@ -534,10 +537,7 @@ func (db *DB) SetRules(ctx context.Context, orgID, zone, groupID string, ins []R
 			}
 			result[i] = r
 		}
-		if err := db.record(ctx, tx, gen, change{org: orgID, zone: zone, group: groupID, resource: ResourceRule, id: groupID, action: "set_rules", before: existing, after: result}); err != nil {
-			return err
-		}
-		return db.touchGroup(ctx, tx, gen, groupID)
+		return db.rulesChanged(ctx, tx, gen, change{org: orgID, zone: zone, group: groupID, resource: ResourceRule, id: groupID, action: "set_rules", before: existing, after: result})
 	})
 	if err != nil {
 		return nil, fmt.Errorf("set rules of group %s: %w", groupID, err)
