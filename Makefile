@@ -37,8 +37,15 @@ unit:
 e2e: deps build
 	RAMPART_BIN=$(CURDIR)/bin/rampart go test -count=1 -timeout 15m -v ./e2e
 
+# Benchmarks, side by side with nft -f, iptables-restore and a bare Echo
+# handler; writes BENCHMARKS.md (about 5 minutes; root for the enforcer
+# and datapath parts, which run in network namespaces they create). Not
+# part of `make test`.
 bench: deps build
-	go test -run '^$$' -bench . -benchtime 20x -count 5 ./enforcer ./web
+	@out=$$(mktemp) && \
+	go test -run '^$$' -bench . -benchtime 20x -count 5 ./enforcer | tee $$out && \
+	go run ./bench/cmd/benchreport -gobench $$out -bin bin/rampart -out BENCHMARKS.md; \
+	rc=$$?; rm -f $$out; exit $$rc
 
 # Load and crash harness (not part of `make test`): 200 clients for 60 s,
 # then the same with a SIGKILL half-way, enforcing in a namespace as root.

@@ -178,31 +178,97 @@ func chainID(groupID string) string {
 // cannot be expressed, an interface claimed twice) are reported in
 // Ruleset.Errors and do not stop the other groups.
 func Compile(snap store.Snapshot) *Ruleset {
+	var c Compiler
+	return c.Compile(snap)
+}
+
+// Compiler compiles snapshots as Compile does, but remembers each group's
+// compiled chains: a group whose settings and rules are the same as in the
+// previous call keeps its chains, which makes recompiling after a change to
+// one group cost a comparison per rule instead of a compilation, and lets
+// the diff recognise the untouched chains by identity. The chains it returns
+// are shared between Rulesets and must not be modified. The zero Compiler is
+// ready to use; it is not safe for concurrent use.
+type Compiler struct {
+	groups map[string]compiledGroup
+}
+
+// compiledGroup is what a group was compiled from, and into.
+type compiledGroup struct {
+	key   groupKey
+	rules []store.Rule // a private copy
+	gc    GroupChains
+	err   error
+}
+
+// groupKey holds the settings of a group that its chains depend on.
+type groupKey struct {
+	stateful      bool
+	smtpBlocked   bool
+	inPol, outPol store.Policy
+}
+
+func keyOf(g store.Group) groupKey {
+	return groupKey{g.Stateful, g.EnableDefaultSecurity, g.InboundDefaultPolicy, g.OutboundDefaultPolicy}
+}
+
+// group returns the chains of g, compiled now or reused.
+func (c *Compiler) group(g store.Group, rules []store.Rule, next map[string]compiledGroup) (GroupChains, error) {
+	if old, ok := c.groups[g.ID]; ok && old.key == keyOf(g) && slices.Equal(old.rules, rules) {
+		old.gc.Generation = g.Generation // e.g. a server joined: same chains
+		next[g.ID] = old
+		return old.gc, old.err
+	}
+	gc, err := compileGroup(g, rules)
+	if err != nil {
+		gc = failClosed(g)
+	}
+	// Clipped, so that an append by a user of the Ruleset cannot write
+	// into chains that other Rulesets share.
+	gc.In.Rules, gc.Out.Rules = slices.Clip(gc.In.Rules), slices.Clip(gc.Out.Rules)
+	next[g.ID] = compiledGroup{key: keyOf(g), rules: slices.Clone(rules), gc: gc, err: err}
+	return gc, err
+}
+
+// Compile builds the Ruleset of snap, reusing the chains of the groups that
+// did not change since the previous call.
+func (c *Compiler) Compile(snap store.Snapshot) *Ruleset {
 	rs := &Ruleset{Generation: snap.Generation, Errors: map[string]error{}}
-	groups := slices.Clone(snap.Groups)
-	slices.SortFunc(groups, func(a, b store.Group) int { return strings.Compare(a.ID, b.ID) })
-	known := make(map[string]bool, len(groups))
+	groups := snap.Groups
+	if !slices.IsSortedFunc(groups, func(a, b store.Group) int { return strings.Compare(a.ID, b.ID) }) {
+		groups = slices.Clone(groups)
+		slices.SortFunc(groups, func(a, b store.Group) int { return strings.Compare(a.ID, b.ID) })
+	}
+	known := make(map[string]*GroupChains, len(groups))
+	next := make(map[string]compiledGroup, len(groups))
+	rs.Groups = make([]GroupChains, 0, len(groups))
 	for _, g := range groups {
-		gc, err := compileGroup(g, snap.Rules[g.ID])
+		gc, err := c.group(g, snap.Rules[g.ID], next)
 		if err != nil {
 			rs.Errors[g.ID] = err
-			gc = failClosed(g)
 		}
 		rs.Groups = append(rs.Groups, gc)
-		known[g.ID] = true
 	}
+	for i := range rs.Groups {
+		known[rs.Groups[i].GroupID] = &rs.Groups[i]
+	}
+	c.groups = next
 
-	servers := slices.Clone(snap.Servers)
-	slices.SortFunc(servers, func(a, b store.Server) int { return strings.Compare(a.ID, b.ID) })
+	servers := snap.Servers
+	if !slices.IsSortedFunc(servers, func(a, b store.Server) int { return strings.Compare(a.ID, b.ID) }) {
+		servers = slices.Clone(servers)
+		slices.SortFunc(servers, func(a, b store.Server) int { return strings.Compare(a.ID, b.ID) })
+	}
 	ifOwner := map[string]string{} // interface -> server ID
 	var local *store.Server
 	for i := range servers {
 		s := &servers[i]
 		gid := s.SecurityGroup.ID
-		if !known[gid] {
+		gc := known[gid]
+		if gc == nil {
 			continue // the store never lets this happen; nothing to jump to
 		}
-		in, out := ChainNames(gid)
+		in, out := gc.In.Name, gc.Out.Name
 		switch {
 		case s.Local:
 			if local != nil {

@@ -19,49 +19,58 @@ func (d *rulesetDiff) empty() bool {
 }
 
 // diffRulesets compares two Rulesets. Base chains and sets never change, so
-// only group chains, host chains and map elements are compared.
+// only group chains, host chains and map elements are compared. Both
+// Rulesets hold their groups ordered by ID and their map elements ordered by
+// interface, so they are walked side by side; chains shared by both (a
+// Compiler reuses the chains of unchanged groups) compare by identity.
 func diffRulesets(prev, next *Ruleset) rulesetDiff {
 	d := rulesetDiff{touched: map[string]bool{}}
-	chainGroup := map[string]string{} // chain name -> group ID, for attribution
-	for _, rs := range []*Ruleset{prev, next} {
-		for _, g := range rs.Groups {
-			chainGroup[g.In.Name], chainGroup[g.Out.Name] = g.GroupID, g.GroupID
-		}
-	}
-
-	prevGroups := make(map[string]GroupChains, len(prev.Groups))
-	for _, g := range prev.Groups {
-		prevGroups[g.GroupID] = g
-	}
-	nextIDs := make(map[string]bool, len(next.Groups))
-	for _, g := range next.Groups {
-		nextIDs[g.GroupID] = true
-		old, ok := prevGroups[g.GroupID]
-		if !ok {
+	i, j := 0, 0
+	for i < len(prev.Groups) || j < len(next.Groups) {
+		switch {
+		case j == len(next.Groups) || i < len(prev.Groups) && prev.Groups[i].GroupID < next.Groups[j].GroupID:
+			g := prev.Groups[i]
+			d.delChains = append(d.delChains, g.In.Name, g.Out.Name)
+			i++
+		case i == len(prev.Groups) || next.Groups[j].GroupID < prev.Groups[i].GroupID:
+			g := next.Groups[j]
 			d.addChains = append(d.addChains, g.In, g.Out)
 			d.touched[g.GroupID] = true
-			continue
-		}
-		for _, pair := range [][2]Chain{{old.In, g.In}, {old.Out, g.Out}} {
-			if !slices.Equal(pair[0].Rules, pair[1].Rules) {
-				d.replaceChains = append(d.replaceChains, pair[1])
-				d.touched[g.GroupID] = true
+			j++
+		default:
+			old, g := prev.Groups[i], next.Groups[j]
+			for _, pair := range [2][2]Chain{{old.In, g.In}, {old.Out, g.Out}} {
+				if !sameRules(pair[0].Rules, pair[1].Rules) {
+					d.replaceChains = append(d.replaceChains, pair[1])
+					d.touched[g.GroupID] = true
+				}
 			}
+			i++
+			j++
 		}
 	}
-	for _, g := range prev.Groups {
-		if !nextIDs[g.GroupID] {
-			d.delChains = append(d.delChains, g.In.Name, g.Out.Name)
+	// Attribution of host chains and map elements to groups, built only
+	// when one of them changed.
+	var chainGroup map[string]string
+	attribute := func(chain string) {
+		if chainGroup == nil {
+			chainGroup = map[string]string{}
+			for _, rs := range []*Ruleset{prev, next} {
+				for _, g := range rs.Groups {
+					chainGroup[g.In.Name], chainGroup[g.Out.Name] = g.GroupID, g.GroupID
+				}
+			}
+		}
+		if g := chainGroup[chain]; g != "" {
+			d.touched[g] = true
 		}
 	}
 	for _, pair := range [][2]Chain{{prev.HostIn, next.HostIn}, {prev.HostOut, next.HostOut}} {
-		if !slices.Equal(pair[0].Rules, pair[1].Rules) {
+		if !sameRules(pair[0].Rules, pair[1].Rules) {
 			d.replaceChains = append(d.replaceChains, pair[1])
 			for _, rs := range [][]Rule{pair[0].Rules, pair[1].Rules} {
 				for _, r := range rs {
-					if g := chainGroup[r.Verdict.Chain]; g != "" {
-						d.touched[g] = true
-					}
+					attribute(r.Verdict.Chain)
 				}
 			}
 		}
@@ -70,36 +79,44 @@ func diffRulesets(prev, next *Ruleset) rulesetDiff {
 	d.delFrom, d.addFrom = diffElems(prev.FromServer, next.FromServer)
 	for _, list := range [][]MapElem{d.delTo, d.addTo, d.delFrom, d.addFrom} {
 		for _, e := range list {
-			if g := chainGroup[e.Chain]; g != "" {
-				d.touched[g] = true
-			}
+			attribute(e.Chain)
 		}
 	}
 	return d
 }
 
+// sameRules reports whether two chains hold the same rules: at once when
+// they share their backing array, else rule by rule.
+func sameRules(a, b []Rule) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	if len(a) == 0 || &a[0] == &b[0] {
+		return true
+	}
+	return slices.Equal(a, b)
+}
+
 // diffElems returns the elements to delete and to add; an element whose
-// verdict changed is in both (deleted, then added, in the same batch).
+// verdict changed is in both (deleted, then added, in the same batch). Both
+// lists are ordered by interface, as Compile makes them.
 func diffElems(prev, next []MapElem) (del, add []MapElem) {
-	old := make(map[string]string, len(prev))
-	for _, e := range prev {
-		old[e.IfName] = e.Chain
-	}
-	seen := make(map[string]bool, len(next))
-	for _, e := range next {
-		seen[e.IfName] = true
-		c, ok := old[e.IfName]
+	i, j := 0, 0
+	for i < len(prev) || j < len(next) {
 		switch {
-		case !ok:
-			add = append(add, e)
-		case c != e.Chain:
-			del = append(del, MapElem{IfName: e.IfName, Chain: c})
-			add = append(add, e)
-		}
-	}
-	for _, e := range prev {
-		if !seen[e.IfName] {
-			del = append(del, e)
+		case j == len(next) || i < len(prev) && prev[i].IfName < next[j].IfName:
+			del = append(del, prev[i])
+			i++
+		case i == len(prev) || next[j].IfName < prev[i].IfName:
+			add = append(add, next[j])
+			j++
+		default:
+			if prev[i].Chain != next[j].Chain {
+				del = append(del, prev[i])
+				add = append(add, next[j])
+			}
+			i++
+			j++
 		}
 	}
 	return del, add

@@ -35,12 +35,7 @@ func nftMsgType(msg int) netlink.HeaderType {
 
 // getGen returns nf_tables' ruleset generation: the kernel bumps it on every
 // committed transaction in the namespace, whoever sends it.
-func getGen(netnsFD int) (uint32, error) {
-	c, err := dialNetfilter(netnsFD)
-	if err != nil {
-		return 0, err
-	}
-	defer c.Close()
+func getGen(c *netlink.Conn) (uint32, error) {
 	msgs, err := c.Execute(netlink.Message{
 		Header: netlink.Header{Type: nftMsgType(unix.NFT_MSG_GETGEN), Flags: netlink.Request},
 		Data:   []byte{unix.AF_UNSPEC, unix.NFNETLINK_V0, 0, 0},

@@ -20,3 +20,6 @@ func Detect(opts ...Option) error {
 	_, err := NewNFTables(opts...)
 	return err
 }
+
+// Close does nothing off Linux.
+func (n *NFTables) Close() error { return nil }

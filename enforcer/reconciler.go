@@ -13,6 +13,14 @@ import (
 // what it applied, and retries a failed apply.
 const defaultCheckInterval = time.Second
 
+// Pacing of snapshots (see sync): a snapshot starts no sooner than
+// readPace times the previous one's duration after that one started, and
+// never waits more than maxReadWait.
+const (
+	readPace    = 3
+	maxReadWait = 500 * time.Millisecond
+)
+
 // Reconciler keeps a Backend holding the Source's desired state: it applies
 // at start, on every change notification, and checks the backend every
 // second, restoring the ruleset when someone else changed it (drift).
@@ -26,9 +34,12 @@ type Reconciler struct {
 	ready     chan struct{}
 	readyOnce sync.Once
 
-	// syncMu serialises applies; mu guards the fields below and is never
-	// held across a backend call, so readers are not blocked by an apply.
+	// syncMu serialises applies and guards compiler; mu guards the fields
+	// below and is never held across a backend call, so readers are not
+	// blocked by an apply.
 	syncMu   sync.Mutex
+	compiler Compiler  // recompiles only the groups that changed
+	nextRead time.Time // no snapshot before: see sync
 	mu       sync.Mutex
 	applied  *Ruleset // what the backend holds; nil: unknown, next apply is full
 	desired  *Ruleset // last compiled, applied or not
@@ -116,8 +127,24 @@ func (r *Reconciler) check(ctx context.Context) {
 func (r *Reconciler) sync(ctx context.Context) bool {
 	r.syncMu.Lock()
 	defer r.syncMu.Unlock()
+	// A snapshot reads the whole store, which serves one writer at a time:
+	// under a stream of changes, reading again as soon as the last read
+	// ended would leave the writers waiting most of the time (with 1,000
+	// groups, API writes fell from 172/s to 37/s). So reads take at most
+	// 1/readPace of the store's time; a change after a quiet spell, the
+	// usual case, is read at once.
+	if wait := min(time.Until(r.nextRead), maxReadWait); wait > 0 {
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return false
+		case <-t.C:
+		}
+	}
 	start := time.Now()
 	snap, err := r.src.Snapshot(ctx)
+	r.nextRead = start.Add(readPace * time.Since(start))
 	if err != nil {
 		if ctx.Err() == nil {
 			r.log.Error("enforcer snapshot", "err", err)
@@ -128,7 +155,7 @@ func (r *Reconciler) sync(ctx context.Context) bool {
 		}
 		return false
 	}
-	rs := Compile(snap)
+	rs := r.compiler.Compile(snap)
 
 	r.mu.Lock()
 	prev, full := r.applied, r.applied == nil || r.needFull

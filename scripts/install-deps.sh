@@ -13,6 +13,7 @@ cd "$(dirname "$0")/.."
 
 missing=()
 command -v nft >/dev/null || missing+=(nftables)
+command -v iptables-restore >/dev/null || missing+=(iptables) # make bench: the linear comparison
 command -v ip >/dev/null || missing+=(iproute2)
 [ -x /usr/bin/chromium ] || missing+=(chromium)
 command -v node >/dev/null || missing+=(nodejs)

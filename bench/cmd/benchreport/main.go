@@ -1,0 +1,305 @@
+// Command benchreport runs Rampart's benchmarks side by side with the
+// alternatives and writes BENCHMARKS.md. `make bench` runs it after the Go
+// benchmarks of the enforcer, whose output it includes (-gobench).
+//
+// The enforcer and datapath sections need root: they create network
+// namespaces, and touch nothing outside them.
+package main
+
+import (
+	"bufio"
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/rampart-fw/rampart/bench"
+)
+
+func main() {
+	if err := run(context.Background(), os.Args[1:], os.Stderr); err != nil {
+		fmt.Fprintln(os.Stderr, "benchreport:", err)
+		os.Exit(1)
+	}
+}
+
+type config struct {
+	out, goBench, bin string
+	runs              int
+	quick             bool
+	sections          map[string]bool
+	command           string
+}
+
+func run(ctx context.Context, args []string, logw io.Writer) error {
+	fs := flag.NewFlagSet("benchreport", flag.ContinueOnError)
+	var c config
+	fs.StringVar(&c.out, "out", "BENCHMARKS.md", "report to write")
+	fs.StringVar(&c.goBench, "gobench", "", "output of `go test -bench` to include")
+	fs.StringVar(&c.bin, "bin", "bin/rampart", "the built binary (make build)")
+	fs.IntVar(&c.runs, "runs", 5, "runs of each measurement; figures are their median")
+	fs.BoolVar(&c.quick, "quick", false, "smallest matrix and short runs, to check the harness")
+	sections := fs.String("sections", "enforcer,store,datapath,api,console,binary", "sections to run")
+	fs.StringVar(&c.command, "command", "make bench", "the command that reproduces the report, as printed in it")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	c.sections = map[string]bool{}
+	for _, s := range strings.Split(*sections, ",") {
+		c.sections[strings.TrimSpace(s)] = true
+	}
+	tmp, err := os.MkdirTemp("", "rampart-bench-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(tmp)
+	logf := func(format string, a ...any) { fmt.Fprintf(logw, "benchreport: "+format+"\n", a...) }
+
+	r := &report{cfg: c, start: time.Now(), machine: describeMachine()}
+	if c.goBench != "" {
+		b, err := os.ReadFile(c.goBench)
+		if err != nil {
+			return err
+		}
+		for _, l := range strings.Split(string(b), "\n") {
+			if strings.HasPrefix(l, "FAIL") || strings.HasPrefix(l, "--- FAIL") || strings.HasPrefix(l, "panic:") {
+				return fmt.Errorf("the Go benchmarks failed (%s): %s", c.goBench, l)
+			}
+		}
+		r.goBench = parseGoBench(string(b))
+	}
+	root := os.Geteuid() == 0
+	matrix := fullMatrix()
+	if c.quick {
+		matrix = []bench.Scale{{Servers: 10, Groups: 20, Rules: 10}, {Servers: 1000, Groups: 200, Rules: 50}}
+	}
+	dur := 2 * time.Second
+	if c.quick {
+		dur = 500 * time.Millisecond
+	}
+
+	if c.sections["enforcer"] && root {
+		for _, sc := range matrix {
+			logf("enforcer apply: %s", sc)
+			dir, _ := os.MkdirTemp(tmp, "apply")
+			res, err := bench.MeasureApply(ctx, sc, c.runs, 30, dir)
+			if err != nil {
+				return fmt.Errorf("enforcer %s: %w", sc, err)
+			}
+			r.apply = append(r.apply, res)
+		}
+	}
+	if c.sections["store"] && root {
+		for _, sc := range matrix {
+			logf("store to kernel: %s", sc)
+			dir, _ := os.MkdirTemp(tmp, "store")
+			res, err := bench.MeasureStoreApply(ctx, sc, 15, dir)
+			if err != nil {
+				return fmt.Errorf("store to kernel %s: %w", sc, err)
+			}
+			r.store = append(r.store, res)
+		}
+	}
+	if c.sections["datapath"] && root {
+		logf("datapath")
+		cfgs := []bench.DatapathConfig{
+			{Name: "no ruleset", Servers: 1, Kind: "none"},
+			{Name: "Rampart (nftables, verdict maps)", Servers: 1, Kind: "nftables"},
+			{Name: "Rampart (nftables, verdict maps)", Servers: 5000, Kind: "nftables"},
+			{Name: "iptables, linear dispatch", Servers: 1, Kind: "iptables"},
+			{Name: "iptables, linear dispatch", Servers: 5000, Kind: "iptables"},
+		}
+		dir, _ := os.MkdirTemp(tmp, "dp")
+		res, err := bench.MeasureDatapath(ctx, cfgs, c.runs, 4, dur, dir)
+		if err != nil {
+			return err
+		}
+		r.datapath = res
+		r.dpWorkers, r.dpDur = 4, dur
+	}
+	if c.sections["api"] || c.sections["console"] {
+		logf("web: filling a store with 1,000 groups")
+		dir, _ := os.MkdirTemp(tmp, "web")
+		env, err := bench.NewWebEnv(ctx, dir, 1000, 10)
+		if err != nil {
+			return err
+		}
+		if c.sections["console"] {
+			logf("console")
+			res, err := bench.MeasureConsole(ctx, env, max(25, c.runs))
+			if err != nil {
+				r.consoleErr = err
+			} else {
+				r.console = &res
+			}
+		}
+		if c.sections["api"] {
+			logf("api")
+			res, err := bench.MeasureAPI(ctx, env, c.runs, 8, dur)
+			if err != nil {
+				env.Close()
+				return err
+			}
+			r.api = &res
+		}
+		env.Close()
+	}
+	if c.sections["binary"] {
+		logf("binary: %s", c.bin)
+		if err := buildDBs(ctx, tmp); err != nil {
+			return err
+		}
+		secret, _ := os.ReadFile(filepath.Join(tmp, "loaded", "secret"))
+		res, err := bench.MeasureBinary(c.bin, filepath.Join(tmp, "empty", "rampart.db"), filepath.Join(tmp, "loaded", "rampart.db"), string(secret), 10, 3*time.Second)
+		if err != nil {
+			return err
+		}
+		r.binary = &res
+	}
+	r.end = time.Now()
+	r.loadEnd = loadAvg()
+	if !root {
+		r.notes = append(r.notes, "Not run as root: the enforcer, store-to-kernel and datapath sections were skipped (they need network namespaces).")
+	}
+	var sb strings.Builder
+	r.write(&sb)
+	if err := os.WriteFile(c.out, []byte(sb.String()), 0o644); err != nil {
+		return err
+	}
+	logf("wrote %s in %s", c.out, r.end.Sub(r.start).Round(time.Second))
+	return nil
+}
+
+// fullMatrix is the cross product of the scale points: 10, 100 and 1,000
+// servers; 20 and 200 groups; 10 and 50 rules per group.
+func fullMatrix() []bench.Scale {
+	var m []bench.Scale
+	for _, g := range []int{20, 200} {
+		for _, r := range []int{10, 50} {
+			for _, s := range []int{10, 100, 1000} {
+				m = append(m, bench.Scale{Servers: s, Groups: g, Rules: r})
+			}
+		}
+	}
+	return m
+}
+
+// buildDBs makes the databases the binary starts on: empty/ (migrated,
+// no group) and loaded/ (1,000 groups of 10 rules, 1,000 servers, and an
+// API token in loaded/secret).
+func buildDBs(ctx context.Context, tmp string) error {
+	for _, d := range []struct {
+		name string
+		sc   bench.Scale
+	}{{"empty", bench.Scale{}}, {"loaded", bench.Scale{Servers: 1000, Groups: 1000, Rules: 10}}} {
+		dir := filepath.Join(tmp, d.name)
+		if err := os.MkdirAll(dir, 0o750); err != nil {
+			return err
+		}
+		ds, err := bench.Populate(ctx, dir, d.sc)
+		if err != nil {
+			return err
+		}
+		err = os.WriteFile(filepath.Join(dir, "secret"), []byte(ds.Secret), 0o600)
+		if cerr := ds.DB.Close(); err == nil {
+			err = cerr
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+type machine struct {
+	nproc                 int
+	cpu, kernel, goVer    string
+	mem                   string
+	nft, iptables, loadAt string
+}
+
+func describeMachine() machine {
+	m := machine{nproc: runtime.NumCPU(), goVer: runtime.Version(), loadAt: loadAvg()}
+	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
+		for _, l := range strings.Split(string(b), "\n") {
+			if v, ok := strings.CutPrefix(l, "model name"); ok {
+				m.cpu = strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(v), ":"))
+				break
+			}
+		}
+	}
+	if b, err := os.ReadFile("/proc/sys/kernel/osrelease"); err == nil {
+		m.kernel = strings.TrimSpace(string(b))
+	}
+	if b, err := os.ReadFile("/proc/meminfo"); err == nil {
+		for _, l := range strings.Split(string(b), "\n") {
+			if v, ok := strings.CutPrefix(l, "MemTotal:"); ok {
+				kb, _ := strconv.Atoi(strings.TrimSuffix(strings.TrimSpace(v), " kB"))
+				m.mem = fmt.Sprintf("%.1f GiB", float64(kb)/(1<<20))
+			}
+		}
+	}
+	m.nft = cmdLine("nft", "--version")
+	m.iptables = cmdLine("iptables", "-V")
+	return m
+}
+
+func cmdLine(args ...string) string {
+	out, err := exec.Command(args[0], args[1:]...).Output()
+	if err != nil {
+		return "not installed"
+	}
+	return strings.TrimSpace(strings.SplitN(string(out), "\n", 2)[0])
+}
+
+func loadAvg() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return "?"
+	}
+	f := strings.Fields(string(b))
+	if len(f) < 3 {
+		return "?"
+	}
+	return strings.Join(f[:3], " ")
+}
+
+// goBenchResult is one benchmark of `go test -bench`, over its -count runs.
+type goBenchResult struct {
+	name  string
+	nsOps []float64
+}
+
+func parseGoBench(s string) []goBenchResult {
+	var out []goBenchResult
+	sc := bufio.NewScanner(strings.NewReader(s))
+	for sc.Scan() {
+		f := strings.Fields(sc.Text())
+		if len(f) < 4 || !strings.HasPrefix(f[0], "Benchmark") || f[3] != "ns/op" {
+			continue
+		}
+		ns, err := strconv.ParseFloat(f[2], 64)
+		if err != nil {
+			continue
+		}
+		name := f[0]
+		if i := strings.LastIndex(name, "-"); i > 0 {
+			name = name[:i] // the GOMAXPROCS suffix
+		}
+		i := slices.IndexFunc(out, func(r goBenchResult) bool { return r.name == name })
+		if i < 0 {
+			out = append(out, goBenchResult{name: name})
+			i = len(out) - 1
+		}
+		out[i].nsOps = append(out[i].nsOps, ns)
+	}
+	return out
+}

@@ -1,0 +1,12 @@
+// Package bench measures Rampart against the alternatives an operator would
+// otherwise use, side by side in the same run: the nftables enforcer against
+// `nft -f` of the same ruleset and against a linear iptables-restore
+// equivalent, verdict-map dispatch against linear dispatch on real traffic,
+// the API against a bare Echo handler, and the binary's start time and
+// memory. The driver bench/cmd/benchreport runs it all (`make bench`) and
+// writes BENCHMARKS.md.
+//
+// Everything that touches the network happens in network namespaces that
+// the benchmark creates and deletes; the host's own ruleset is never read or
+// changed. Nothing here runs under `go test`: the package has no timed tests.
+package bench

@@ -1,0 +1,112 @@
+package bench
+
+import (
+	"bytes"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"os/exec"
+	"runtime"
+	"strings"
+
+	"github.com/vishvananda/netns"
+)
+
+// NS is a network namespace made for a benchmark.
+type NS struct {
+	Name string
+	H    netns.NsHandle
+}
+
+// NewNS creates a network namespace with a unique name and loopback up.
+// Close deletes it.
+func NewNS(role string) (*NS, error) {
+	var b [4]byte
+	_, _ = rand.Read(b[:])
+	name := "rbn" + hex.EncodeToString(b[:]) + role
+	if err := run("ip", "netns", "add", name); err != nil {
+		return nil, err
+	}
+	h, err := netns.GetFromName(name)
+	if err != nil {
+		_ = run("ip", "netns", "del", name)
+		return nil, fmt.Errorf("open netns %s: %w", name, err)
+	}
+	ns := &NS{Name: name, H: h}
+	if err := ns.Run("ip", "link", "set", "lo", "up"); err != nil {
+		ns.Close()
+		return nil, err
+	}
+	return ns, nil
+}
+
+// Close deletes the namespace.
+func (ns *NS) Close() error {
+	_ = ns.H.Close()
+	return run("ip", "netns", "del", ns.Name)
+}
+
+// FD returns the namespace's file descriptor, for enforcer.WithNetNS.
+func (ns *NS) FD() int { return int(ns.H) }
+
+// Run runs a command inside the namespace (through `ip netns exec`).
+func (ns *NS) Run(args ...string) error {
+	return run(append([]string{"ip", "netns", "exec", ns.Name}, args...)...)
+}
+
+// Exec runs a command inside the namespace without `ip netns exec`: it is
+// forked from a thread switched into the namespace, so that a measurement
+// of the command does not include ip's own start. stdin may be nil.
+func (ns *NS) Exec(stdin io.Reader, args ...string) error {
+	_, err := InNS(ns, func() (struct{}, error) {
+		cmd := exec.Command(args[0], args[1:]...)
+		cmd.Stdin = stdin
+		var out bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &out, &out
+		if err := cmd.Run(); err != nil {
+			return struct{}{}, fmt.Errorf("%s: %w: %s", strings.Join(args, " "), err, firstLines(out.String(), 5))
+		}
+		return struct{}{}, nil
+	})
+	return err
+}
+
+// InNS runs f on an OS thread switched into ns and returns its result.
+// Sockets made by f stay in ns. The thread is never switched back: it ends
+// locked with its goroutine, and the runtime discards it.
+func InNS[T any](ns *NS, f func() (T, error)) (T, error) {
+	type result struct {
+		v   T
+		err error
+	}
+	ch := make(chan result, 1)
+	go func() {
+		runtime.LockOSThread()
+		if err := netns.Set(ns.H); err != nil {
+			var zero T
+			ch <- result{zero, fmt.Errorf("setns %s: %w", ns.Name, err)}
+			return
+		}
+		v, err := f()
+		ch <- result{v, err}
+	}()
+	r := <-ch
+	return r.v, r.err
+}
+
+func run(args ...string) error {
+	out, err := exec.Command(args[0], args[1:]...).CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("%s: %w: %s", strings.Join(args, " "), err, firstLines(string(out), 5))
+	}
+	return nil
+}
+
+func firstLines(s string, n int) string {
+	lines := strings.SplitN(strings.TrimSpace(s), "\n", n+1)
+	if len(lines) > n {
+		lines = append(lines[:n], "…")
+	}
+	return strings.Join(lines, "\n")
+}
