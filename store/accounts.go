@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"net/mail"
 	"strings"
+	"sync"
 
 	"github.com/alexedwards/argon2id"
 	"github.com/google/uuid"
@@ -140,8 +141,13 @@ func (db *DB) CreateUser(ctx context.Context, orgID, email, password string) (Us
 }
 
 // dummyHash is compared against when the email is unknown, so that an
-// unknown user costs as much time as a wrong password.
-var dummyHash, _ = argon2id.CreateHash("not a real password", argon2id.DefaultParams)
+// unknown user costs as much time as a wrong password. It is made on first
+// use: argon2id takes 64 MiB and tens of milliseconds, which every process
+// (even `rampart version`) would otherwise pay at start.
+var dummyHash = sync.OnceValue(func() string {
+	h, _ := argon2id.CreateHash("not a real password", argon2id.DefaultParams)
+	return h
+})
 
 // Authenticate checks an email and password and returns the user.
 func (db *DB) Authenticate(ctx context.Context, email, password string) (User, error) {
@@ -151,7 +157,7 @@ func (db *DB) Authenticate(ctx context.Context, email, password string) (User, e
 		FROM users WHERE email = ?`, strings.TrimSpace(email)).
 		Scan(&u.ID, &u.OrganizationID, &u.Email, &hash, &created)
 	if errors.Is(err, sql.ErrNoRows) {
-		argon2id.ComparePasswordAndHash(password, dummyHash)
+		argon2id.ComparePasswordAndHash(password, dummyHash())
 		return User{}, &Error{Code: CodeUnauthorized, Message: "wrong email or password"}
 	}
 	if err != nil {

@@ -48,6 +48,7 @@ type GroupFilter struct {
 	Tags           []string // every tag must be present
 	Page           int      // from 1
 	PerPage        int      // default 50, at most 100
+	All            bool     // every match, ignoring Page and PerPage
 }
 
 const groupColumns = `id, organization_id, project_id, zone, name, description, tags, stateful,
@@ -157,6 +158,9 @@ func (db *DB) Groups(ctx context.Context, orgID, zone string, f GroupFilter) ([]
 		args = append(args, t)
 	}
 	perPage, page := pageBounds(f.PerPage, f.Page)
+	if f.All {
+		perPage, page = -1, 1 // LIMIT -1: no limit
+	}
 	var groups []Group
 	var total int
 	err := db.read(ctx, func(tx *sql.Tx) error {

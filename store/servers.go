@@ -40,6 +40,7 @@ type ServerFilter struct {
 	Tags    []string
 	Page    int
 	PerPage int
+	All     bool // every match, ignoring Page and PerPage
 }
 
 const serverColumns = `s.id, s.organization_id, s.project_id, s.zone, s.name, s.type, s.interface, s.addresses, s.local,
@@ -104,6 +105,9 @@ func (db *DB) Servers(ctx context.Context, orgID, zone string, f ServerFilter) (
 		args = append(args, t)
 	}
 	perPage, page := pageBounds(f.PerPage, f.Page)
+	if f.All {
+		perPage, page = -1, 1 // LIMIT -1: no limit
+	}
 	var servers []Server
 	var total int
 	err := db.read(ctx, func(tx *sql.Tx) error {

@@ -370,34 +370,16 @@ func (con *console) group(c echo.Context) (store.Group, error) {
 	})
 }
 
-// allServers lists every server of the zone, page after page.
+// allServers lists every server of the zone.
 func (con *console) allServers(ctx context.Context, org, zone string) ([]store.Server, error) {
-	var all []store.Server
-	for page := 1; ; page++ {
-		s, total, err := con.db.Servers(ctx, org, zone, store.ServerFilter{Page: page, PerPage: 100})
-		if err != nil {
-			return nil, err
-		}
-		all = append(all, s...)
-		if len(s) == 0 || len(all) >= total {
-			return all, nil
-		}
-	}
+	servers, _, err := con.db.Servers(ctx, org, zone, store.ServerFilter{All: true})
+	return servers, err
 }
 
-// allGroups lists every group of the zone, page after page.
+// allGroups lists every group of the zone.
 func (con *console) allGroups(ctx context.Context, org, zone string) ([]store.Group, error) {
-	var all []store.Group
-	for page := 1; ; page++ {
-		g, total, err := con.db.Groups(ctx, org, zone, store.GroupFilter{Page: page, PerPage: 100})
-		if err != nil {
-			return nil, err
-		}
-		all = append(all, g...)
-		if len(g) == 0 || len(all) >= total {
-			return all, nil
-		}
-	}
+	groups, _, err := con.db.Groups(ctx, org, zone, store.GroupFilter{All: true})
+	return groups, err
 }
 
 // renderConsoleError shows an error to a person: inline in the flash area
