@@ -54,6 +54,12 @@ type Source interface {
 	Watch() (ch <-chan struct{}, cancel func())
 }
 
+// incrementalSource is a Source that can read only what changed since an
+// earlier snapshot (*store.DB does); the reconciler uses it when present.
+type incrementalSource interface {
+	SnapshotSince(ctx context.Context, prev store.Snapshot) (store.Snapshot, error)
+}
+
 // Counter is the packet and byte count of one rule.
 type Counter struct {
 	Packets uint64

@@ -7,6 +7,8 @@ import (
 	"slices"
 	"sync"
 	"time"
+
+	"github.com/rampart-fw/rampart/store"
 )
 
 // defaultCheckInterval is how often the reconciler compares the kernel with
@@ -38,8 +40,9 @@ type Reconciler struct {
 	// below and is never held across a backend call, so readers are not
 	// blocked by an apply.
 	syncMu   sync.Mutex
-	compiler Compiler  // recompiles only the groups that changed
-	nextRead time.Time // no snapshot before: see sync
+	compiler Compiler        // recompiles only the groups that changed
+	lastSnap *store.Snapshot // the last snapshot read, for incremental reads
+	nextRead time.Time       // no snapshot before: see sync
 	mu       sync.Mutex
 	applied  *Ruleset // what the backend holds; nil: unknown, next apply is full
 	desired  *Ruleset // last compiled, applied or not
@@ -123,6 +126,22 @@ func (r *Reconciler) check(ctx context.Context) {
 	}
 }
 
+// read returns the desired state, reading only what changed since the last
+// read when the source can.
+func (r *Reconciler) read(ctx context.Context) (store.Snapshot, error) {
+	var snap store.Snapshot
+	var err error
+	if inc, ok := r.src.(incrementalSource); ok && r.lastSnap != nil {
+		snap, err = inc.SnapshotSince(ctx, *r.lastSnap)
+	} else {
+		snap, err = r.src.Snapshot(ctx)
+	}
+	if err == nil {
+		r.lastSnap = &snap
+	}
+	return snap, err
+}
+
 // sync compiles the current snapshot and applies it; it reports success.
 func (r *Reconciler) sync(ctx context.Context) bool {
 	r.syncMu.Lock()
@@ -143,7 +162,7 @@ func (r *Reconciler) sync(ctx context.Context) bool {
 		}
 	}
 	start := time.Now()
-	snap, err := r.src.Snapshot(ctx)
+	snap, err := r.read(ctx)
 	r.nextRead = start.Add(readPace * time.Since(start))
 	if err != nil {
 		if ctx.Err() == nil {

@@ -3,6 +3,8 @@ package store
 import (
 	"context"
 	"fmt"
+	"math/rand/v2"
+	"reflect"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -628,4 +630,105 @@ func TestAuditLog(t *testing.T) {
 	if _, err := db.Events(context.Background(), mustOrg(t, db, "globex").ID, "fr-par-1", g.ID, 0); ErrorCode(err) != CodeNotFound {
 		t.Fatalf("another organization reads the log: %v", err)
 	}
+}
+
+// TestSnapshotSinceMatchesSnapshot applies random changes and checks after
+// each that the incremental read equals a full one.
+func TestSnapshotSinceMatchesSnapshot(t *testing.T) {
+	ctx := context.Background()
+	db := openTestDB(t)
+	orgs := []string{mustOrg(t, db, "a").ID, mustOrg(t, db, "b").ID}
+	rng := rand.New(rand.NewPCG(1, 2))
+	prev, err := db.Snapshot(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var groups, servers []struct{ org, id string }
+	for step := 0; step < 400; step++ {
+		org := orgs[rng.IntN(2)]
+		pick := func(list []struct{ org, id string }) (string, string, bool) {
+			if len(list) == 0 {
+				return "", "", false
+			}
+			x := list[rng.IntN(len(list))]
+			return x.org, x.id, true
+		}
+		switch op := rng.IntN(10); {
+		case op < 2 || len(groups) == 0:
+			g, err := db.CreateGroup(ctx, org, "fr-par-1", GroupInput{Name: fmt.Sprintf("g%d", step), Stateful: rng.IntN(2) == 0})
+			if err == nil {
+				groups = append(groups, struct{ org, id string }{org, g.ID})
+			}
+		case op < 5:
+			o, gid, _ := pick(groups)
+			db.CreateRule(ctx, o, "fr-par-1", gid, RuleInput{IPRange: fmt.Sprintf("10.0.%d.0/24", step%250), Position: rng.IntN(4)})
+		case op < 6:
+			o, gid, _ := pick(groups)
+			rules, _ := db.Rules(ctx, o, "fr-par-1", gid)
+			if len(rules) > 0 {
+				db.DeleteRule(ctx, o, "fr-par-1", gid, rules[rng.IntN(len(rules))].ID)
+			}
+		case op < 7:
+			o, gid, _ := pick(groups)
+			s, err := db.CreateServer(ctx, o, "fr-par-1", ServerInput{Name: fmt.Sprintf("s%d", step), Interface: fmt.Sprintf("v%d", step), SecurityGroupID: gid})
+			if err == nil {
+				servers = append(servers, struct{ org, id string }{o, s.ID})
+			}
+		case op < 8:
+			if o, sid, ok := pick(servers); ok {
+				var target string
+				for _, g := range groups {
+					if g.org == o && rng.IntN(3) == 0 {
+						target = g.id
+					}
+				}
+				if target != "" {
+					db.UpdateServer(ctx, o, "fr-par-1", sid, ServerPatch{SecurityGroupID: &target, Name: ptr(fmt.Sprintf("n%d", step))})
+				} else {
+					db.DeleteServer(ctx, o, "fr-par-1", sid)
+				}
+			}
+		case op < 9:
+			o, gid, _ := pick(groups)
+			db.UpdateGroup(ctx, o, "fr-par-1", gid, GroupPatch{Name: ptr(fmt.Sprintf("r%d", step)), EnableDefaultSecurity: ptr(rng.IntN(2) == 0)})
+		default:
+			o, gid, _ := pick(groups)
+			db.DeleteGroup(ctx, o, "fr-par-1", gid)
+		}
+		if rng.IntN(3) > 0 {
+			continue // several changes between two reads, as under load
+		}
+		full, err := db.Snapshot(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		inc, err := db.SnapshotSince(ctx, prev)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !reflect.DeepEqual(normalise(full), normalise(inc)) {
+			t.Fatalf("step %d: incremental snapshot differs from the full one\nfull %+v\ninc  %+v", step, full, inc)
+		}
+		prev = inc
+	}
+	if len(prev.Groups) < 10 || len(prev.Servers) < 3 {
+		t.Fatalf("the walk built too little to prove anything: %d groups, %d servers", len(prev.Groups), len(prev.Servers))
+	}
+}
+
+// normalise makes empty and nil slices compare equal.
+func normalise(s Snapshot) Snapshot {
+	rules := map[string][]Rule{}
+	for id, r := range s.Rules {
+		if len(r) > 0 {
+			rules[id] = r
+		}
+	}
+	s.Rules = rules
+	for i := range s.Groups {
+		if len(s.Groups[i].Servers) == 0 {
+			s.Groups[i].Servers = nil
+		}
+	}
+	return s
 }
