@@ -12,6 +12,7 @@ import (
 	"net/mail"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/alexedwards/argon2id"
 	"github.com/google/uuid"
@@ -267,16 +268,42 @@ func (db *DB) DeleteToken(ctx context.Context, orgID, accessKey string) error {
 	if err != nil {
 		return fmt.Errorf("delete token %s: %w", accessKey, err)
 	}
+	db.tokenMu.Lock()
+	for h, c := range db.tokenCache {
+		if c.token.AccessKey == accessKey {
+			delete(db.tokenCache, h)
+		}
+	}
+	db.tokenMu.Unlock()
 	return nil
 }
 
+// tokenCacheTTL bounds how long a token found once is trusted without
+// reading the database again. Revocation through this process takes effect
+// at once (DeleteToken forgets the token); only a token deleted by another
+// process could outlive its deletion, by this long at most.
+const tokenCacheTTL = 30 * time.Second
+
+type cachedToken struct {
+	token   Token
+	expires time.Time
+}
+
 // TokenBySecret returns the token whose secret is given. Only hashes are
-// stored, and the stored hash is compared in constant time.
+// stored, and the stored hash is compared in constant time. Tokens found
+// are kept in memory for tokenCacheTTL, keyed by the hash: API calls are
+// authenticated without a query.
 func (db *DB) TokenBySecret(ctx context.Context, secret string) (Token, error) {
 	if _, err := uuid.Parse(secret); err != nil {
 		return Token{}, &Error{Code: CodeUnauthorized, Message: "invalid token"}
 	}
 	want := hashSecret(secret)
+	db.tokenMu.Lock()
+	c, ok := db.tokenCache[want]
+	db.tokenMu.Unlock()
+	if ok && time.Now().Before(c.expires) {
+		return c.token, nil
+	}
 	var t Token
 	var stored, created string
 	err := db.db.QueryRowContext(ctx, `SELECT access_key, organization_id, secret_hash, description, created_at
@@ -291,5 +318,11 @@ func (db *DB) TokenBySecret(ctx context.Context, secret string) (Token, error) {
 		return Token{}, &Error{Code: CodeUnauthorized, Message: "token not found"}
 	}
 	t.CreatedAt = parseTime(created)
+	db.tokenMu.Lock()
+	if len(db.tokenCache) >= 10000 {
+		clear(db.tokenCache) // bounded; refilled on demand
+	}
+	db.tokenCache[want] = cachedToken{token: t, expires: time.Now().Add(tokenCacheTTL)}
+	db.tokenMu.Unlock()
 	return t, nil
 }

@@ -41,6 +41,9 @@ type DB struct {
 
 	mu       sync.Mutex
 	watchers map[chan struct{}]struct{}
+
+	tokenMu    sync.Mutex
+	tokenCache map[string]cachedToken // by secret hash
 }
 
 // Open opens (creating if needed) the SQLite database at path and applies
@@ -65,12 +68,13 @@ func Open(ctx context.Context, path string, zones []string) (*DB, error) {
 	// connection avoids SQLITE_BUSY storms between our own goroutines.
 	sdb.SetMaxOpenConns(1)
 	db := &DB{
-		db:       sdb,
-		path:     path,
-		Zones:    zones,
-		MaxRules: DefaultMaxRules,
-		Now:      time.Now,
-		watchers: map[chan struct{}]struct{}{},
+		db:         sdb,
+		path:       path,
+		Zones:      zones,
+		MaxRules:   DefaultMaxRules,
+		Now:        time.Now,
+		watchers:   map[chan struct{}]struct{}{},
+		tokenCache: map[string]cachedToken{},
 	}
 	if len(db.Zones) == 0 {
 		db.Zones = []string{"fr-par-1", "nl-ams-1"}
