@@ -142,37 +142,73 @@ func (db *DB) SnapshotSince(ctx context.Context, prev Snapshot) (Snapshot, error
 		if err := tx.QueryRowContext(ctx, `SELECT value FROM generation WHERE id = 1`).Scan(&snap.Generation); err != nil {
 			return err
 		}
-		rows, err := tx.QueryContext(ctx, `SELECT `+groupColumns+` FROM security_groups ORDER BY id`)
+		// Only IDs and generations for all groups; whole rows for the
+		// groups that moved.
+		rows, err := tx.QueryContext(ctx, `SELECT id, generation FROM security_groups ORDER BY id`)
 		if err != nil {
 			return err
 		}
+		type idGen struct {
+			id  string
+			gen int64
+		}
+		var current []idGen
 		for rows.Next() {
-			g, err := scanGroup(rows)
-			if err != nil {
+			var x idGen
+			if err := rows.Scan(&x.id, &x.gen); err != nil {
 				rows.Close()
 				return err
 			}
-			snap.Groups = append(snap.Groups, g)
+			current = append(current, x)
 		}
 		rows.Close()
 		if err := rows.Err(); err != nil {
 			return err
 		}
-		known := make(map[string]bool, len(prev.Groups))
-		for _, g := range prev.Groups {
-			known[g.ID] = true
+		known := make(map[string]*Group, len(prev.Groups))
+		for i := range prev.Groups {
+			known[prev.Groups[i].ID] = &prev.Groups[i]
 		}
 		unchanged := map[string]bool{}
 		var changed []any
-		for _, g := range snap.Groups {
-			if known[g.ID] && g.Generation <= prev.Generation {
-				unchanged[g.ID] = true
-				if rules, ok := prev.Rules[g.ID]; ok {
-					snap.Rules[g.ID] = rules
+		fresh := map[string]Group{}
+		for _, x := range current {
+			if g := known[x.id]; g != nil && x.gen <= prev.Generation {
+				unchanged[x.id] = true
+				if rules, ok := prev.Rules[x.id]; ok {
+					snap.Rules[x.id] = rules
 				}
 			} else {
-				changed = append(changed, g.ID)
+				changed = append(changed, x.id)
 			}
+		}
+		for i := 0; i < len(changed); i += 500 {
+			chunk := changed[i:min(len(changed), i+500)]
+			rows, err := tx.QueryContext(ctx, `SELECT `+groupColumns+` FROM security_groups WHERE id IN (`+placeholders(len(chunk))+`)`, chunk...)
+			if err != nil {
+				return err
+			}
+			for rows.Next() {
+				g, err := scanGroup(rows)
+				if err != nil {
+					rows.Close()
+					return err
+				}
+				fresh[g.ID] = g
+			}
+			rows.Close()
+			if err := rows.Err(); err != nil {
+				return err
+			}
+		}
+		snap.Groups = make([]Group, 0, len(current))
+		for _, x := range current {
+			g, ok := fresh[x.id]
+			if !ok {
+				g = *known[x.id]
+			}
+			g.Servers = []ServerRef{} // rebuilt below from the servers
+			snap.Groups = append(snap.Groups, g)
 		}
 		for _, s := range prev.Servers {
 			if unchanged[s.SecurityGroup.ID] {
