@@ -75,7 +75,7 @@ func (s *Server) registerConsoleRoutes() {
 		},
 	})
 
-	s.e.GET("/static/*", con.handleStatic)
+	s.e.GET("/static/*", con.handleStatic, middleware.Gzip())
 
 	public := []echo.MiddlewareFunc{con.securityHeaders, con.loadSession, con.csrf}
 	auth := append(public[:len(public):len(public)], con.requireUser)
