@@ -55,7 +55,7 @@ const groupColumns = `id, organization_id, project_id, zone, name, description, 
 	inbound_default_policy, outbound_default_policy, organization_default, enable_default_security,
 	created_at, modified_at, generation`
 
-func scanGroup(sc interface{ Scan(...any) error }) (Group, error) {
+func scanGroup(sc scanner) (Group, error) {
 	var g Group
 	var tags, created, modified string
 	var stateful, def, smtp int
@@ -168,20 +168,10 @@ func (db *DB) Groups(ctx context.Context, orgID, zone string, f GroupFilter) ([]
 		if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM security_groups WHERE `+cond, args...).Scan(&total); err != nil {
 			return err
 		}
-		rows, err := tx.QueryContext(ctx, `SELECT `+groupColumns+` FROM security_groups WHERE `+cond+
+		var err error
+		groups, err = queryAll(ctx, tx, scanGroup, `SELECT `+groupColumns+` FROM security_groups WHERE `+cond+
 			` ORDER BY created_at, id LIMIT ? OFFSET ?`, append(args, perPage, (page-1)*perPage)...)
 		if err != nil {
-			return err
-		}
-		defer rows.Close()
-		for rows.Next() {
-			g, err := scanGroup(rows)
-			if err != nil {
-				return err
-			}
-			groups = append(groups, g)
-		}
-		if err := rows.Err(); err != nil {
 			return err
 		}
 		ptrs := make([]*Group, len(groups))

@@ -41,7 +41,7 @@ type RulePatch struct {
 
 const ruleColumns = `id, group_id, position, direction, protocol, action, ip_range, dest_ip_range, dest_port_from, dest_port_to`
 
-func scanRule(sc interface{ Scan(...any) error }) (Rule, error) {
+func scanRule(sc scanner) (Rule, error) {
 	var r Rule
 	var ipRange, destRange string
 	var from, to int

@@ -48,7 +48,7 @@ const serverColumns = `s.id, s.organization_id, s.project_id, s.zone, s.name, s.
 
 const serverFrom = ` FROM servers s JOIN security_groups g ON g.id = s.security_group_id`
 
-func scanServer(sc interface{ Scan(...any) error }) (Server, error) {
+func scanServer(sc scanner) (Server, error) {
 	var s Server
 	var addrs, tags, created, modified string
 	var local int
@@ -115,20 +115,10 @@ func (db *DB) Servers(ctx context.Context, orgID, zone string, f ServerFilter) (
 		if err := tx.QueryRowContext(ctx, `SELECT count(*)`+serverFrom+` WHERE `+cond, args...).Scan(&total); err != nil {
 			return err
 		}
-		rows, err := tx.QueryContext(ctx, `SELECT `+serverColumns+serverFrom+` WHERE `+cond+
+		var err error
+		servers, err = queryAll(ctx, tx, scanServer, `SELECT `+serverColumns+serverFrom+` WHERE `+cond+
 			` ORDER BY s.created_at DESC, s.id LIMIT ? OFFSET ?`, append(args, perPage, (page-1)*perPage)...)
-		if err != nil {
-			return err
-		}
-		defer rows.Close()
-		for rows.Next() {
-			s, err := scanServer(rows)
-			if err != nil {
-				return err
-			}
-			servers = append(servers, s)
-		}
-		return rows.Err()
+		return err
 	})
 	if err != nil {
 		return nil, 0, fmt.Errorf("list servers: %w", err)

@@ -9,6 +9,42 @@ import (
 	"github.com/google/uuid"
 )
 
+// scanner is what the scan functions read from: *sql.Row or *sql.Rows.
+type scanner interface{ Scan(...any) error }
+
+// queryAll runs query and scans every row with scan.
+func queryAll[T any](ctx context.Context, tx *sql.Tx, scan func(scanner) (T, error), query string, args ...any) ([]T, error) {
+	rows, err := tx.QueryContext(ctx, query, args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []T
+	for rows.Next() {
+		v, err := scan(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, v)
+	}
+	return out, rows.Err()
+}
+
+// linkServers fills each group's Servers from the snapshot's servers, in
+// server ID order.
+func (snap *Snapshot) linkServers() {
+	byID := make(map[string]*Group, len(snap.Groups))
+	for i := range snap.Groups {
+		snap.Groups[i].Servers = []ServerRef{}
+		byID[snap.Groups[i].ID] = &snap.Groups[i]
+	}
+	for _, s := range snap.Servers {
+		if g := byID[s.SecurityGroup.ID]; g != nil {
+			g.Servers = append(g.Servers, ServerRef{ID: s.ID, Name: s.Name})
+		}
+	}
+}
+
 // Snapshot reads the whole desired state in one transaction, so that every
 // part of it belongs to the same generation.
 func (db *DB) Snapshot(ctx context.Context) (Snapshot, error) {
@@ -17,62 +53,24 @@ func (db *DB) Snapshot(ctx context.Context) (Snapshot, error) {
 		if err := tx.QueryRowContext(ctx, `SELECT value FROM generation WHERE id = 1`).Scan(&snap.Generation); err != nil {
 			return err
 		}
-		rows, err := tx.QueryContext(ctx, `SELECT `+groupColumns+` FROM security_groups ORDER BY id`)
+		var err error
+		if snap.Groups, err = queryAll(ctx, tx, scanGroup, `SELECT `+groupColumns+` FROM security_groups ORDER BY id`); err != nil {
+			return err
+		}
+		rules, err := queryAll(ctx, tx, scanRule, `SELECT `+ruleColumns+` FROM rules ORDER BY group_id, position, id`)
 		if err != nil {
 			return err
 		}
-		byID := map[string]*Group{}
-		for rows.Next() {
-			g, err := scanGroup(rows)
-			if err != nil {
-				rows.Close()
-				return err
-			}
-			snap.Groups = append(snap.Groups, g)
-		}
-		rows.Close()
-		if err := rows.Err(); err != nil {
-			return err
-		}
-		for i := range snap.Groups {
-			byID[snap.Groups[i].ID] = &snap.Groups[i]
-		}
-		rows, err = tx.QueryContext(ctx, `SELECT `+ruleColumns+` FROM rules ORDER BY group_id, position, id`)
-		if err != nil {
-			return err
-		}
-		for rows.Next() {
-			r, err := scanRule(rows)
-			if err != nil {
-				rows.Close()
-				return err
-			}
+		for _, r := range rules {
 			snap.Rules[r.GroupID] = append(snap.Rules[r.GroupID], r)
 		}
-		rows.Close()
-		if err := rows.Err(); err != nil {
-			return err
-		}
-		rows, err = tx.QueryContext(ctx, `SELECT `+serverColumns+serverFrom+` ORDER BY s.id`)
-		if err != nil {
-			return err
-		}
-		defer rows.Close()
-		for rows.Next() {
-			s, err := scanServer(rows)
-			if err != nil {
-				return err
-			}
-			snap.Servers = append(snap.Servers, s)
-			if g := byID[s.SecurityGroup.ID]; g != nil {
-				g.Servers = append(g.Servers, ServerRef{ID: s.ID, Name: s.Name})
-			}
-		}
-		return rows.Err()
+		snap.Servers, err = queryAll(ctx, tx, scanServer, `SELECT `+serverColumns+serverFrom+` ORDER BY s.id`)
+		return err
 	})
 	if err != nil {
 		return Snapshot{}, fmt.Errorf("snapshot: %w", err)
 	}
+	snap.linkServers()
 	return snap, nil
 }
 
@@ -144,25 +142,15 @@ func (db *DB) SnapshotSince(ctx context.Context, prev Snapshot) (Snapshot, error
 		}
 		// Only IDs and generations for all groups; whole rows for the
 		// groups that moved.
-		rows, err := tx.QueryContext(ctx, `SELECT id, generation FROM security_groups ORDER BY id`)
-		if err != nil {
-			return err
-		}
 		type idGen struct {
 			id  string
 			gen int64
 		}
-		var current []idGen
-		for rows.Next() {
+		current, err := queryAll(ctx, tx, func(sc scanner) (idGen, error) {
 			var x idGen
-			if err := rows.Scan(&x.id, &x.gen); err != nil {
-				rows.Close()
-				return err
-			}
-			current = append(current, x)
-		}
-		rows.Close()
-		if err := rows.Err(); err != nil {
+			return x, sc.Scan(&x.id, &x.gen)
+		}, `SELECT id, generation FROM security_groups ORDER BY id`)
+		if err != nil {
 			return err
 		}
 		known := make(map[string]*Group, len(prev.Groups))
@@ -171,7 +159,6 @@ func (db *DB) SnapshotSince(ctx context.Context, prev Snapshot) (Snapshot, error
 		}
 		unchanged := map[string]bool{}
 		var changed []any
-		fresh := map[string]Group{}
 		for _, x := range current {
 			if g := known[x.id]; g != nil && x.gen <= prev.Generation {
 				unchanged[x.id] = true
@@ -182,24 +169,36 @@ func (db *DB) SnapshotSince(ctx context.Context, prev Snapshot) (Snapshot, error
 				changed = append(changed, x.id)
 			}
 		}
+		for _, s := range prev.Servers {
+			if unchanged[s.SecurityGroup.ID] {
+				snap.Servers = append(snap.Servers, s)
+			}
+		}
+		fresh := map[string]Group{}
+		// SQLite takes up to 32,766 parameters; chunks keep far below.
 		for i := 0; i < len(changed); i += 500 {
 			chunk := changed[i:min(len(changed), i+500)]
-			rows, err := tx.QueryContext(ctx, `SELECT `+groupColumns+` FROM security_groups WHERE id IN (`+placeholders(len(chunk))+`)`, chunk...)
+			in := placeholders(len(chunk))
+			groups, err := queryAll(ctx, tx, scanGroup, `SELECT `+groupColumns+` FROM security_groups WHERE id IN (`+in+`)`, chunk...)
 			if err != nil {
 				return err
 			}
-			for rows.Next() {
-				g, err := scanGroup(rows)
-				if err != nil {
-					rows.Close()
-					return err
-				}
+			for _, g := range groups {
 				fresh[g.ID] = g
 			}
-			rows.Close()
-			if err := rows.Err(); err != nil {
+			rules, err := queryAll(ctx, tx, scanRule, `SELECT `+ruleColumns+` FROM rules WHERE group_id IN (`+in+`)
+				ORDER BY group_id, position, id`, chunk...)
+			if err != nil {
 				return err
 			}
+			for _, r := range rules {
+				snap.Rules[r.GroupID] = append(snap.Rules[r.GroupID], r)
+			}
+			servers, err := queryAll(ctx, tx, scanServer, `SELECT `+serverColumns+serverFrom+` WHERE s.security_group_id IN (`+in+`)`, chunk...)
+			if err != nil {
+				return err
+			}
+			snap.Servers = append(snap.Servers, servers...)
 		}
 		snap.Groups = make([]Group, 0, len(current))
 		for _, x := range current {
@@ -207,52 +206,7 @@ func (db *DB) SnapshotSince(ctx context.Context, prev Snapshot) (Snapshot, error
 			if !ok {
 				g = *known[x.id]
 			}
-			g.Servers = []ServerRef{} // rebuilt below from the servers
 			snap.Groups = append(snap.Groups, g)
-		}
-		for _, s := range prev.Servers {
-			if unchanged[s.SecurityGroup.ID] {
-				snap.Servers = append(snap.Servers, s)
-			}
-		}
-		// SQLite takes up to 32,766 parameters; chunks keep far below.
-		for len(changed) > 0 {
-			chunk := changed[:min(len(changed), 500)]
-			changed = changed[len(chunk):]
-			in := placeholders(len(chunk))
-			rows, err := tx.QueryContext(ctx, `SELECT `+ruleColumns+` FROM rules WHERE group_id IN (`+in+`)
-				ORDER BY group_id, position, id`, chunk...)
-			if err != nil {
-				return err
-			}
-			for rows.Next() {
-				r, err := scanRule(rows)
-				if err != nil {
-					rows.Close()
-					return err
-				}
-				snap.Rules[r.GroupID] = append(snap.Rules[r.GroupID], r)
-			}
-			rows.Close()
-			if err := rows.Err(); err != nil {
-				return err
-			}
-			rows, err = tx.QueryContext(ctx, `SELECT `+serverColumns+serverFrom+` WHERE s.security_group_id IN (`+in+`)`, chunk...)
-			if err != nil {
-				return err
-			}
-			for rows.Next() {
-				s, err := scanServer(rows)
-				if err != nil {
-					rows.Close()
-					return err
-				}
-				snap.Servers = append(snap.Servers, s)
-			}
-			rows.Close()
-			if err := rows.Err(); err != nil {
-				return err
-			}
 		}
 		return nil
 	})
@@ -260,14 +214,6 @@ func (db *DB) SnapshotSince(ctx context.Context, prev Snapshot) (Snapshot, error
 		return Snapshot{}, fmt.Errorf("snapshot since %d: %w", prev.Generation, err)
 	}
 	sort.Slice(snap.Servers, func(i, j int) bool { return snap.Servers[i].ID < snap.Servers[j].ID })
-	byID := make(map[string]*Group, len(snap.Groups))
-	for i := range snap.Groups {
-		byID[snap.Groups[i].ID] = &snap.Groups[i]
-	}
-	for _, s := range snap.Servers {
-		if g := byID[s.SecurityGroup.ID]; g != nil {
-			g.Servers = append(g.Servers, ServerRef{ID: s.ID, Name: s.Name})
-		}
-	}
+	snap.linkServers()
 	return snap, nil
 }
