@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/netip"
 	"sort"
+	"strings"
 
 	"github.com/google/uuid"
 )
@@ -226,6 +227,26 @@ func insertRule(ctx context.Context, tx *sql.Tx, r Rule) error {
 		r.ID, r.GroupID, r.Position, r.Direction, r.Protocol, r.Action, r.IPRange.String(), prefixText(r.DestIPRange),
 		int(r.DestPortFrom), int(r.DestPortTo))
 	return err
+}
+
+// insertRules inserts rules with multi-row statements: a set-all of 100
+// rules is two statements instead of 100.
+func insertRules(ctx context.Context, tx *sql.Tx, rules []Rule) error {
+	const perStatement = 50 // 500 parameters
+	for len(rules) > 0 {
+		chunk := rules[:min(len(rules), perStatement)]
+		rules = rules[len(chunk):]
+		values := strings.TrimSuffix(strings.Repeat("(?, ?, ?, ?, ?, ?, ?, ?, ?, ?), ", len(chunk)), ", ")
+		args := make([]any, 0, 10*len(chunk))
+		for _, r := range chunk {
+			args = append(args, r.ID, r.GroupID, r.Position, r.Direction, r.Protocol, r.Action, r.IPRange.String(),
+				prefixText(r.DestIPRange), int(r.DestPortFrom), int(r.DestPortTo))
+		}
+		if _, err := tx.ExecContext(ctx, `INSERT INTO rules (`+ruleColumns+`) VALUES `+values, args...); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func updateRule(ctx context.Context, tx *sql.Tx, r Rule) error {
@@ -515,27 +536,39 @@ func (db *DB) SetRules(ctx context.Context, orgID, zone, groupID string, ins []R
 		if err := fe.err(); err != nil {
 			return err
 		}
+		var gone []any
 		for _, r := range existing {
 			if !seen[r.ID] {
-				if _, err := tx.ExecContext(ctx, `DELETE FROM rules WHERE id = ?`, r.ID); err != nil {
-					return err
-				}
+				gone = append(gone, r.ID)
 			}
 		}
+		if len(gone) > 0 {
+			if _, err := tx.ExecContext(ctx, `DELETE FROM rules WHERE id IN (`+placeholders(len(gone))+`)`, gone...); err != nil {
+				return err
+			}
+		}
+		old := make(map[string]Rule, len(existing))
+		for _, r := range existing {
+			old[r.ID] = r
+		}
 		result = make([]Rule, len(items))
+		var added []Rule
 		for i, it := range items {
 			r := it.rule
 			r.GroupID, r.Position = groupID, i+1
-			if r.ID == "" {
+			switch {
+			case r.ID == "":
 				r.ID = uuid.NewString()
-				err = insertRule(ctx, tx, r)
-			} else {
-				err = updateRule(ctx, tx, r)
-			}
-			if err != nil {
-				return err
+				added = append(added, r)
+			case old[r.ID] != r:
+				if err := updateRule(ctx, tx, r); err != nil {
+					return err
+				}
 			}
 			result[i] = r
+		}
+		if err := insertRules(ctx, tx, added); err != nil {
+			return err
 		}
 		return db.rulesChanged(ctx, tx, gen, change{org: orgID, zone: zone, group: groupID, resource: ResourceRule, id: groupID, action: "set_rules", before: existing, after: result})
 	})

@@ -109,18 +109,18 @@ type ServerRef struct {
 // Rule is one rule of a group. Rules apply in Position order, first match
 // wins; positions run 1..N without gaps across the group's rules.
 type Rule struct {
-	ID        string
-	GroupID   string
-	Direction Direction
-	Protocol  Protocol
-	Action    Policy
-	IPRange   netip.Prefix // normalised: host bits cleared
+	ID        string       `json:"id"`
+	GroupID   string       `json:"-"` // the audit entry names the group
+	Direction Direction    `json:"direction"`
+	Protocol  Protocol     `json:"protocol"`
+	Action    Policy       `json:"action"`
+	IPRange   netip.Prefix `json:"ip_range"` // normalised: host bits cleared
 	// DestIPRange optionally narrows the destination; invalid (zero) when unset.
-	DestIPRange  netip.Prefix
-	DestPortFrom uint16 // 0 when unset
-	DestPortTo   uint16 // 0 when unset or equal to DestPortFrom
-	Position     int
-	Editable     bool
+	DestIPRange  netip.Prefix `json:"dest_ip_range,omitzero"`
+	DestPortFrom uint16       `json:"dest_port_from,omitempty"` // 0 when unset
+	DestPortTo   uint16       `json:"dest_port_to,omitempty"`   // 0 when unset or equal to DestPortFrom
+	Position     int          `json:"position"`
+	Editable     bool         `json:"-"`
 }
 
 // Server is a machine a group protects: a VM or container behind a host
