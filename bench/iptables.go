@@ -89,9 +89,6 @@ func iptRule(r enforcer.Rule, short map[string]string, v6, outbound bool) (strin
 		p = append(p, "-p", "ipv6-icmp")
 	}
 	switch {
-	case r.DPortSet != "":
-		// The only set is smtp_ports.
-		p = append(p, "-m", "multiport", "--dports", "25,465,587")
 	case r.DPortFrom != 0 && r.DPortTo != 0:
 		p = append(p, "--dport", fmt.Sprintf("%d:%d", r.DPortFrom, r.DPortTo))
 	case r.DPortFrom != 0:

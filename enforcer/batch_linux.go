@@ -299,13 +299,6 @@ func (b *batch) appendRule(chain string, r Rule) error {
 	}
 	var port [2]byte
 	switch {
-	case r.DPortSet != "":
-		set, ok := b.sets[r.DPortSet]
-		if !ok {
-			return fmt.Errorf("unknown set %s", r.DPortSet)
-		}
-		b.exprPayload(expr.PayloadBaseTransportHeader, 2, 2)
-		b.exprLookup(set, false)
 	case r.DPortFrom != 0 && r.DPortTo != 0:
 		b.exprPayload(expr.PayloadBaseTransportHeader, 2, 2)
 		binary.BigEndian.PutUint16(port[:], r.DPortFrom)

@@ -19,7 +19,6 @@ const (
 	chainHostOut  = "host_out" // output hook: the local server's outbound group
 	mapToServer   = "to_server"
 	mapFromServer = "from_server"
-	setSMTPPorts  = "smtp_ports"
 )
 
 // Rule tags that are not rule IDs. Counters are keyed by tag.
@@ -28,7 +27,6 @@ const (
 	TagDefaultOut     = "default_out"
 	TagEstablishedIn  = "established_in"
 	TagEstablishedOut = "established_out"
-	TagSMTP           = "smtp"
 	TagCompileError   = "compile_error"
 	tagLoopback       = "loopback"
 	tagLocal          = "local"
@@ -81,7 +79,6 @@ type Rule struct {
 	L4            L4
 	DPortFrom     uint16 // tcp/udp dport; 0 = any
 	DPortTo       uint16 // range end; 0 = single port
-	DPortSet      string // tcp dport @set (named set of ports)
 	VMapIIF       string // iifname vmap @map: dispatch, no verdict of its own
 	VMapOIF       string // oifname vmap @map
 	Counter       bool
@@ -142,9 +139,6 @@ func baseChains() []Chain {
 		{Name: chainIngress, Hook: "forward", Priority: 0, Rules: []Rule{{Tag: tagDispatch, VMapOIF: mapToServer}}},
 	}
 }
-
-// smtpPorts returns the ports of the smtp_ports set.
-func smtpPorts() []uint16 { return store.SMTPPorts }
 
 // ChainNames returns the inbound and outbound chain names of a group.
 //
@@ -314,12 +308,13 @@ func compileGroup(g store.Group, rules []store.Rule) (GroupChains, error) {
 		gc.In.Rules = append(gc.In.Rules, Rule{Tag: TagEstablishedIn, CTEstablished: true, Counter: true, Verdict: Verdict{Kind: "accept"}})
 		gc.Out.Rules = append(gc.Out.Rules, Rule{Tag: TagEstablishedOut, CTEstablished: true, Counter: true, Verdict: Verdict{Kind: "accept"}})
 	}
-	if g.EnableDefaultSecurity {
-		// One rule for IPv4 and IPv6: meta l4proto does not depend on the family.
-		gc.Out.Rules = append(gc.Out.Rules, Rule{Tag: TagSMTP, L4: L4TCP, DPortSet: setSMTPPorts, Counter: true, Verdict: Verdict{Kind: "drop"}})
-	}
 	sorted := slices.Clone(rules)
 	slices.SortStableFunc(sorted, func(a, b store.Rule) int { return a.Position - b.Position })
+	if g.EnableDefaultSecurity {
+		// The six rules the API lists, before any other, each tagged with
+		// its ID so that counters (and the packet tester) name the row.
+		sorted = append(store.SMTPRules(g.ID), sorted...)
+	}
 	for _, r := range sorted {
 		cr, err := compileRule(r)
 		if err != nil {

@@ -122,8 +122,8 @@ func TestCompileGroupChains(t *testing.T) {
 	}{
 		// ct state established,related counter accept; first; second; counter drop
 		{a.In, []string{TagEstablishedIn, "first", "second", TagDefaultIn}},
-		// ct state …; tcp dport @smtp_ports counter drop; out; counter accept
-		{a.Out, []string{TagEstablishedOut, TagSMTP, "out", TagDefaultOut}},
+		// ct state …; the six SMTP rules, tagged with their IDs; out; counter accept
+		{a.Out, append(append([]string{TagEstablishedOut}, smtpTags(gA)...), "out", TagDefaultOut)},
 		// stateless: no ct state exception
 		{b.In, []string{TagDefaultIn}},
 		{b.Out, []string{TagDefaultOut}},
@@ -237,12 +237,12 @@ func TestPreviewText(t *testing.T) {
 	aIn, aOut := ChainNames(gA)
 	for _, want := range []string{
 		"table inet rampart\ndelete table inet rampart\ntable inet rampart {\n",
-		"\tset smtp_ports {\n\t\ttype inet_service\n\t\telements = { 25, 465, 587 }\n\t}\n",
 		"\tmap to_server {\n\t\ttype ifname : verdict\n\t\telements = {\n\t\t\t\"vs1\" : jump " + aIn + "\n\t\t}\n\t}\n",
 		"\tchain " + aIn + " {\n\t\tct state established,related counter accept comment \"established_in\"\n" +
 			"\t\tmeta nfproto ipv4 meta l4proto tcp tcp dport 22 counter accept comment \"ssh\"\n" +
 			"\t\tcounter drop comment \"default_in\"\n\t}\n",
-		"\t\tmeta l4proto tcp tcp dport @smtp_ports counter drop comment \"smtp\"\n",
+		"\t\tmeta nfproto ipv4 meta l4proto tcp tcp dport 25 counter drop comment \"" + store.SMTPRules(gA)[0].ID + "\"\n",
+		"\t\tmeta nfproto ipv6 meta l4proto tcp tcp dport 587 counter drop comment \"" + store.SMTPRules(gA)[5].ID + "\"\n",
 		"\tchain egress {\n\t\ttype filter hook forward priority -1; policy accept;\n\t\tiifname vmap @from_server comment \"dispatch\"\n\t}\n",
 		"\tchain ingress {\n\t\ttype filter hook forward priority 0; policy accept;\n\t\toifname vmap @to_server comment \"dispatch\"\n\t}\n",
 		"\tchain host_in {\n\t\ttype filter hook input priority 0; policy accept;\n\t\tiifname \"lo\" accept comment \"loopback\"\n\t}\n",
@@ -344,4 +344,13 @@ func TestReconcilerPreview(t *testing.T) {
 	if st, _ := r.GroupState(gB, gen); st != StateAvailable {
 		t.Errorf("other group state = %s, want available", st)
 	}
+}
+
+// smtpTags returns the tags of the six SMTP rules of a group, in order.
+func smtpTags(groupID string) []string {
+	var tags []string
+	for _, r := range store.SMTPRules(groupID) {
+		tags = append(tags, r.ID)
+	}
+	return tags
 }

@@ -67,12 +67,6 @@ func ruleExprs(r Rule, s sets) ([]expr.Any, error) {
 	}
 	dport := &expr.Payload{DestRegister: 1, Base: expr.PayloadBaseTransportHeader, Offset: 2, Len: 2}
 	switch {
-	case r.DPortSet != "":
-		set, ok := s[r.DPortSet]
-		if !ok {
-			return nil, fmt.Errorf("unknown set %s", r.DPortSet)
-		}
-		e = append(e, dport, &expr.Lookup{SourceRegister: 1, SetName: set.Name, SetID: set.ID})
 	case r.DPortFrom != 0 && r.DPortTo != 0:
 		e = append(e, dport,
 			&expr.Cmp{Op: expr.CmpOpGte, Register: 1, Data: binaryutil.BigEndian.PutUint16(r.DPortFrom)},
@@ -193,7 +187,7 @@ func TestEncodeRuleMatchesLibrary(t *testing.T) {
 		t.Fatal(err)
 	}
 	lib, rec := b.lib, b.rec
-	for _, name := range []string{setSMTPPorts, mapToServer, mapFromServer} {
+	for _, name := range []string{mapToServer, mapFromServer} {
 		if err := lib.AddSet(b.sets[name], nil); err != nil {
 			t.Fatal(err)
 		}

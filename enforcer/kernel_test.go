@@ -237,7 +237,7 @@ func TestKernelStatefulAndStateless(t *testing.T) {
 
 func TestKernelSMTP(t *testing.T) {
 	e := newEnv(t)
-	// tcp dport @smtp_ports counter drop, before any rule, even an accept
+	// the six SMTP drop rules, before any rule, even an accept
 	e.apply(t, oneGroup(group(gA, true, store.Accept, store.Accept, true),
 		rule("smtp-ok", store.Outbound, store.TCP, store.Accept, "0.0.0.0/0", 25, 0)))
 	for _, p := range store.SMTPPorts {

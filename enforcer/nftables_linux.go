@@ -216,7 +216,6 @@ type sets map[string]*nftables.Set
 
 func namedSets(t *nftables.Table) sets {
 	return sets{
-		setSMTPPorts: {Table: t, Name: setSMTPPorts, KeyType: nftables.TypeInetService},
 		// ifname keys are strings: host byte order, or nft lists them as "".
 		mapToServer:   {Table: t, Name: mapToServer, IsMap: true, KeyType: nftables.TypeIFName, DataType: nftables.TypeVerdict, KeyByteOrder: binaryutil.NativeEndian},
 		mapFromServer: {Table: t, Name: mapFromServer, IsMap: true, KeyType: nftables.TypeIFName, DataType: nftables.TypeVerdict, KeyByteOrder: binaryutil.NativeEndian},
@@ -236,13 +235,6 @@ func fullBatch(b *batch, rs *Ruleset) error {
 	c.AddTable(t)
 	c.DelTable(t)
 	c.AddTable(t)
-	var ports []nftables.SetElement
-	for _, p := range smtpPorts() {
-		ports = append(ports, nftables.SetElement{Key: binaryutil.BigEndian.PutUint16(p)})
-	}
-	if err := c.AddSet(s[setSMTPPorts], ports); err != nil {
-		return fmt.Errorf("add set %s: %w", setSMTPPorts, err)
-	}
 	for _, name := range []string{mapToServer, mapFromServer} {
 		if err := c.AddSet(s[name], nil); err != nil {
 			return fmt.Errorf("add map %s: %w", name, err)

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"net/netip"
-	"strconv"
 	"strings"
 	"sync"
 )
@@ -72,14 +71,6 @@ func (rs *Ruleset) Text() string {
 	fmt.Fprintf(&b, "# rampart generation %d\n", rs.Generation)
 	fmt.Fprintf(&b, "table inet %s\ndelete table inet %s\n", TableName, TableName)
 	fmt.Fprintf(&b, "table inet %s {\n", TableName)
-	fmt.Fprintf(&b, "\tset %s {\n\t\ttype inet_service\n\t\telements = { ", setSMTPPorts)
-	for i, p := range smtpPorts() {
-		if i > 0 {
-			b.WriteString(", ")
-		}
-		b.WriteString(strconv.Itoa(int(p)))
-	}
-	b.WriteString(" }\n\t}\n")
 	// Group chains come before the maps and hooked chains that jump to them.
 	for _, g := range rs.Groups {
 		writeChain(&b, g.In)
@@ -174,8 +165,6 @@ func (r Rule) String() string {
 		p = append(p, "meta l4proto "+l4)
 	}
 	switch {
-	case r.DPortSet != "":
-		p = append(p, fmt.Sprintf("%s dport @%s", l4, r.DPortSet))
 	case r.DPortFrom != 0 && r.DPortTo != 0:
 		p = append(p, fmt.Sprintf("%s dport %d-%d", l4, r.DPortFrom, r.DPortTo))
 	case r.DPortFrom != 0:

@@ -287,7 +287,7 @@ func (r *Reconciler) GroupGeneration(groupID string) int64 {
 
 // Counters returns the counters of a group's rules as the backend holds
 // them, keyed by rule ID, TagDefaultIn, TagDefaultOut, TagEstablishedIn,
-// TagEstablishedOut or TagSMTP. Counters restart from zero when the group's
+// TagEstablishedOut or an SMTP rule ID. Counters restart from zero when the group's
 // chains are rewritten. It returns an empty map when they cannot be read.
 func (r *Reconciler) Counters(groupID string) map[string]Counter {
 	r.mu.Lock()
