@@ -33,9 +33,6 @@ const (
 	tagDispatch       = "dispatch"
 )
 
-// maxIfNameLen is IFNAMSIZ-1: the kernel's interface names are at most 15 bytes.
-const maxIfNameLen = 15
-
 // Family restricts a rule to one IP version (meta nfproto).
 type Family uint8
 
@@ -192,7 +189,6 @@ type compiledGroup struct {
 	key   groupKey
 	rules []store.Rule // a private copy
 	gc    GroupChains
-	err   error
 }
 
 // groupKey holds the settings of a group that its chains depend on.
@@ -206,22 +202,24 @@ func keyOf(g store.Group) groupKey {
 	return groupKey{g.Stateful, g.EnableDefaultSecurity, g.InboundDefaultPolicy, g.OutboundDefaultPolicy}
 }
 
-// group returns the chains of g, compiled now or reused.
-func (c *Compiler) group(g store.Group, rules []store.Rule, next map[string]compiledGroup) (GroupChains, error) {
+// group returns the chains of g, compiled now or reused. A group with rows
+// the store could not read is not compiled: what they meant is unknown,
+// so the group fails closed.
+func (c *Compiler) group(g store.Group, rules []store.Rule, unreadable []string, next map[string]compiledGroup) (GroupChains, error) {
+	if len(unreadable) > 0 {
+		return failClosed(g), fmt.Errorf("stored data cannot be read: %s", strings.Join(unreadable, "; "))
+	}
 	if old, ok := c.groups[g.ID]; ok && old.key == keyOf(g) && slices.Equal(old.rules, rules) {
 		old.gc.Generation = g.Generation // e.g. a server joined: same chains
 		next[g.ID] = old
-		return old.gc, old.err
+		return old.gc, nil
 	}
-	gc, err := compileGroup(g, rules)
-	if err != nil {
-		gc = failClosed(g)
-	}
+	gc := compileGroup(g, rules)
 	// Clipped, so that an append by a user of the Ruleset cannot write
 	// into chains that other Rulesets share.
 	gc.In.Rules, gc.Out.Rules = slices.Clip(gc.In.Rules), slices.Clip(gc.Out.Rules)
-	next[g.ID] = compiledGroup{key: keyOf(g), rules: slices.Clone(rules), gc: gc, err: err}
-	return gc, err
+	next[g.ID] = compiledGroup{key: keyOf(g), rules: slices.Clone(rules), gc: gc}
+	return gc, nil
 }
 
 // Compile builds the Ruleset of snap, reusing the chains of the groups that
@@ -237,7 +235,7 @@ func (c *Compiler) Compile(snap store.Snapshot) *Ruleset {
 	next := make(map[string]compiledGroup, len(groups))
 	rs.Groups = make([]GroupChains, 0, len(groups))
 	for _, g := range groups {
-		gc, err := c.group(g, snap.Rules[g.ID], next)
+		gc, err := c.group(g, snap.Rules[g.ID], snap.Unreadable[g.ID], next)
 		if err != nil {
 			rs.Errors[g.ID] = err
 		}
@@ -253,33 +251,23 @@ func (c *Compiler) Compile(snap store.Snapshot) *Ruleset {
 		servers = slices.Clone(servers)
 		slices.SortFunc(servers, func(a, b store.Server) int { return strings.Compare(a.ID, b.ID) })
 	}
-	ifOwner := map[string]string{} // interface -> server ID
-	var local *store.Server
 	for i := range servers {
 		s := &servers[i]
-		gid := s.SecurityGroup.ID
-		gc := known[gid]
-		if gc == nil {
-			continue // the store never lets this happen; nothing to jump to
+		gc := known[s.SecurityGroup.ID]
+		if gc == nil || s.Unreadable != "" {
+			// The store never lets the first happen; the second fails the
+			// group (see Compiler.group), and where the server's traffic
+			// passes is unknown.
+			continue
 		}
 		in, out := gc.In.Name, gc.Out.Name
 		switch {
 		case s.Local:
-			if local != nil {
-				rs.addError(gid, fmt.Errorf("server %s: only one local server is enforced, %s already is", s.ID, local.ID))
-				continue
-			}
-			local = s
 			rs.HostIn.Rules = append(rs.HostIn.Rules, Rule{Tag: tagLocal, Verdict: Verdict{Kind: "jump", Chain: in}})
 			rs.HostOut.Rules = append(rs.HostOut.Rules, Rule{Tag: tagLocal, Verdict: Verdict{Kind: "jump", Chain: out}})
 		case s.Interface == "":
 			// Nothing passes through this host for it: nothing to enforce here.
-		case len(s.Interface) > maxIfNameLen || strings.ContainsRune(s.Interface, '"'):
-			rs.addError(gid, fmt.Errorf("server %s: invalid interface name %q", s.ID, s.Interface))
-		case ifOwner[s.Interface] != "":
-			rs.addError(gid, fmt.Errorf("server %s: interface %s is already used by server %s", s.ID, s.Interface, ifOwner[s.Interface]))
 		default:
-			ifOwner[s.Interface] = s.ID
 			rs.ToServer = append(rs.ToServer, MapElem{IfName: s.Interface, Chain: in})
 			rs.FromServer = append(rs.FromServer, MapElem{IfName: s.Interface, Chain: out})
 		}
@@ -300,8 +288,10 @@ func (rs *Ruleset) addError(groupID string, err error) {
 }
 
 // compileGroup builds a group's two chains: stateful exception first, then
-// SMTP blocking (outbound), the rules in position order, the default policy.
-func compileGroup(g store.Group, rules []store.Rule) (GroupChains, error) {
+// SMTP blocking (outbound), the rules in position order, the default
+// policy. The store has checked every field (rows it could not read never
+// get here), so there is nothing left to refuse.
+func compileGroup(g store.Group, rules []store.Rule) GroupChains {
 	inName, outName := ChainNames(g.ID)
 	gc := GroupChains{GroupID: g.ID, Generation: g.Generation, In: Chain{Name: inName}, Out: Chain{Name: outName}}
 	if g.Stateful {
@@ -316,30 +306,15 @@ func compileGroup(g store.Group, rules []store.Rule) (GroupChains, error) {
 		sorted = append(store.SMTPRules(g.ID), sorted...)
 	}
 	for _, r := range sorted {
-		cr, err := compileRule(r)
-		if err != nil {
-			return GroupChains{}, fmt.Errorf("compile group %s: rule %s: %w", g.ID, r.ID, err)
-		}
-		switch r.Direction {
-		case store.Inbound:
-			gc.In.Rules = append(gc.In.Rules, cr)
-		case store.Outbound:
-			gc.Out.Rules = append(gc.Out.Rules, cr)
-		default:
-			return GroupChains{}, fmt.Errorf("compile group %s: rule %s: unknown direction %q", g.ID, r.ID, r.Direction)
+		if r.Direction == store.Inbound {
+			gc.In.Rules = append(gc.In.Rules, compileRule(r))
+		} else {
+			gc.Out.Rules = append(gc.Out.Rules, compileRule(r))
 		}
 	}
-	in, err := policyVerdict(g.InboundDefaultPolicy)
-	if err != nil {
-		return GroupChains{}, fmt.Errorf("compile group %s: inbound default policy: %w", g.ID, err)
-	}
-	out, err := policyVerdict(g.OutboundDefaultPolicy)
-	if err != nil {
-		return GroupChains{}, fmt.Errorf("compile group %s: outbound default policy: %w", g.ID, err)
-	}
-	gc.In.Rules = append(gc.In.Rules, Rule{Tag: TagDefaultIn, Counter: true, Verdict: in})
-	gc.Out.Rules = append(gc.Out.Rules, Rule{Tag: TagDefaultOut, Counter: true, Verdict: out})
-	return gc, nil
+	gc.In.Rules = append(gc.In.Rules, Rule{Tag: TagDefaultIn, Counter: true, Verdict: verdict(g.InboundDefaultPolicy)})
+	gc.Out.Rules = append(gc.Out.Rules, Rule{Tag: TagDefaultOut, Counter: true, Verdict: verdict(g.OutboundDefaultPolicy)})
+	return gc
 }
 
 // failClosed is what a group that cannot be compiled gets when nothing was
@@ -354,33 +329,31 @@ func failClosed(g store.Group) GroupChains {
 	}
 }
 
-func policyVerdict(p store.Policy) (Verdict, error) {
-	switch p {
-	case store.Accept, "":
-		// Absent means accept, as in the API.
-		return Verdict{Kind: "accept"}, nil
-	case store.Drop:
-		return Verdict{Kind: "drop"}, nil
+func verdict(p store.Policy) Verdict {
+	if p == store.Drop {
+		return Verdict{Kind: "drop"}
 	}
-	return Verdict{}, fmt.Errorf("unknown policy %q", p)
+	return Verdict{Kind: "accept"}
 }
 
 // compileRule turns a store rule into an nftables rule. The rule's IP range
 // is the remote side: the source of inbound traffic, the destination of
 // outbound traffic; DestIPRange, when set, narrows the other side.
-func compileRule(r store.Rule) (Rule, error) {
-	out := Rule{Tag: r.ID, Counter: true}
-	remote, other := r.IPRange, r.DestIPRange
+func compileRule(r store.Rule) Rule {
+	out := Rule{Tag: r.ID, Counter: true, Verdict: verdict(r.Action)}
+	remote, local := r.IPRange.Masked(), r.DestIPRange
+	if local.IsValid() {
+		local = local.Masked()
+	}
 	if r.Direction == store.Inbound {
-		out.SAddr, out.DAddr = norm(remote), norm(other)
+		out.SAddr, out.DAddr = remote, local
 	} else {
-		out.DAddr, out.SAddr = norm(remote), norm(other)
+		out.DAddr, out.SAddr = remote, local
 	}
-	fam, err := family(remote, other)
-	if err != nil {
-		return Rule{}, err
+	out.Family = FamilyIPv6
+	if remote.Addr().Is4() {
+		out.Family = FamilyIPv4
 	}
-	out.Family = fam
 	// A /0 matches every address of its family: nfproto alone says it.
 	if out.SAddr.IsValid() && out.SAddr.Bits() == 0 {
 		out.SAddr = netip.Prefix{}
@@ -388,75 +361,21 @@ func compileRule(r store.Rule) (Rule, error) {
 	if out.DAddr.IsValid() && out.DAddr.Bits() == 0 {
 		out.DAddr = netip.Prefix{}
 	}
-
 	switch r.Protocol {
 	case store.TCP, store.UDP:
 		out.L4 = L4TCP
 		if r.Protocol == store.UDP {
 			out.L4 = L4UDP
 		}
-		if r.DestPortFrom != 0 {
-			out.DPortFrom = r.DestPortFrom
-			if r.DestPortTo != 0 && r.DestPortTo != r.DestPortFrom {
-				if r.DestPortTo < r.DestPortFrom {
-					return Rule{}, fmt.Errorf("port range %d-%d is reversed", r.DestPortFrom, r.DestPortTo)
-				}
-				out.DPortTo = r.DestPortTo
-			}
-		} else if r.DestPortTo != 0 {
-			return Rule{}, fmt.Errorf("port range end %d without start", r.DestPortTo)
+		out.DPortFrom = r.DestPortFrom
+		if r.DestPortTo != r.DestPortFrom {
+			out.DPortTo = r.DestPortTo
 		}
 	case store.ICMP:
-		switch fam {
-		case FamilyIPv4:
-			out.L4 = L4ICMP
-		case FamilyIPv6:
+		out.L4 = L4ICMP
+		if out.Family == FamilyIPv6 {
 			out.L4 = L4ICMPv6
-		default:
-			return Rule{}, fmt.Errorf("ICMP rule needs an IP range to choose ICMP or ICMPv6")
 		}
-	case store.ANY:
-	default:
-		return Rule{}, fmt.Errorf("unknown protocol %q", r.Protocol)
 	}
-	if !r.Protocol.HasPorts() && (r.DestPortFrom != 0 || r.DestPortTo != 0) {
-		return Rule{}, fmt.Errorf("ports with protocol %s", r.Protocol)
-	}
-	switch r.Action {
-	case store.Accept:
-		out.Verdict = Verdict{Kind: "accept"}
-	case store.Drop:
-		out.Verdict = Verdict{Kind: "drop"}
-	default:
-		return Rule{}, fmt.Errorf("unknown action %q", r.Action)
-	}
-	return out, nil
-}
-
-func norm(p netip.Prefix) netip.Prefix {
-	if !p.IsValid() {
-		return p
-	}
-	if p.Addr().Is4In6() && p.Bits() >= 96 {
-		p = netip.PrefixFrom(p.Addr().Unmap(), p.Bits()-96)
-	}
-	return p.Masked()
-}
-
-func family(ps ...netip.Prefix) (Family, error) {
-	f := FamilyAny
-	for _, p := range ps {
-		if !p.IsValid() {
-			continue
-		}
-		pf := FamilyIPv6
-		if norm(p).Addr().Is4() {
-			pf = FamilyIPv4
-		}
-		if f != FamilyAny && f != pf {
-			return 0, fmt.Errorf("IP ranges mix IPv4 and IPv6")
-		}
-		f = pf
-	}
-	return f, nil
+	return out
 }

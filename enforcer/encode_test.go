@@ -171,11 +171,7 @@ func TestEncodeRuleMatchesLibrary(t *testing.T) {
 	chains = append(chains, extra)
 	for _, rl := range []string{"0.0.0.0/1", "10.1.2.3/31", "fd00::/7", "::/1"} {
 		for _, dir := range []store.Direction{store.Inbound, store.Outbound} {
-			r, err := compileRule(rule("x", dir, store.TCP, store.Accept, rl, 22, 0))
-			if err != nil {
-				t.Fatal(err)
-			}
-			extra.Rules = append(extra.Rules, r)
+			extra.Rules = append(extra.Rules, compileRule(rule("x", dir, store.TCP, store.Accept, rl, 22, 0)))
 		}
 	}
 	chains = append(chains, extra)

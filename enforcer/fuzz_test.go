@@ -13,9 +13,10 @@ import (
 	"github.com/rampart-fw/rampart/store"
 )
 
-// fuzzSnapshot turns arbitrary bytes into a snapshot, including values the
-// store would refuse (reversed ports, mixed families, long interface
-// names): the compiler must cope with them all.
+// fuzzSnapshot turns arbitrary bytes into a snapshot of what the store can
+// hand over: valid rules (any range, family, protocol and port pair the
+// store accepts) and rows it marks as unreadable, which the compiler must
+// fail closed.
 func fuzzSnapshot(data []byte) store.Snapshot {
 	next := func() byte {
 		if len(data) == 0 {
@@ -26,8 +27,8 @@ func fuzzSnapshot(data []byte) store.Snapshot {
 		return b
 	}
 	word := func() uint16 { return binary.BigEndian.Uint16([]byte{next(), next()}) }
-	protos := []store.Protocol{store.TCP, store.UDP, store.ICMP, store.ANY, "SCTP"}
-	policies := []store.Policy{store.Accept, store.Drop, "reject"}
+	protos := []store.Protocol{store.TCP, store.UDP, store.ICMP, store.ANY}
+	policies := []store.Policy{store.Accept, store.Drop}
 	snap := store.Snapshot{Generation: 1, Rules: map[string][]store.Rule{}}
 	ngroups := int(next()%4) + 1
 	for g := 0; g < ngroups; g++ {
@@ -53,8 +54,28 @@ func fuzzSnapshot(data []byte) store.Snapshot {
 				Direction: []store.Direction{store.Inbound, store.Outbound}[next()%2],
 				Protocol:  protos[int(next())%len(protos)], Action: policies[int(next())%len(policies)],
 				IPRange: netip.PrefixFrom(addr, bits), DestPortFrom: word(), DestPortTo: word()}
+			rule.IPRange = rule.IPRange.Masked()
 			if next()%4 == 0 {
-				rule.DestIPRange = netip.PrefixFrom(addr, bits)
+				rule.DestIPRange = rule.IPRange
+			}
+			// As the store keeps them: ports only on TCP and UDP, from
+			// before to, a single port without its end.
+			from, to := rule.DestPortFrom, rule.DestPortTo
+			switch {
+			case !rule.Protocol.HasPorts() || from == 0:
+				from, to = 0, 0
+			case to < from:
+				from, to = to, from
+			}
+			if from == 0 || to == from {
+				to = 0
+			}
+			rule.DestPortFrom, rule.DestPortTo = from, to
+			if next()%9 == 0 {
+				if snap.Unreadable == nil {
+					snap.Unreadable = map[string][]string{}
+				}
+				snap.Unreadable[id] = append(snap.Unreadable[id], "rule "+rule.ID+": unreadable")
 			}
 			snap.Rules[id] = append(snap.Rules[id], rule)
 		}
@@ -62,12 +83,15 @@ func fuzzSnapshot(data []byte) store.Snapshot {
 	nservers := int(next() % 5)
 	for s := 0; s < nservers; s++ {
 		g := snap.Groups[int(next())%len(snap.Groups)]
-		iface := fmt.Sprintf("vn%d", next()%8)
+		iface := fmt.Sprintf("vn%d", s) // unique, as the store keeps them
 		if next()%7 == 0 {
-			iface = strings.Repeat("x", 16)
+			iface = fmt.Sprintf("x%014d", s) // the longest name
 		}
-		snap.Servers = append(snap.Servers, store.Server{ID: fmt.Sprintf("s%d", s), Interface: iface,
-			Local: next()%5 == 0, SecurityGroup: store.ServerRef{ID: g.ID}})
+		sv := store.Server{ID: fmt.Sprintf("s%d", s), Interface: iface, SecurityGroup: store.ServerRef{ID: g.ID}}
+		if s == 0 && next()%5 == 0 {
+			sv.Local, sv.Interface = true, "" // one local server at most
+		}
+		snap.Servers = append(snap.Servers, sv)
 	}
 	return snap
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"log/slog"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -146,20 +147,8 @@ func (r *Reconciler) read(ctx context.Context) (store.Snapshot, error) {
 func (r *Reconciler) sync(ctx context.Context) bool {
 	r.syncMu.Lock()
 	defer r.syncMu.Unlock()
-	// A snapshot reads the whole store, which serves one writer at a time:
-	// under a stream of changes, reading again as soon as the last read
-	// ended would leave the writers waiting most of the time (with 1,000
-	// groups, API writes fell from 172/s to 37/s). So reads take at most
-	// 1/readPace of the store's time; a change after a quiet spell, the
-	// usual case, is read at once.
-	if wait := min(time.Until(r.nextRead), maxReadWait); wait > 0 {
-		t := time.NewTimer(wait)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return false
-		case <-t.C:
-		}
+	if !r.pace(ctx) {
+		return false
 	}
 	start := time.Now()
 	snap, err := r.read(ctx)
@@ -180,18 +169,9 @@ func (r *Reconciler) sync(ctx context.Context) bool {
 	prev, full := r.applied, r.applied == nil || r.needFull
 	r.snapGen = snap.Generation
 	r.mu.Unlock()
-	// A group that no longer compiles keeps what the kernel already
-	// enforces for it rather than falling back to fail-closed chains.
-	if prev != nil {
-		for id := range rs.Errors {
-			if old, ok := prev.Group(id); ok {
-				i := slices.IndexFunc(rs.Groups, func(g GroupChains) bool { return g.GroupID == id })
-				rs.Groups[i] = old
-			}
-		}
-	}
 	var d rulesetDiff
 	if prev != nil {
+		keepFailedGroups(prev, rs)
 		d = diffRulesets(prev, rs)
 	}
 	applyPrev := prev
@@ -199,11 +179,38 @@ func (r *Reconciler) sync(ctx context.Context) bool {
 		applyPrev = nil
 	}
 	err = r.backend.Apply(ctx, applyPrev, rs)
-	dur := time.Since(start)
 	if err != nil && ctx.Err() != nil {
 		return false // shutting down: not a failure of the ruleset
 	}
+	r.record(snap, rs, full, d, err, time.Since(start))
+	return err == nil
+}
 
+// pace waits, if needed, before a snapshot. A snapshot reads the whole
+// store, which serves one writer at a time: under a stream of changes,
+// reading again as soon as the last read ended would leave the writers
+// waiting most of the time (with 1,000 groups, API writes fell from 172/s
+// to 37/s). So reads take at most 1/readPace of the store's time; a change
+// after a quiet spell, the usual case, is read at once. It reports false
+// when ctx ended first.
+func (r *Reconciler) pace(ctx context.Context) bool {
+	wait := min(time.Until(r.nextRead), maxReadWait)
+	if wait <= 0 {
+		return true
+	}
+	t := time.NewTimer(wait)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}
+
+// record notes the outcome of an apply of rs, compiled from snap: per group
+// the generation the backend holds or why it does not, and the totals.
+func (r *Reconciler) record(snap store.Snapshot, rs *Ruleset, full bool, d rulesetDiff, err error, dur time.Duration) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.desired = rs
@@ -220,11 +227,17 @@ func (r *Reconciler) sync(ctx context.Context) bool {
 		switch {
 		case rs.Errors[g.ID] != nil:
 			st.errGen, st.errText = g.Generation, rs.Errors[g.ID].Error()
-		case err != nil && (prev == nil || d.touched[g.ID]):
+		case err != nil && full:
+			// A full resync replaces the whole table: failed, the kernel
+			// holds none of it for sure (it was found lost, or never
+			// applied), so no group is available.
+			st.applied, st.errGen, st.errText = 0, g.Generation, "apply: "+err.Error()
+		case err != nil && d.touched[g.ID]:
 			st.errGen, st.errText = g.Generation, "apply: "+err.Error()
 		default:
 			// Applied, or untouched by a failed batch: the kernel holds
-			// prev, in which this group already is as wanted.
+			// the previous ruleset, in which this group already is as
+			// wanted.
 			st.applied, st.errText = g.Generation, ""
 		}
 	}
@@ -238,7 +251,7 @@ func (r *Reconciler) sync(ctx context.Context) bool {
 		r.stats.LastError = err.Error()
 		r.log.Error("enforcer apply", "generation", snap.Generation, "full", full,
 			"groups", len(d.touched), "duration", dur, "err", err)
-		return false
+		return
 	}
 	r.applied, r.needFull = rs, false
 	r.stats.Applies++
@@ -254,7 +267,69 @@ func (r *Reconciler) sync(ctx context.Context) bool {
 	for id, e := range rs.Errors {
 		r.log.Error("enforcer compile", "group", id, "err", e)
 	}
-	return true
+}
+
+// keepFailedGroups makes next keep, for each group that failed to compile
+// and that prev holds, what prev enforced for it: its chains, the
+// interfaces that jump to them (unless another group now owns that
+// interface) and the host's jump to them. A group whose rows cannot be read
+// thus stays as the kernel enforced it, rather than opening or closing.
+func keepFailedGroups(prev, next *Ruleset) {
+	failed := map[string]bool{} // chain names
+	for id := range next.Errors {
+		old, ok := prev.Group(id)
+		if !ok {
+			continue // nothing enforced before: the fail-closed chains stay
+		}
+		i := slices.IndexFunc(next.Groups, func(g GroupChains) bool { return g.GroupID == id })
+		next.Groups[i] = old
+		failed[old.In.Name], failed[old.Out.Name] = true, true
+	}
+	if len(failed) == 0 {
+		return
+	}
+	next.ToServer = keepElems(prev.ToServer, next.ToServer, failed)
+	next.FromServer = keepElems(prev.FromServer, next.FromServer, failed)
+	next.HostIn = keepHostJump(prev.HostIn, next.HostIn, failed)
+	next.HostOut = keepHostJump(prev.HostOut, next.HostOut, failed)
+}
+
+func keepElems(prev, next []MapElem, failed map[string]bool) []MapElem {
+	out := make([]MapElem, 0, len(next))
+	taken := map[string]bool{}
+	for _, e := range next {
+		if !failed[e.Chain] {
+			out = append(out, e)
+			taken[e.IfName] = true
+		}
+	}
+	for _, e := range prev {
+		if failed[e.Chain] && !taken[e.IfName] {
+			out = append(out, e)
+		}
+	}
+	slices.SortFunc(out, func(a, b MapElem) int { return strings.Compare(a.IfName, b.IfName) })
+	return out
+}
+
+// keepHostJump returns prev's host chain when it jumps to a failed group
+// and next's does not jump to a group that compiled.
+func keepHostJump(prev, next Chain, failed map[string]bool) Chain {
+	jumpsTo := func(c Chain) string {
+		for _, r := range c.Rules {
+			if r.Verdict.Kind == "jump" {
+				return r.Verdict.Chain
+			}
+		}
+		return ""
+	}
+	if n := jumpsTo(next); n != "" && !failed[n] {
+		return next
+	}
+	if failed[jumpsTo(prev)] {
+		return prev
+	}
+	return next
 }
 
 // GroupState returns "available" once the backend holds the group at

@@ -180,3 +180,80 @@ func TestKernelRemove(t *testing.T) {
 	}
 	expect(t, "removed: open", tcpErr(e.client, e.s1.v4, portA), true)
 }
+
+// TestFailedRepairIsNotAvailable (hardening finding 13): when the table is
+// lost and the full resync that should restore it fails, no group may go on
+// reporting `available`: each is syncing_error with the reason, until a
+// repair succeeds.
+func TestFailedRepairIsNotAvailable(t *testing.T) {
+	e := newEnv(t)
+	src := newFakeSource(oneGroup(group(gA, true, store.Drop, store.Accept, false),
+		rule("web", store.Inbound, store.TCP, store.Accept, "0.0.0.0/0", portA, 0)))
+	r := startReconciler(t, e, src)
+	for _, g := range []string{gA, gB} {
+		if st, why := r.GroupState(g, 1); st != StateAvailable {
+			t.Fatalf("group %s after start: %s (%s)", g, st, why)
+		}
+	}
+	e.b.setTestHook(func(c *nftables.Conn, tb *nftables.Table) {
+		c.AddRule(&nftables.Rule{Table: tb, Chain: &nftables.Chain{Name: "no_such_chain", Table: tb},
+			Exprs: []expr.Any{&expr.Verdict{Kind: expr.VerdictAccept}}})
+	})
+	runCmd(t, "ip", "netns", "exec", e.router.name, "nft", "delete table inet rampart")
+	for _, g := range []string{gA, gB} {
+		var why string
+		waitFor(t, 5*time.Second, "group "+g+" syncing_error after a failed repair", func() bool {
+			var st string
+			st, why = r.GroupState(g, 1)
+			return st == StateSyncingError
+		})
+		if !strings.Contains(why, "apply") {
+			t.Errorf("group %s reason = %q, want the apply error", g, why)
+		}
+	}
+	// Nothing is enforced meanwhile, and the state says so.
+	expect(t, "table lost: closed port reachable", tcpErr(e.client, e.s1.v4, portB), true)
+	e.b.setTestHook(nil)
+	for _, g := range []string{gA, gB} {
+		waitFor(t, 5*time.Second, "group "+g+" available after repair", func() bool {
+			st, _ := r.GroupState(g, 1)
+			return st == StateAvailable
+		})
+	}
+	expect(t, "repaired: closed port closed", tcpErr(e.client, e.s1.v4, portB), false)
+}
+
+// TestUnreadableRowKeepsRuleset (hardening finding 10): a rule whose stored
+// row cannot be read must never widen what is enforced. The group turns
+// syncing_error naming the rule, and the kernel keeps the group's previous
+// ruleset (and the interfaces that jump to it), proven with packets.
+func TestUnreadableRowKeepsRuleset(t *testing.T) {
+	e := newEnv(t)
+	src := newFakeSource(oneGroup(group(gA, true, store.Drop, store.Accept, false),
+		rule("web", store.Inbound, store.TCP, store.Accept, "0.0.0.0/0", portA, 0)))
+	r := startReconciler(t, e, src)
+	expect(t, "before: web open", tcpErr(e.client, e.s1.v4, portA), true)
+	expect(t, "before: other port closed", tcpErr(e.client, e.s1.v4, portB), false)
+
+	// What the store hands over for a row whose ip_range it cannot parse:
+	// the fields it could read (a zero range) and the mark.
+	bad := oneGroup(group(gA, true, store.Drop, store.Accept, false),
+		rule("web", store.Inbound, store.TCP, store.Accept, "0.0.0.0/0", portA, 0),
+		store.Rule{ID: "broken", Direction: store.Inbound, Protocol: store.ANY, Action: store.Accept})
+	bad.Unreadable = map[string][]string{gA: {`rule broken: ip_range: "10.0.0.0/33" is not a CIDR range or an IP address`}}
+	gen := src.Set(bad)
+	var why string
+	waitFor(t, 2*time.Second, "syncing_error", func() bool {
+		var st string
+		st, why = r.GroupState(gA, gen)
+		return st == StateSyncingError
+	})
+	if !strings.Contains(why, "rule broken") {
+		t.Errorf("reason = %q, want it to name the rule", why)
+	}
+	expect(t, "unreadable: web still open", tcpErr(e.client, e.s1.v4, portA), true)
+	expect(t, "unreadable: other port still closed", tcpErr(e.client, e.s1.v4, portB), false)
+	if st, _ := r.GroupState(gB, gen); st != StateAvailable {
+		t.Errorf("other group = %s, want available", st)
+	}
+}

@@ -13,6 +13,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/alexedwards/argon2id"
 	"github.com/google/uuid"
@@ -22,8 +23,10 @@ import (
 // it does not exist.
 func (db *DB) EnsureOrganization(ctx context.Context, name string) (Organization, error) {
 	name = strings.TrimSpace(name)
-	if name == "" || len(name) > 128 {
-		return Organization{}, invalid("org", "constraint", "organization name must be 1 to 128 characters")
+	var fe fieldErrors
+	checkName(&fe, "org", name)
+	if err := fe.err(); err != nil {
+		return Organization{}, err
 	}
 	var org Organization
 	err := db.change(ctx, func(tx *sql.Tx, gen int64) error {
@@ -109,7 +112,9 @@ const MinPasswordLength = 8
 func (db *DB) CreateUser(ctx context.Context, orgID, email, password string) (User, error) {
 	var fe fieldErrors
 	email = strings.TrimSpace(email)
-	if a, err := mail.ParseAddress(email); err != nil || a.Address != email {
+	if textProblem(email) != "" {
+		fe.add("email", "format", "enter an email address such as ops@example.com")
+	} else if a, err := mail.ParseAddress(email); err != nil || a.Address != email {
 		fe.add("email", "format", "enter an email address such as ops@example.com")
 	}
 	if len(password) < MinPasswordLength {
@@ -216,8 +221,12 @@ const MaxTokenDescription = 255
 // secret, which is not kept and cannot be shown again.
 func (db *DB) CreateToken(ctx context.Context, orgID, description string) (Token, string, error) {
 	description = strings.TrimSpace(description)
-	if len(description) > MaxTokenDescription {
-		return Token{}, "", invalid("description", "constraint", "at most %d characters", MaxTokenDescription)
+	var fe fieldErrors
+	if checkText(&fe, "description", description) && utf8.RuneCountInString(description) > MaxTokenDescription {
+		fe.add("description", "constraint", "at most %d characters", MaxTokenDescription)
+	}
+	if err := fe.err(); err != nil {
+		return Token{}, "", err
 	}
 	secret := uuid.NewString()
 	t := Token{AccessKey: newAccessKey(), OrganizationID: orgID, Description: description, CreatedAt: db.Now().UTC()}

@@ -52,10 +52,8 @@ func Open(ctx context.Context, path string, zones []string) (*DB, error) {
 	if path == "" {
 		return nil, errors.New("open store: empty path")
 	}
-	if dir := filepath.Dir(path); dir != "" {
-		if err := os.MkdirAll(dir, 0o750); err != nil {
-			return nil, fmt.Errorf("open store: %w", err)
-		}
+	if err := createPrivate(path); err != nil {
+		return nil, fmt.Errorf("open store: %w", err)
 	}
 	// Pragmas in the DSN so that every pooled connection gets them.
 	dsn := "file:" + path + "?_pragma=busy_timeout(5000)&_pragma=journal_mode(WAL)" +
@@ -84,6 +82,40 @@ func Open(ctx context.Context, path string, zones []string) (*DB, error) {
 		return nil, err
 	}
 	return db, nil
+}
+
+// createPrivate makes sure the database file exists and only its owner may
+// read it: it holds session tokens and password hashes. SQLite gives the
+// -wal and -shm files it creates the mode of the database file, so they
+// follow. A file found readable by others is narrowed to 0600.
+func createPrivate(path string) error {
+	if dir := filepath.Dir(path); dir != "" {
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			return err
+		}
+	}
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return err
+	}
+	if fi.Mode().Perm()&0o077 != 0 {
+		if err := f.Chmod(0o600); err != nil {
+			return err
+		}
+	}
+	for _, side := range []string{path + "-wal", path + "-shm"} {
+		if fi, err := os.Stat(side); err == nil && fi.Mode().Perm()&0o077 != 0 {
+			if err := os.Chmod(side, 0o600); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }
 
 // Close closes the database.

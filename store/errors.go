@@ -94,6 +94,15 @@ func (fe *fieldErrors) add(field, reason, format string, args ...any) {
 	*fe = append(*fe, FieldError{Field: field, Reason: reason, Message: fmt.Sprintf(format, args...)})
 }
 
+// text joins the errors as "field: message; field: message".
+func (fe fieldErrors) text() string {
+	parts := make([]string, len(fe))
+	for i, f := range fe {
+		parts[i] = f.Field + ": " + f.Message
+	}
+	return strings.Join(parts, "; ")
+}
+
 func (fe fieldErrors) err() error {
 	if len(fe) == 0 {
 		return nil

@@ -68,6 +68,19 @@ func scanGroup(sc scanner) (Group, error) {
 	g.Stateful, g.OrganizationDefault, g.EnableDefaultSecurity = stateful == 1, def == 1, smtp == 1
 	g.CreatedAt, g.ModifiedAt = parseTime(created), parseTime(modified)
 	g.Servers = []ServerRef{}
+	// What the enforcer relies on is checked on the way out too.
+	var fe fieldErrors
+	checkPolicy(&fe, "inbound_default_policy", g.InboundDefaultPolicy)
+	checkPolicy(&fe, "outbound_default_policy", g.OutboundDefaultPolicy)
+	for _, b := range []struct {
+		field string
+		v     int
+	}{{"stateful", stateful}, {"enable_default_security", smtp}} {
+		if b.v != 0 && b.v != 1 {
+			fe.add(b.field, "format", "stored value %d is not a boolean", b.v)
+		}
+	}
+	g.Unreadable = fe.text()
 	return g, nil
 }
 

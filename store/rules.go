@@ -42,19 +42,31 @@ type RulePatch struct {
 
 const ruleColumns = `id, group_id, position, direction, protocol, action, ip_range, dest_ip_range, dest_port_from, dest_port_to`
 
+// scanRule reads a rule back through the checks it was written with, so
+// that a row that is not what the store writes (an older schema, a hand
+// edit, a damaged file) is marked Unreadable instead of guessed at: a
+// range that fails to parse must never read as "any address".
 func scanRule(sc scanner) (Rule, error) {
-	var r Rule
-	var ipRange, destRange string
+	var id, groupID string
+	var pos int
+	var in RuleInput
 	var from, to int
-	if err := sc.Scan(&r.ID, &r.GroupID, &r.Position, &r.Direction, &r.Protocol, &r.Action, &ipRange, &destRange, &from, &to); err != nil {
+	if err := sc.Scan(&id, &groupID, &pos, &in.Direction, &in.Protocol, &in.Action, &in.IPRange, &in.DestIPRange, &from, &to); err != nil {
 		return Rule{}, err
 	}
-	r.IPRange, _ = netip.ParsePrefix(ipRange)
-	if destRange != "" {
-		r.DestIPRange, _ = netip.ParsePrefix(destRange)
+	in.DestPortFrom, in.DestPortTo = &from, &to
+	var fe fieldErrors
+	if in.Direction == "" || in.Protocol == "" || in.Action == "" {
+		fe.add("rule", "required", "direction, protocol and action are required")
 	}
-	r.DestPortFrom, r.DestPortTo = uint16(from), uint16(to)
-	r.Editable = true
+	r := buildRule(&fe, "", in)
+	if from != 0 && int(r.DestPortFrom) != from || to != 0 && int(r.DestPortTo) != to && to != from {
+		fe.add("dest_port_to", "format", "stored ports %d-%d are not normalised", from, to)
+	}
+	r.ID, r.GroupID, r.Position = id, groupID, pos
+	if len(fe) > 0 {
+		r.Unreadable = fe.text()
+	}
 	return r, nil
 }
 

@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"database/sql"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/netip"
@@ -48,6 +49,9 @@ const serverColumns = `s.id, s.organization_id, s.project_id, s.zone, s.name, s.
 
 const serverFrom = ` FROM servers s JOIN security_groups g ON g.id = s.security_group_id`
 
+// scanServer reads a server; what the enforcer relies on (type,
+// interface, local, addresses) is checked as it was on the way in, and a
+// row that fails is marked Unreadable rather than guessed at.
 func scanServer(sc scanner) (Server, error) {
 	var s Server
 	var addrs, tags, created, modified string
@@ -57,8 +61,18 @@ func scanServer(sc scanner) (Server, error) {
 	if err != nil {
 		return Server{}, err
 	}
-	s.Addresses, s.Tags, s.Local = decodeAddrs(addrs), decodeTags(tags), local == 1
+	s.Tags, s.Local = decodeTags(tags), local == 1
 	s.CreatedAt, s.ModifiedAt = parseTime(created), parseTime(modified)
+	var fe fieldErrors
+	var list []string
+	if err := json.Unmarshal([]byte(addrs), &list); err != nil {
+		fe.add("addresses", "format", "stored addresses are not a list")
+	}
+	if local != 0 && local != 1 {
+		fe.add("local", "format", "stored value %d is not a boolean", local)
+	}
+	checkEnforced(&fe, &s, s.Interface, list)
+	s.Unreadable = fe.text()
 	return s, nil
 }
 
@@ -129,12 +143,18 @@ func (db *DB) Servers(ctx context.Context, orgID, zone string, f ServerFilter) (
 func checkServerFields(fe *fieldErrors, s *Server, iface string, addrs []string) {
 	checkName(fe, "name", s.Name)
 	checkTags(fe, "tags", s.Tags)
+	checkEnforced(fe, s, iface, addrs)
+}
+
+// checkEnforced checks the fields of a server that the enforcer relies on,
+// and sets s.Interface and s.Addresses from them.
+func checkEnforced(fe *fieldErrors, s *Server, iface string, addrs []string) {
 	if s.Type != Instance && s.Type != BareMetal {
 		fe.add("type", "format", "must be instance or baremetal (got %q)", string(s.Type))
 	}
 	s.Interface = strings.TrimSpace(iface)
-	if s.Interface != "" && !validInterfaceName(s.Interface) {
-		fe.add("interface", "format", "%q is not a valid interface name (1 to 15 characters, no spaces, '/' or ':')", s.Interface)
+	if s.Interface != "" && !ValidInterfaceName(s.Interface) {
+		fe.add("interface", "format", "%q is not a valid interface name (1 to %d letters, digits, '.', '_' or '-')", s.Interface, MaxInterfaceName)
 	}
 	if s.Local && s.Interface != "" {
 		fe.add("interface", "constraint", "the local host is protected on its own input and output: leave interface empty")

@@ -45,6 +45,27 @@ func (snap *Snapshot) linkServers() {
 	}
 }
 
+// markUnreadable lists, per group, the rows that could not be read.
+func (snap *Snapshot) markUnreadable() {
+	snap.Unreadable = map[string][]string{}
+	for _, g := range snap.Groups {
+		if g.Unreadable != "" {
+			snap.Unreadable[g.ID] = append(snap.Unreadable[g.ID], "group "+g.ID+": "+g.Unreadable)
+		}
+		for _, r := range snap.Rules[g.ID] {
+			if r.Unreadable != "" {
+				snap.Unreadable[g.ID] = append(snap.Unreadable[g.ID], "rule "+r.ID+": "+r.Unreadable)
+			}
+		}
+	}
+	for _, s := range snap.Servers {
+		if s.Unreadable != "" {
+			gid := s.SecurityGroup.ID
+			snap.Unreadable[gid] = append(snap.Unreadable[gid], "server "+s.ID+": "+s.Unreadable)
+		}
+	}
+}
+
 // Snapshot reads the whole desired state in one transaction, so that every
 // part of it belongs to the same generation.
 func (db *DB) Snapshot(ctx context.Context) (Snapshot, error) {
@@ -71,6 +92,7 @@ func (db *DB) Snapshot(ctx context.Context) (Snapshot, error) {
 		return Snapshot{}, fmt.Errorf("snapshot: %w", err)
 	}
 	snap.linkServers()
+	snap.markUnreadable()
 	return snap, nil
 }
 
@@ -215,5 +237,6 @@ func (db *DB) SnapshotSince(ctx context.Context, prev Snapshot) (Snapshot, error
 	}
 	sort.Slice(snap.Servers, func(i, j int) bool { return snap.Servers[i].ID < snap.Servers[j].ID })
 	snap.linkServers()
+	snap.markUnreadable()
 	return snap, nil
 }

@@ -98,6 +98,8 @@ type Group struct {
 	// Generation is the store generation of the group's last change,
 	// including changes to its rules and to which servers it holds.
 	Generation int64
+	// Unreadable says why the stored row is not a valid group, or "".
+	Unreadable string
 }
 
 // ServerRef names a server or a group in another object's answer.
@@ -121,6 +123,9 @@ type Rule struct {
 	DestPortTo   uint16       `json:"dest_port_to,omitempty"`   // 0 when unset or equal to DestPortFrom
 	Position     int          `json:"position"`
 	Editable     bool         `json:"-"`
+	// Unreadable says why the stored row is not a valid rule (its fields
+	// then hold what could be read), or "".
+	Unreadable string `json:"-"`
 }
 
 // Server is a machine a group protects: a VM or container behind a host
@@ -139,6 +144,8 @@ type Server struct {
 	SecurityGroup  ServerRef
 	CreatedAt      time.Time
 	ModifiedAt     time.Time
+	// Unreadable says why the stored row is not a valid server, or "".
+	Unreadable string
 }
 
 // Snapshot is the whole desired state at one generation: every group of
@@ -148,4 +155,9 @@ type Snapshot struct {
 	Groups     []Group           // ordered by ID
 	Rules      map[string][]Rule // by group ID, in position order (editable rules only)
 	Servers    []Server          // ordered by ID
+	// Unreadable lists, by group ID, the stored rows of a group (its own,
+	// its rules', its servers') that could not be read as valid. Nothing
+	// may be guessed from them: the enforcer fails such a group closed,
+	// keeping what the kernel enforced for it before.
+	Unreadable map[string][]string
 }

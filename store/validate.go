@@ -2,8 +2,10 @@ package store
 
 import (
 	"encoding/json"
+	"fmt"
 	"net/netip"
 	"strings"
+	"unicode"
 	"unicode/utf8"
 )
 
@@ -52,7 +54,45 @@ func FormatIPRange(p netip.Prefix) string {
 	return p.String()
 }
 
+// textProblem says why s cannot be stored as text a person reads, or "":
+// invalid UTF-8 would be replaced on the way, control characters (NUL,
+// ESC, …) and bidirectional controls change what a reader sees (U+202E
+// shows "admin\u202egpj.exe" as "adminexe.jpg").
+func textProblem(s string) string {
+	if !utf8.ValidString(s) {
+		return "is not valid UTF-8"
+	}
+	for _, r := range s {
+		switch {
+		case unicode.Is(unicode.Cc, r):
+			return fmt.Sprintf("must not contain control characters (found U+%04X)", r)
+		case isBidiControl(r):
+			return fmt.Sprintf("must not contain bidirectional control characters (found U+%04X)", r)
+		}
+	}
+	return ""
+}
+
+// isBidiControl reports the characters that reorder text around them
+// (Unicode's Bidi_Control property).
+func isBidiControl(r rune) bool {
+	return r == 0x061C || r == 0x200E || r == 0x200F || (r >= 0x202A && r <= 0x202E) || (r >= 0x2066 && r <= 0x2069)
+}
+
+// checkText adds an error for field when s is not readable text; it
+// reports whether s is.
+func checkText(fe *fieldErrors, field, s string) bool {
+	if p := textProblem(s); p != "" {
+		fe.add(field, "format", "%s", p)
+		return false
+	}
+	return true
+}
+
 func checkName(fe *fieldErrors, field, name string) {
+	if !checkText(fe, field, name) {
+		return
+	}
 	n := utf8.RuneCountInString(name)
 	switch {
 	case strings.TrimSpace(name) == "":
@@ -63,6 +103,9 @@ func checkName(fe *fieldErrors, field, name string) {
 }
 
 func checkDescription(fe *fieldErrors, field, d string) {
+	if !checkText(fe, field, d) {
+		return
+	}
 	if n := utf8.RuneCountInString(d); n > MaxDescriptionLength {
 		fe.add(field, "constraint", "at most %d characters (got %d)", MaxDescriptionLength, n)
 	}
@@ -74,6 +117,9 @@ func checkTags(fe *fieldErrors, field string, tags []string) {
 		return
 	}
 	for _, t := range tags {
+		if !checkText(fe, field, t) {
+			return
+		}
 		if t == "" || utf8.RuneCountInString(t) > MaxTagLength || strings.Contains(t, ",") {
 			fe.add(field, "format", "each tag is 1 to %d characters without commas", MaxTagLength)
 			return
@@ -87,13 +133,23 @@ func checkPolicy(fe *fieldErrors, field string, p Policy) {
 	}
 }
 
-// validInterfaceName follows the kernel's rules for interface names.
-func validInterfaceName(s string) bool {
-	if s == "" || len(s) > 15 || s == "." || s == ".." {
+// MaxInterfaceName is the longest interface name the kernel takes
+// (IFNAMSIZ-1 bytes).
+const MaxInterfaceName = 15
+
+// ValidInterfaceName reports whether s may name a host interface: 1 to 15
+// letters, digits, '.', '_' or '-', and not "." or "..". The kernel takes
+// more (any byte but '/', ':' and white space), but every name a
+// hypervisor or container runtime makes fits this, and nothing in it needs
+// quoting in nft text, a log line or a glob. The store refuses other
+// names and the enforcer only ever sees these.
+func ValidInterfaceName(s string) bool {
+	if s == "" || len(s) > MaxInterfaceName || s == "." || s == ".." {
 		return false
 	}
-	for _, r := range s {
-		if r <= ' ' || r == '/' || r == ':' || r > '~' {
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '.' || c == '_' || c == '-') {
 			return false
 		}
 	}
@@ -112,10 +168,4 @@ func decodeTags(s string) []string {
 	tags := []string{}
 	json.Unmarshal([]byte(s), &tags)
 	return tags
-}
-
-func decodeAddrs(s string) []netip.Addr {
-	addrs := []netip.Addr{}
-	json.Unmarshal([]byte(s), &addrs)
-	return addrs
 }
