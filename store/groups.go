@@ -46,9 +46,8 @@ type GroupFilter struct {
 	ProjectID      string
 	ProjectDefault *bool
 	Tags           []string // every tag must be present
-	Page           int      // from 1
-	PerPage        int      // default 50, at most 100
-	All            bool     // every match, ignoring Page and PerPage
+	Page
+	All bool // every match, ignoring Page
 }
 
 const groupColumns = `id, organization_id, project_id, zone, name, description, tags, stateful,
@@ -170,20 +169,23 @@ func (db *DB) Groups(ctx context.Context, orgID, zone string, f GroupFilter) ([]
 		where = append(where, "EXISTS (SELECT 1 FROM json_each(tags) WHERE value = ?)")
 		args = append(args, t)
 	}
-	perPage, page := pageBounds(f.PerPage, f.Page)
+	limit, offset, err := f.Page.bounds(50)
+	if err != nil {
+		return nil, 0, err
+	}
 	if f.All {
-		perPage, page = -1, 1 // LIMIT -1: no limit
+		limit, offset = -1, 0 // LIMIT -1: no limit
 	}
 	var groups []Group
 	var total int
-	err := db.read(ctx, func(tx *sql.Tx) error {
+	err = db.read(ctx, func(tx *sql.Tx) error {
 		cond := strings.Join(where, " AND ")
 		if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM security_groups WHERE `+cond, args...).Scan(&total); err != nil {
 			return err
 		}
 		var err error
 		groups, err = queryAll(ctx, tx, scanGroup, `SELECT `+groupColumns+` FROM security_groups WHERE `+cond+
-			` ORDER BY created_at, id LIMIT ? OFFSET ?`, append(args, perPage, (page-1)*perPage)...)
+			` ORDER BY created_at, id LIMIT ? OFFSET ?`, append(args, limit, offset)...)
 		if err != nil {
 			return err
 		}
@@ -199,17 +201,44 @@ func (db *DB) Groups(ctx context.Context, orgID, zone string, f GroupFilter) ([]
 	return groups, total, nil
 }
 
-func pageBounds(perPage, page int) (int, int) {
-	if perPage <= 0 {
-		perPage = 50
-	}
-	if perPage > 100 {
-		perPage = 100
-	}
-	if page <= 0 {
+// Page selects one page of a list: Page from 1, PerPage from 1 to
+// MaxPerPage; zero values take the first page and the list's default size.
+type Page struct {
+	Page    int
+	PerPage int
+}
+
+// Paging limits. Beyond MaxOffset items a list is not paged through but
+// filtered: the offset would make the database walk that many rows.
+const (
+	MaxPerPage = 100
+	MaxOffset  = 10_000_000
+)
+
+// bounds checks p and returns the LIMIT and OFFSET it selects, naming the
+// query parameter at fault.
+func (p Page) bounds(defaultPerPage int) (limit, offset int, err error) {
+	page, perPage := p.Page, p.PerPage
+	if page == 0 {
 		page = 1
 	}
-	return perPage, page
+	if perPage == 0 {
+		perPage = defaultPerPage
+	}
+	var fe fieldErrors
+	if page < 1 {
+		fe.add("page", "constraint", "must be a whole number from 1")
+	}
+	if perPage < 1 || perPage > MaxPerPage {
+		fe.add("per_page", "constraint", "must be a whole number from 1 to %d", MaxPerPage)
+	}
+	if err := fe.err(); err != nil {
+		return 0, 0, err
+	}
+	if page-1 >= MaxOffset/perPage {
+		return 0, 0, invalid("page", "constraint", "a list is paged through its first %d items; filter it to see further", MaxOffset)
+	}
+	return perPage, (page - 1) * perPage, nil
 }
 
 func (db *DB) checkProject(orgID, projectID string) error {

@@ -25,6 +25,9 @@ type RuleInput struct {
 	DestPortFrom *int   // nil or 0: no port
 	DestPortTo   *int   // nil, 0 or equal to from: a single port
 	Position     int    // 0: append (create) or keep the array's order (set-all)
+	// NotEditable marks a set-all element the client says is the
+	// system's ("editable": false): it is ignored.
+	NotEditable bool
 }
 
 // RulePatch changes the fields that are not nil. A port of 0 unsets it;
@@ -107,17 +110,61 @@ func (db *DB) Rules(ctx context.Context, orgID, zone, groupID string) ([]Rule, e
 	return rules, nil
 }
 
-// Rule returns one rule of a group.
+// ListRules returns one page of a group's rules as the API lists them:
+// while the group blocks SMTP, its six non-editable rules first (numbered
+// 1..6 on their own), then the editable rules in position order; and the
+// number of rules in all. Without a PerPage, pages hold 100 rules.
+func (db *DB) ListRules(ctx context.Context, orgID, zone, groupID string, p Page) ([]Rule, int, error) {
+	limit, offset, err := p.bounds(100)
+	if err != nil {
+		return nil, 0, err
+	}
+	if err := db.checkZone(zone); err != nil {
+		return nil, 0, err
+	}
+	var all []Rule
+	err = db.read(ctx, func(tx *sql.Tx) error {
+		g, err := findGroup(ctx, tx, orgID, zone, groupID)
+		if err != nil {
+			return err
+		}
+		rules, err := findRules(ctx, tx, groupID)
+		if err != nil {
+			return err
+		}
+		if g.EnableDefaultSecurity {
+			all = append(SMTPRules(g.ID), rules...)
+		} else {
+			all = rules
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, 0, fmt.Errorf("list rules of group %s: %w", groupID, err)
+	}
+	start := min(offset, len(all))
+	return all[start:min(start+limit, len(all))], len(all), nil
+}
+
+// Rule returns one rule of a group, one of its SMTP rules included.
 func (db *DB) Rule(ctx context.Context, orgID, zone, groupID, ruleID string) (Rule, error) {
 	if err := db.checkZone(zone); err != nil {
 		return Rule{}, err
 	}
 	var r Rule
 	err := db.read(ctx, func(tx *sql.Tx) error {
-		if _, err := findGroup(ctx, tx, orgID, zone, groupID); err != nil {
+		g, err := findGroup(ctx, tx, orgID, zone, groupID)
+		if err != nil {
 			return err
 		}
-		var err error
+		if g.EnableDefaultSecurity {
+			for _, smtp := range SMTPRules(g.ID) {
+				if smtp.ID == ruleID {
+					r = smtp
+					return nil
+				}
+			}
+		}
 		r, err = findRule(ctx, tx, groupID, ruleID)
 		return err
 	})
@@ -488,25 +535,31 @@ func (db *DB) DeleteRule(ctx context.Context, orgID, zone, groupID, ruleID strin
 
 // SetRules replaces the editable rules of a group: elements with an ID
 // update that rule, elements without one create a rule, and rules left out
-// are deleted. Positions order the result (0 keeps the array's order); the
-// answer is the whole resulting list.
+// are deleted. Elements that are the system's (NotEditable, or one of the
+// SMTP rules) are ignored, as Scaleway ignores them. Positions order the
+// result (0 keeps the array's order); the answer is the whole resulting
+// list as ListRules gives it.
 func (db *DB) SetRules(ctx context.Context, orgID, zone, groupID string, ins []RuleInput) ([]Rule, error) {
 	if err := db.checkZone(zone); err != nil {
 		return nil, err
 	}
-	var fe fieldErrors
-	if len(ins) > db.MaxRules {
-		fe.add("rules", "constraint", "a group holds at most %d rules (got %d)", db.MaxRules, len(ins))
+	smtp := map[string]bool{}
+	for _, r := range SMTPRules(groupID) {
+		smtp[r.ID] = true
 	}
+	var fe fieldErrors
 	type item struct {
 		rule  Rule
 		key   int
 		index int
 	}
-	items := make([]item, len(ins))
+	items := make([]item, 0, len(ins))
 	key := 0
 	seen := map[string]bool{}
 	for i, in := range ins {
+		if in.NotEditable || smtp[in.ID] {
+			continue
+		}
 		prefix := fmt.Sprintf("rules[%d].", i)
 		r := buildRule(&fe, prefix, in)
 		r.ID = in.ID
@@ -520,15 +573,20 @@ func (db *DB) SetRules(ctx context.Context, orgID, zone, groupID string, ins []R
 		if in.Position > 0 {
 			key = in.Position
 		}
-		items[i] = item{rule: r, key: key, index: i}
+		items = append(items, item{rule: r, key: key, index: i})
+	}
+	if len(items) > db.MaxRules {
+		fe.add("rules", "constraint", "a group holds at most %d rules (got %d)", db.MaxRules, len(items))
 	}
 	if err := fe.err(); err != nil {
 		return nil, err
 	}
 	sort.SliceStable(items, func(a, b int) bool { return items[a].key < items[b].key })
 	var result []Rule
+	var g Group
 	err := db.change(ctx, func(tx *sql.Tx, gen int64) error {
-		if _, err := findGroup(ctx, tx, orgID, zone, groupID); err != nil {
+		var err error
+		if g, err = findGroup(ctx, tx, orgID, zone, groupID); err != nil {
 			return err
 		}
 		existing, err := findRules(ctx, tx, groupID)
@@ -586,6 +644,9 @@ func (db *DB) SetRules(ctx context.Context, orgID, zone, groupID string, ins []R
 	})
 	if err != nil {
 		return nil, fmt.Errorf("set rules of group %s: %w", groupID, err)
+	}
+	if g.EnableDefaultSecurity {
+		result = append(SMTPRules(g.ID), result...)
 	}
 	return result, nil
 }

@@ -37,11 +37,10 @@ type ServerPatch struct {
 
 // ServerFilter selects servers of one organization and zone.
 type ServerFilter struct {
-	Name    string
-	Tags    []string
-	Page    int
-	PerPage int
-	All     bool // every match, ignoring Page and PerPage
+	Name string
+	Tags []string
+	Page
+	All bool // every match, ignoring Page
 }
 
 const serverColumns = `s.id, s.organization_id, s.project_id, s.zone, s.name, s.type, s.interface, s.addresses, s.local,
@@ -118,20 +117,23 @@ func (db *DB) Servers(ctx context.Context, orgID, zone string, f ServerFilter) (
 		where = append(where, "EXISTS (SELECT 1 FROM json_each(s.tags) WHERE value = ?)")
 		args = append(args, t)
 	}
-	perPage, page := pageBounds(f.PerPage, f.Page)
+	limit, offset, err := f.Page.bounds(50)
+	if err != nil {
+		return nil, 0, err
+	}
 	if f.All {
-		perPage, page = -1, 1 // LIMIT -1: no limit
+		limit, offset = -1, 0 // LIMIT -1: no limit
 	}
 	var servers []Server
 	var total int
-	err := db.read(ctx, func(tx *sql.Tx) error {
+	err = db.read(ctx, func(tx *sql.Tx) error {
 		cond := strings.Join(where, " AND ")
 		if err := tx.QueryRowContext(ctx, `SELECT count(*)`+serverFrom+` WHERE `+cond, args...).Scan(&total); err != nil {
 			return err
 		}
 		var err error
 		servers, err = queryAll(ctx, tx, scanServer, `SELECT `+serverColumns+serverFrom+` WHERE `+cond+
-			` ORDER BY s.created_at DESC, s.id LIMIT ? OFFSET ?`, append(args, perPage, (page-1)*perPage)...)
+			` ORDER BY s.created_at DESC, s.id LIMIT ? OFFSET ?`, append(args, limit, offset)...)
 		return err
 	})
 	if err != nil {

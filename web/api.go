@@ -91,10 +91,7 @@ func zoneOf(c echo.Context) string {
 func (s *Server) handleGroupList(c echo.Context) error {
 	f := store.GroupFilter{Name: c.QueryParam("name"), Tags: splitComma(c.QueryParam("tags"))}
 	var err error
-	if f.Page, err = queryInt(c, "page"); err != nil {
-		return err
-	}
-	if f.PerPage, err = queryInt(c, "per_page"); err != nil {
+	if f.Page, err = queryPage(c); err != nil {
 		return err
 	}
 	if f.ProjectDefault, err = queryBool(c, "project_default"); err != nil {
@@ -105,6 +102,9 @@ func (s *Server) handleGroupList(c echo.Context) error {
 		if p != "" {
 			f.ProjectID = p
 		}
+	}
+	if !s.db.HasZone(zoneOf(c)) {
+		return list(c, "security_groups", []groupJSON{}, 0)
 	}
 	groups, total, err := s.db.Groups(c.Request().Context(), org, zoneOf(c), f)
 	if err != nil {
@@ -241,7 +241,7 @@ func (s *Server) handleGroupPatch(c echo.Context) error {
 	if err := decodeJSON(c, &b); err != nil {
 		return err
 	}
-	return s.updateGroup(c, b.patch())
+	return s.updateGroup(c, b)
 }
 
 // handleGroupPut handles "PUT /instance/v1/zones/:zone/security_groups/:id":
@@ -259,11 +259,16 @@ func (s *Server) handleGroupPut(c echo.Context) error {
 			return &store.Error{Code: store.CodeForbidden, Message: "a group cannot move to another project", Resource: "project", ResourceID: *p}
 		}
 	}
-	return s.updateGroup(c, b.patch())
+	return s.updateGroup(c, b)
 }
 
-func (s *Server) updateGroup(c echo.Context, p store.GroupPatch) error {
-	g, err := s.db.UpdateGroup(c.Request().Context(), orgOf(c), zoneOf(c), c.Param("id"), p)
+func (s *Server) updateGroup(c echo.Context, b groupPatchBody) error {
+	g, err := s.db.UpdateGroup(c.Request().Context(), orgOf(c), zoneOf(c), c.Param("id"), b.patch())
+	if err != nil && b.ProjectDefault != nil {
+		// The store names the field it keeps; the client sent the other
+		// name of the same flag.
+		err = renameField(err, "organization_default", "project_default")
+	}
 	if err != nil {
 		return err
 	}
@@ -302,33 +307,15 @@ func (s *Server) handleDefaultRules(c echo.Context) error {
 
 // handleRuleList handles "GET /instance/v1/zones/:zone/security_groups/:id/rules".
 func (s *Server) handleRuleList(c echo.Context) error {
-	ctx := c.Request().Context()
-	page, err := queryInt(c, "page")
+	page, err := queryPage(c)
 	if err != nil {
 		return err
 	}
-	perPage, err := queryInt(c, "per_page")
+	rules, total, err := s.db.ListRules(c.Request().Context(), orgOf(c), zoneOf(c), c.Param("id"), page)
 	if err != nil {
 		return err
 	}
-	g, err := s.db.Group(ctx, orgOf(c), zoneOf(c), c.Param("id"))
-	if err != nil {
-		return err
-	}
-	rules, err := s.db.Rules(ctx, orgOf(c), zoneOf(c), g.ID)
-	if err != nil {
-		return err
-	}
-	all := s.rulesJSON(g, rules)
-	if perPage == 0 {
-		perPage = 100
-	}
-	if page == 0 {
-		page = 1
-	}
-	start := min((page-1)*perPage, len(all))
-	end := min(start+perPage, len(all))
-	return list(c, "rules", all[start:end], len(all))
+	return list(c, "rules", s.rulesJSON(c.Param("id"), zoneOf(c), rules), total)
 }
 
 type ruleBody struct {
@@ -359,6 +346,7 @@ func (b ruleBody) input() store.RuleInput {
 		Direction: store.Direction(deref(b.Direction)), Protocol: store.Protocol(deref(b.Protocol)),
 		Action: store.Policy(deref(b.Action)), IPRange: deref(b.IPRange), DestIPRange: deref(b.DestIPRange),
 		DestPortFrom: b.DestPortFrom, DestPortTo: b.DestPortTo, Position: deref(b.Position),
+		NotEditable: b.Editable != nil && !*b.Editable,
 	}
 }
 
@@ -384,50 +372,24 @@ func (s *Server) handleRuleSetAll(c echo.Context) error {
 	if err := decodeJSON(c, &b); err != nil {
 		return err
 	}
-	ctx := c.Request().Context()
-	g, err := s.db.Group(ctx, orgOf(c), zoneOf(c), c.Param("id"))
+	ins := make([]store.RuleInput, len(b.Rules))
+	for i, r := range b.Rules {
+		ins[i] = r.input()
+	}
+	rules, err := s.db.SetRules(c.Request().Context(), orgOf(c), zoneOf(c), c.Param("id"), ins)
 	if err != nil {
 		return err
 	}
-	smtp := map[string]bool{}
-	for _, r := range store.SMTPRules(g.ID) {
-		smtp[r.ID] = true
-	}
-	ins := make([]store.RuleInput, 0, len(b.Rules))
-	for _, r := range b.Rules {
-		// Non-editable rules are the system's; the request cannot change them.
-		if (r.Editable != nil && !*r.Editable) || (r.ID != nil && smtp[*r.ID]) {
-			continue
-		}
-		ins = append(ins, r.input())
-	}
-	rules, err := s.db.SetRules(ctx, orgOf(c), zoneOf(c), g.ID, ins)
-	if err != nil {
-		return err
-	}
-	// A set-all changes no field of the group that the answer shows.
-	return c.JSON(http.StatusOK, map[string]any{"rules": s.rulesJSON(g, rules)})
+	return c.JSON(http.StatusOK, map[string]any{"rules": s.rulesJSON(c.Param("id"), zoneOf(c), rules)})
 }
 
 // handleRuleGet handles "GET /instance/v1/zones/:zone/security_groups/:id/rules/:rule".
 func (s *Server) handleRuleGet(c echo.Context) error {
-	ctx := c.Request().Context()
-	g, err := s.db.Group(ctx, orgOf(c), zoneOf(c), c.Param("id"))
+	r, err := s.db.Rule(c.Request().Context(), orgOf(c), zoneOf(c), c.Param("id"), c.Param("rule"))
 	if err != nil {
 		return err
 	}
-	if g.EnableDefaultSecurity {
-		for _, r := range store.SMTPRules(g.ID) {
-			if r.ID == c.Param("rule") {
-				return c.JSON(http.StatusOK, map[string]any{"rule": ruleToJSON(r, g.Zone)})
-			}
-		}
-	}
-	r, err := s.db.Rule(ctx, orgOf(c), zoneOf(c), g.ID, c.Param("rule"))
-	if err != nil {
-		return err
-	}
-	return c.JSON(http.StatusOK, map[string]any{"rule": ruleToJSON(r, g.Zone)})
+	return c.JSON(http.StatusOK, map[string]any{"rule": ruleToJSON(r, zoneOf(c))})
 }
 
 // handleRulePatch handles "PATCH /instance/v1/zones/:zone/security_groups/:id/rules/:rule".
@@ -460,11 +422,11 @@ func (s *Server) handleRuleDelete(c echo.Context) error {
 func (s *Server) handleServerList(c echo.Context) error {
 	f := store.ServerFilter{Name: c.QueryParam("name"), Tags: splitComma(c.QueryParam("tags"))}
 	var err error
-	if f.Page, err = queryInt(c, "page"); err != nil {
+	if f.Page, err = queryPage(c); err != nil {
 		return err
 	}
-	if f.PerPage, err = queryInt(c, "per_page"); err != nil {
-		return err
+	if !s.db.HasZone(zoneOf(c)) {
+		return list(c, "servers", []serverJSON{}, 0)
 	}
 	servers, total, err := s.db.Servers(c.Request().Context(), orgOf(c), zoneOf(c), f)
 	if err != nil {

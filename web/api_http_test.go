@@ -200,7 +200,7 @@ func TestBadInput(t *testing.T) {
 		{"name too long", "POST", base + "/security_groups", `{"name":"` + strings.Repeat("n", 129) + `"}`, 400, "name", "invalid_arguments"},
 		{"missing name", "POST", base + "/security_groups", `{"description":"no name"}`, 400, "name", "invalid_arguments"},
 		{"stateful group to a BareMetal server", "POST", base + "/servers", `{"name":"metal","type":"baremetal","security_group":"` + g.ID + `"}`, 400, "security_group", "invalid_arguments"},
-		{"unknown zone", "GET", env.url + "/instance/v1/zones/xx-nowhere-1/security_groups", "", 404, "", "not_found"},
+		{"unknown zone", "GET", env.url + "/instance/v1/zones/xx-nowhere-1/security_groups/" + g.ID, "", 404, "", "not_found"},
 		{"unknown zone on create", "POST", env.url + "/instance/v1/zones/xx-nowhere-1/security_groups", `{"name":"x"}`, 404, "", "not_found"},
 		{"malformed JSON", "POST", base + "/security_groups", `{"name":`, 400, "", "invalid_request_error"},
 		{"oversize body", "POST", base + "/security_groups", big, 413, "", "request_entity_too_large"},

@@ -129,24 +129,17 @@ func ruleToJSON(r store.Rule, zone string) ruleJSON {
 	return j
 }
 
-// rulesJSON renders a group's rules as Scaleway lists them: the
-// non-editable SMTP rules first (numbered 1..6 on their own), then the
-// editable ones, with their counters where the enforcer has them.
-func (s *Server) rulesJSON(g store.Group, rules []store.Rule) []ruleJSON {
-	out := make([]ruleJSON, 0, len(rules)+6)
-	if g.EnableDefaultSecurity {
-		for _, r := range store.SMTPRules(g.ID) {
-			out = append(out, ruleToJSON(r, g.Zone))
-		}
-	}
-	counters := s.enf.Counters(g.ID)
-	for _, r := range rules {
-		j := ruleToJSON(r, g.Zone)
+// rulesJSON renders a group's rules as listed by the store, with their
+// counters where the enforcer has them.
+func (s *Server) rulesJSON(groupID, zone string, rules []store.Rule) []ruleJSON {
+	out := make([]ruleJSON, len(rules))
+	counters := s.enf.Counters(groupID)
+	for i, r := range rules {
+		out[i] = ruleToJSON(r, zone)
 		if c, ok := counters[r.ID]; ok {
 			p, b := c.Packets, c.Bytes
-			j.Packets, j.Bytes = &p, &b
+			out[i].Packets, out[i].Bytes = &p, &b
 		}
-		out = append(out, j)
 	}
 	return out
 }
@@ -185,6 +178,9 @@ func decodeJSON(c echo.Context, v any) error {
 	if len(bytes.TrimSpace(body)) == 0 {
 		body = []byte("{}")
 	}
+	if field := invalidUTF8Field(body); field != "" {
+		return store.Invalid(field, "format", "is not valid UTF-8")
+	}
 	dec := json.NewDecoder(bytes.NewReader(body))
 	if err := dec.Decode(v); err != nil {
 		var te *json.UnmarshalTypeError
@@ -213,6 +209,17 @@ func jsonKind(k string) string {
 		return "an object"
 	}
 	return k
+}
+
+// queryPage reads the page and per_page query parameters.
+func queryPage(c echo.Context) (store.Page, error) {
+	var p store.Page
+	var err error
+	if p.Page, err = queryInt(c, "page"); err != nil {
+		return p, err
+	}
+	p.PerPage, err = queryInt(c, "per_page")
+	return p, err
 }
 
 // queryInt reads an optional positive integer query parameter.

@@ -27,11 +27,10 @@ const (
 	sessFlash     = "flash"
 	sessFlashKind = "flash_kind"
 
-	ctxPage    = "console.page"
-	ctxOrg     = "console.org"
-	ctxCSRF    = "csrf"
-	csrfField  = "_csrf"
-	csrfHeader = "X-CSRF-Token"
+	ctxPage = "console.page"
+	ctxOrg  = "console.org"
+
+	sessionCookie = "rampart_session"
 )
 
 // contentSecurityPolicy allows nothing inline: scripts, styles and images
@@ -44,40 +43,31 @@ const contentSecurityPolicy = "default-src 'self'; script-src 'self'; style-src 
 type console struct {
 	*Server
 	sessions *scs.SessionManager
-	csrf     echo.MiddlewareFunc
+	csrfKey  []byte                      // signs the CSRF tokens (see csrf.go)
+	origins  *http.CrossOriginProtection // refuses changes from other origins
 	throttle *loginThrottle
+	// hashSlots bounds the password hashes computed at once: each takes
+	// 64 MiB and tens of milliseconds (40 parallel sign-ins once took the
+	// process from 1.2 to 2.5 GiB).
+	hashSlots chan struct{}
+	// testHookHashing, when set (tests only), runs while a hash slot is held.
+	testHookHashing func()
 }
 
 // registerConsoleRoutes registers the console's pages. Middleware is set
 // per route, as for the API: a root group would catch unknown API paths.
-func (s *Server) registerConsoleRoutes() {
+func (s *Server) registerConsoleRoutes(csrfKey []byte) {
 	sm := scs.New()
 	sm.Store = s.db // *store.DB implements scs.CtxStore
 	sm.Lifetime = 12 * time.Hour
 	sm.IdleTimeout = 2 * time.Hour
-	sm.Cookie.Name = "rampart_session"
-	sm.Cookie.Path = "/"
-	sm.Cookie.HttpOnly = true
-	sm.Cookie.SameSite = http.SameSiteLaxMode
-	sm.Cookie.Secure = s.cfg.SecureCookies
-	con := &console{Server: s, sessions: sm, throttle: newLoginThrottle()}
-	con.csrf = middleware.CSRFWithConfig(middleware.CSRFConfig{
-		TokenLookup:    "header:" + csrfHeader + ",form:" + csrfField,
-		ContextKey:     ctxCSRF,
-		CookieName:     "rampart_csrf",
-		CookiePath:     "/",
-		CookieHTTPOnly: true,
-		CookieSecure:   s.cfg.SecureCookies,
-		CookieSameSite: http.SameSiteLaxMode,
-		ErrorHandler: func(err error, c echo.Context) error {
-			return echo.NewHTTPError(http.StatusForbidden,
-				"This form has expired or did not come from the console. Reload the page and try again.")
-		},
-	})
+	con := &console{Server: s, sessions: sm, csrfKey: csrfKey, origins: http.NewCrossOriginProtection(),
+		throttle: newLoginThrottle(), hashSlots: make(chan struct{}, maxHashes)}
+	s.console = con
 
 	s.e.GET("/static/*", con.handleStatic, middleware.Gzip())
 
-	public := []echo.MiddlewareFunc{con.securityHeaders, con.loadSession, con.csrf}
+	public := []echo.MiddlewareFunc{consoleBodyLimit, con.securityHeaders, con.loadSession, con.csrf}
 	auth := append(public[:len(public):len(public)], con.requireUser)
 	s.e.GET("/login", con.handleLoginPage, public...)
 	s.e.POST("/login", con.handleLogin, public...)
@@ -142,12 +132,16 @@ func (con *console) securityHeaders(next echo.HandlerFunc) echo.HandlerFunc {
 
 // loadSession is scs's LoadAndSave made for Echo: the session is committed
 // just before the header is written, so that error pages rendered by the
-// HTTPErrorHandler commit it too.
+// HTTPErrorHandler commit it too. The cookie is written here rather than by
+// scs, because whether it is Secure (and named __Host-) depends on the
+// request: --secure-cookies, or a trusted proxy saying it took HTTPS.
 func (con *console) loadSession(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
 		r := c.Request()
+		secure := con.secureRequest(r)
+		name := cookieName(sessionCookie, secure)
 		var token string
-		if ck, err := r.Cookie(con.sessions.Cookie.Name); err == nil {
+		if ck, err := r.Cookie(name); err == nil {
 			token = ck.Value
 		}
 		ctx, err := con.sessions.Load(r.Context(), token)
@@ -158,6 +152,7 @@ func (con *console) loadSession(next echo.HandlerFunc) echo.HandlerFunc {
 		c.Response().Header().Add("Vary", "Cookie")
 		c.Response().Before(func() {
 			ctx := c.Request().Context()
+			ck := &http.Cookie{Name: name, Path: "/", HttpOnly: true, Secure: secure, SameSite: http.SameSiteLaxMode}
 			switch con.sessions.Status(ctx) {
 			case scs.Modified:
 				token, expiry, err := con.sessions.Commit(ctx)
@@ -165,10 +160,15 @@ func (con *console) loadSession(next echo.HandlerFunc) echo.HandlerFunc {
 					con.log.Error("commit session", "err", err)
 					return
 				}
-				con.sessions.WriteSessionCookie(ctx, c.Response().Writer, token, expiry)
+				ck.Value, ck.Expires = token, time.Unix(expiry.Unix()+1, 0).UTC()
+				ck.MaxAge = int(time.Until(expiry).Seconds() + 1)
 			case scs.Destroyed:
-				con.sessions.WriteSessionCookie(ctx, c.Response().Writer, "", time.Time{})
+				ck.Expires, ck.MaxAge = time.Unix(1, 0), -1
+			default:
+				return
 			}
+			c.Response().Header().Add("Set-Cookie", ck.String())
+			c.Response().Header().Add("Cache-Control", `no-cache="Set-Cookie"`)
 		})
 		return next(c)
 	}

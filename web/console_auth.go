@@ -1,10 +1,14 @@
 package web
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/labstack/echo/v4"
 
@@ -12,11 +16,21 @@ import (
 	"github.com/rampart-fw/rampart/views"
 )
 
-// safeNext keeps a post-sign-in redirect on this site.
+// safeNext keeps a post-sign-in redirect on this site: a path of this
+// origin, parsed as a browser would read it. Browsers drop tabs and
+// newlines from URLs and read a backslash as a slash, so "/\t/evil.example"
+// is "//evil.example" to them: any such character refuses the target.
 func safeNext(next string) string {
-	if !strings.HasPrefix(next, "/") || strings.HasPrefix(next, "//") || strings.HasPrefix(next, "/\\") ||
-		strings.HasPrefix(next, "/login") {
-		return "/security-groups"
+	const fallback = "/security-groups"
+	for _, r := range next {
+		if r < 0x21 || r == 0x7f || r == '\\' {
+			return fallback
+		}
+	}
+	u, err := url.Parse(next)
+	if err != nil || u.Scheme != "" || u.Host != "" || u.User != nil || u.Opaque != "" ||
+		!strings.HasPrefix(next, "/") || strings.HasPrefix(next, "//") || strings.HasPrefix(u.Path, "/login") {
+		return fallback
 	}
 	return next
 }
@@ -38,17 +52,20 @@ func (con *console) handleLogin(c echo.Context) error {
 	}
 	ctx := c.Request().Context()
 	keys := []string{"account " + strings.ToLower(f.Email), "address " + c.RealIP()}
-	if wait := con.throttle.wait(keys...); wait > 0 {
-		c.Response().Header().Set("Retry-After", strconv.Itoa(int(wait.Seconds()+0.999)))
-		f.Message = fmt.Sprintf("Too many failed sign-ins. Try again in %d seconds.", int(wait.Seconds()+0.999))
-		return con.renderHTML(c, http.StatusTooManyRequests, views.LoginPage(csrfToken(c), f))
+	refund, wait := con.throttle.reserve(keys...)
+	if wait > 0 {
+		return con.tooManySignIns(c, f, wait)
 	}
-	u, err := con.db.Authenticate(ctx, f.Email, f.Password)
+	u, err := con.authenticate(ctx, f.Email, f.Password)
+	if errors.Is(err, errBusy) {
+		refund()
+		return con.tooManySignIns(c, f, time.Second)
+	}
 	if store.ErrorCode(err) == store.CodeUnauthorized {
-		con.throttle.fail(keys...)
 		f.Message = "Wrong email or password."
 		return con.renderHTML(c, http.StatusUnauthorized, views.LoginPage(csrfToken(c), f))
 	}
+	refund()
 	if err != nil {
 		return err
 	}
@@ -56,7 +73,38 @@ func (con *console) handleLogin(c echo.Context) error {
 		return err
 	}
 	con.sessions.Put(ctx, sessUser, u.ID)
+	con.rotateCSRF(c)
 	return redirect(c, safeNext(f.Next))
+}
+
+// errBusy says that no password check could start in time.
+var errBusy = errors.New("sign-in busy")
+
+// authenticate checks a password within the console's hash slots, waiting
+// up to hashWait for one.
+func (con *console) authenticate(ctx context.Context, email, password string) (store.User, error) {
+	t := time.NewTimer(hashWait)
+	defer t.Stop()
+	select {
+	case con.hashSlots <- struct{}{}:
+	case <-t.C:
+		return store.User{}, errBusy
+	case <-ctx.Done():
+		return store.User{}, ctx.Err()
+	}
+	defer func() { <-con.hashSlots }()
+	if con.testHookHashing != nil {
+		con.testHookHashing()
+	}
+	return con.db.Authenticate(ctx, email, password)
+}
+
+// tooManySignIns answers 429 with when to retry.
+func (con *console) tooManySignIns(c echo.Context, f views.LoginForm, wait time.Duration) error {
+	secs := int(wait.Seconds() + 0.999)
+	c.Response().Header().Set("Retry-After", strconv.Itoa(secs))
+	f.Message = fmt.Sprintf("Too many sign-ins. Try again in %d seconds.", secs)
+	return con.renderHTML(c, http.StatusTooManyRequests, views.LoginPage(csrfToken(c), f))
 }
 
 // handleLogout handles "POST /logout".

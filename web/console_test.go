@@ -29,12 +29,20 @@ const (
 // consoleEnv is the real server (web.New) on a temporary SQLite store with
 // a real reconciler in preview mode, and one organization with one user.
 type consoleEnv struct {
+	srv *web.Server
 	db  *store.DB
 	ts  *httptest.Server
 	org store.Organization
 }
 
 func newConsoleEnv(tb testing.TB, secure bool) *consoleEnv {
+	tb.Helper()
+	return newConsoleEnvWith(tb, func(c *web.Config) { c.SecureCookies = secure })
+}
+
+// newConsoleEnvWith is newConsoleEnv with the server's configuration
+// changed by mod.
+func newConsoleEnvWith(tb testing.TB, mod func(*web.Config)) *consoleEnv {
 	tb.Helper()
 	ctx := context.Background()
 	db, err := store.Open(ctx, filepath.Join(tb.TempDir(), "rampart.db"), []string{"fr-par-1", "nl-ams-1"})
@@ -50,11 +58,15 @@ func newConsoleEnv(tb testing.TB, secure bool) *consoleEnv {
 	rctx, cancel := context.WithCancel(ctx)
 	done := make(chan struct{})
 	go func() { rec.Run(rctx); close(done) }()
-	srv, err := web.New(web.Config{Store: db, Enforcer: rec, Logger: logger, SecureCookies: secure})
+	cfg := web.Config{Store: db, Enforcer: rec, Logger: logger}
+	mod(&cfg)
+	srv, err := web.New(cfg)
 	if err != nil {
 		tb.Fatal(err)
 	}
-	ts := httptest.NewServer(srv)
+	ts := httptest.NewUnstartedServer(srv)
+	ts.Config = srv.HTTPServer()
+	ts.Start()
 	tb.Cleanup(func() { ts.Close(); cancel(); <-done; db.Close() })
 	org, err := db.EnsureOrganization(ctx, "Acme Hosting")
 	if err != nil {
@@ -63,15 +75,16 @@ func newConsoleEnv(tb testing.TB, secure bool) *consoleEnv {
 	if _, err := db.CreateUser(ctx, org.ID, consoleEmail, consolePassword); err != nil {
 		tb.Fatal(err)
 	}
-	return &consoleEnv{db: db, ts: ts, org: org}
+	return &consoleEnv{db: db, ts: ts, org: org, srv: srv}
 }
 
 // browser is a cookie-keeping client that does not follow redirects, so
 // that tests see each 303.
 type browser struct {
-	tb  testing.TB
-	env *consoleEnv
-	c   *http.Client
+	tb    testing.TB
+	env   *consoleEnv
+	c     *http.Client
+	token string // the CSRF token of the last page, "" when unknown
 }
 
 func (env *consoleEnv) browser(tb testing.TB) *browser {
@@ -100,6 +113,14 @@ func (b *browser) do(req *http.Request) page {
 	if err != nil {
 		b.tb.Fatal(err)
 	}
+	if len(resp.Header.Values("Set-Cookie")) > 0 {
+		b.token = "" // a new session: a new token
+	}
+	if t, ok := doc.Find(`meta[name=csrf-token]`).Attr("content"); ok {
+		b.token = t
+	} else if t, ok := doc.Find(`input[name=_csrf]`).First().Attr("value"); ok {
+		b.token = t
+	}
 	return page{status: resp.StatusCode, header: resp.Header, body: string(raw), doc: doc}
 }
 
@@ -112,15 +133,15 @@ func (b *browser) get(path string, hx bool) page {
 	return b.do(req)
 }
 
-// csrf returns the token the console hands out (its cookie's value).
+// csrf returns the token the console hands out in its pages, bound to
+// the session; it fetches a page when it does not know it.
 func (b *browser) csrf() string {
-	u, _ := url.Parse(b.env.ts.URL)
-	for _, c := range b.c.Jar.Cookies(u) {
-		if c.Name == "rampart_csrf" {
-			return c.Value
+	if b.token == "" {
+		if p := b.get("/login", false); p.status == http.StatusSeeOther {
+			b.get("/security-groups", false) // signed in
 		}
 	}
-	return ""
+	return b.token
 }
 
 // post sends a form with the CSRF token (unless noCSRF), as htmx if hx.
@@ -130,9 +151,6 @@ func (b *browser) post(path string, form url.Values, hx, noCSRF bool) page {
 		form = url.Values{}
 	}
 	if !noCSRF {
-		if b.csrf() == "" {
-			b.get("/login", false) // any page hands out the token
-		}
 		form.Set("_csrf", b.csrf())
 	}
 	req, _ := http.NewRequest(http.MethodPost, b.env.ts.URL+path, strings.NewReader(form.Encode()))

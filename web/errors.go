@@ -3,6 +3,7 @@ package web
 import (
 	"errors"
 	"net/http"
+	"slices"
 	"strings"
 
 	"github.com/labstack/echo/v4"
@@ -111,4 +112,21 @@ func isAPI(c echo.Context) bool {
 	p := c.Request().URL.Path
 	return strings.HasPrefix(p, "/instance/") || p == "/organizations" ||
 		p == "/security_groups" || strings.HasPrefix(p, "/security_groups/")
+}
+
+// renameField returns err with its field from called to, when err is a
+// store error naming from.
+func renameField(err error, from, to string) error {
+	var se *store.Error
+	if !errors.As(err, &se) {
+		return err
+	}
+	out := *se
+	out.Fields = slices.Clone(se.Fields)
+	for i := range out.Fields {
+		if out.Fields[i].Field == from {
+			out.Fields[i].Field = to
+		}
+	}
+	return &out
 }

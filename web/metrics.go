@@ -18,6 +18,7 @@ import (
 type metrics struct {
 	reg      *prometheus.Registry
 	requests *prometheus.HistogramVec
+	panics   prometheus.Counter
 }
 
 // statsSource is implemented by enforcers that keep apply statistics.
@@ -33,8 +34,11 @@ func newMetrics(s *Server) *metrics {
 			Help:    "HTTP requests by route, method and status.",
 			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5},
 		}, []string{"route", "method", "status"}),
+		panics: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "rampart_http_panics_total", Help: "Handlers that panicked (answered 500).",
+		}),
 	}
-	m.reg.MustRegister(m.requests, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	m.reg.MustRegister(m.requests, m.panics, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	m.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "rampart_store_generation", Help: "Changes committed to the store.",
 	}, func() float64 {

@@ -3,11 +3,15 @@
 package web
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
+	"net/netip"
 	"regexp"
+	"strings"
 	"time"
 
 	"github.com/labstack/echo/v4"
@@ -32,19 +36,29 @@ type Config struct {
 	Enforcer Enforcer
 	Logger   *slog.Logger
 	Version  string
-	// SecureCookies marks session cookies Secure; set it when serving TLS
-	// or behind a TLS proxy.
+	// SecureCookies marks the console's cookies Secure (and names them
+	// __Host-…); set it when serving TLS or behind a TLS proxy. A trusted
+	// proxy that sends X-Forwarded-Proto: https has the same effect for
+	// the requests it forwards.
 	SecureCookies bool
+	// TrustedProxies are the addresses of reverse proxies whose
+	// X-Forwarded-For and X-Forwarded-Proto are believed. Without them the
+	// client address is the socket's, whatever a client sends.
+	TrustedProxies []netip.Prefix
+	// Timeouts of the HTTP server (see HTTPServer); zero fields take
+	// DefaultTimeouts.
+	Timeouts Timeouts
 }
 
 // Server is the HTTP handler of the console and the API.
 type Server struct {
-	e      *echo.Echo
-	db     *store.DB
-	enf    Enforcer
-	log    *slog.Logger
-	cfg    Config
-	metric *metrics
+	e       *echo.Echo
+	db      *store.DB
+	enf     Enforcer
+	log     *slog.Logger
+	cfg     Config
+	metric  *metrics
+	console *console
 }
 
 var zonePattern = regexp.MustCompile(`^[a-z]{2}-[a-z]{3,7}-[0-9]{1,2}$`)
@@ -70,16 +84,76 @@ func New(cfg Config) (*Server, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
+	cfg.Timeouts = cfg.Timeouts.orDefaults()
+	csrfKey, err := cfg.Store.Secret(context.Background(), "csrf", 32)
+	if err != nil {
+		return nil, fmt.Errorf("web: %w", err)
+	}
 	s := &Server{e: echo.New(), db: cfg.Store, enf: cfg.Enforcer, log: cfg.Logger, cfg: cfg}
 	s.e.HideBanner, s.e.HidePort = true, true
 	s.e.HTTPErrorHandler = s.handleError
+	s.e.IPExtractor = s.clientIP
 	s.metric = newMetrics(s)
-	s.e.Use(s.observe)
+	s.e.Use(s.observe, s.recoverPanic, s.writeDeadline)
 	s.e.GET("/healthz", s.handleHealthz)
 	s.e.GET("/metrics", echo.WrapHandler(s.metric.handler()))
 	s.registerAPIRoutes()
-	s.registerConsoleRoutes()
+	s.registerConsoleRoutes(csrfKey)
 	return s, nil
+}
+
+// fromTrustedProxy reports whether the request's peer is one of the
+// configured proxies.
+func (s *Server) fromTrustedProxy(r *http.Request) bool {
+	if len(s.cfg.TrustedProxies) == 0 {
+		return false
+	}
+	ap, err := netip.ParseAddrPort(r.RemoteAddr)
+	if err != nil {
+		return false
+	}
+	for _, p := range s.cfg.TrustedProxies {
+		if p.Contains(ap.Addr().Unmap()) {
+			return true
+		}
+	}
+	return false
+}
+
+// clientIP is the client's address: the socket's, or, from a trusted
+// proxy, the last address of X-Forwarded-For that is not itself a trusted
+// proxy. Echo's default believes any client's header, which let sign-in
+// throttling be dodged with a made-up X-Forwarded-For.
+func (s *Server) clientIP(r *http.Request) string {
+	direct := echo.ExtractIPDirect()(r)
+	if !s.fromTrustedProxy(r) {
+		return direct
+	}
+	opts := []echo.TrustOption{echo.TrustLoopback(false), echo.TrustLinkLocal(false), echo.TrustPrivateNet(false)}
+	for _, p := range s.cfg.TrustedProxies {
+		_, n, err := net.ParseCIDR(p.String())
+		if err == nil {
+			opts = append(opts, echo.TrustIPRange(n))
+		}
+	}
+	return echo.ExtractIPFromXFFHeader(opts...)(r)
+}
+
+// secureRequest reports whether the console's cookies must be Secure for
+// this request.
+func (s *Server) secureRequest(r *http.Request) bool {
+	return s.cfg.SecureCookies || r.TLS != nil ||
+		(s.fromTrustedProxy(r) && strings.EqualFold(r.Header.Get("X-Forwarded-Proto"), "https"))
+}
+
+// cookieName returns the name of a console cookie: with the __Host- prefix
+// when Secure, which browsers then only accept from this very origin over
+// HTTPS, for the whole site, without a Domain.
+func cookieName(base string, secure bool) string {
+	if secure {
+		return "__Host-" + base
+	}
+	return base
 }
 
 // ServeHTTP implements http.Handler.

@@ -10,6 +10,7 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -54,24 +55,35 @@ func TestTenancySweep(t *testing.T) {
 
 	jar, _ := cookiejar.New(nil)
 	client := &http.Client{Jar: jar, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
-	get := func(u string) {
-		resp, err := client.Get(u)
-		if err != nil {
-			t.Fatal(err)
-		}
-		resp.Body.Close()
-	}
+	// The token is in every page; it changes with the session at sign-in.
+	token := ""
 	csrf := func() string {
-		u, _ := url.Parse(ts.URL)
-		for _, c := range jar.Cookies(u) {
-			if c.Name == "rampart_csrf" {
-				return c.Value
+		if token == "" {
+			resp, err := client.Get(ts.URL + "/security-groups")
+			if err != nil {
+				t.Fatal(err)
 			}
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			m := regexp.MustCompile(`name="csrf-token" content="([^"]+)"`).FindSubmatch(body)
+			if m == nil {
+				t.Fatalf("no CSRF token in /security-groups")
+			}
+			token = string(m[1])
 		}
-		return ""
+		return token
 	}
-	get(ts.URL + "/login")
-	resp, err := client.PostForm(ts.URL+"/login", url.Values{"email": {"me@mine.test"}, "password": {"my long password"}, "_csrf": {csrf()}})
+	loginPage, err := client.Get(ts.URL + "/login")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(loginPage.Body)
+	loginPage.Body.Close()
+	m := regexp.MustCompile(`name="_csrf" value="([^"]+)"`).FindSubmatch(body)
+	if m == nil {
+		t.Fatal("no CSRF token in /login")
+	}
+	resp, err := client.PostForm(ts.URL+"/login", url.Values{"email": {"me@mine.test"}, "password": {"my long password"}, "_csrf": {string(m[1])}})
 	if err != nil || resp.StatusCode != http.StatusSeeOther {
 		t.Fatalf("sign in: %v %v", err, resp.StatusCode)
 	}

@@ -12,7 +12,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
-	"net/http"
+	"net/netip"
 	"os"
 	"os/signal"
 	"strings"
@@ -112,8 +112,16 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	dbPath := fs.String("db", envOr("RAMPART_DB", "data/rampart.db"), "SQLite database file (env RAMPART_DB)")
 	zonesFlag := fs.String("zones", envOr("RAMPART_ZONES", "fr-par-1,nl-ams-1"), "comma-separated zones, the first is the default (env RAMPART_ZONES)")
 	mode := fs.String("enforcer", envOr("RAMPART_ENFORCER", "auto"), "auto, nftables or preview (env RAMPART_ENFORCER)")
+	secure := fs.Bool("secure-cookies", envOr("RAMPART_SECURE_COOKIES", "") == "1" || envOr("RAMPART_SECURE_COOKIES", "") == "true",
+		"mark the console's cookies Secure, when it is reached over HTTPS (env RAMPART_SECURE_COOKIES)")
+	proxies := fs.String("trusted-proxies", envOr("RAMPART_TRUSTED_PROXIES", ""),
+		"comma-separated CIDRs of reverse proxies whose X-Forwarded-For and X-Forwarded-Proto are believed (env RAMPART_TRUSTED_PROXIES)")
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	trusted, err := parsePrefixes(*proxies)
+	if err != nil {
+		return fmt.Errorf("--trusted-proxies: %w", err)
 	}
 	logger := slog.New(slog.NewJSONHandler(stderr, nil))
 	zones := splitZones(*zonesFlag)
@@ -125,6 +133,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return err
 	}
 	defer db.Close()
+	reportUnreadable(ctx, db, logger)
 
 	backend, err := enforcer.Open(*mode)
 	if err != nil {
@@ -137,7 +146,8 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		logger.Info("enforcing with nftables", "table", "inet rampart")
 	}
 
-	srv, err := web.New(web.Config{Store: db, Enforcer: rec, Logger: logger, Version: version})
+	srv, err := web.New(web.Config{Store: db, Enforcer: rec, Logger: logger, Version: version,
+		SecureCookies: *secure, TrustedProxies: trusted})
 	if err != nil {
 		return err
 	}
@@ -154,7 +164,8 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	recDone := make(chan error, 1)
 	go func() { recDone <- rec.Run(recCtx) }()
 
-	httpSrv := &http.Server{Handler: srv, ReadHeaderTimeout: 10 * time.Second}
+	httpSrv := srv.HTTPServer()
+	httpSrv.ErrorLog = slog.NewLogLogger(logger.Handler(), slog.LevelWarn)
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- httpSrv.Serve(ln) }()
 
@@ -172,6 +183,37 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	stopRec()
 	<-recDone
 	return err
+}
+
+// reportUnreadable logs the stored rows that the store could not read as
+// valid: their groups fail closed until they are fixed.
+func reportUnreadable(ctx context.Context, db *store.DB, logger *slog.Logger) {
+	snap, err := db.Snapshot(ctx)
+	if err != nil {
+		logger.Error("check stored rows", "err", err)
+		return
+	}
+	for gid, rows := range snap.Unreadable {
+		for _, row := range rows {
+			logger.Warn("stored row cannot be read; its group fails closed until it is fixed", "group", gid, "row", row)
+		}
+	}
+}
+
+// parsePrefixes reads a comma-separated list of CIDRs or addresses.
+func parsePrefixes(s string) ([]netip.Prefix, error) {
+	var out []netip.Prefix
+	for _, f := range strings.Split(s, ",") {
+		if f = strings.TrimSpace(f); f == "" {
+			continue
+		}
+		p, ok := store.ParseIPRange(f)
+		if !ok {
+			return nil, fmt.Errorf("%q is not a CIDR or an address", f)
+		}
+		out = append(out, p)
+	}
+	return out, nil
 }
 
 func runTokenCreate(ctx context.Context, args []string, stdout, stderr io.Writer) error {
