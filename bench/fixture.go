@@ -59,7 +59,7 @@ func Snapshot(sc Scale) store.Snapshot {
 		snap.Groups = append(snap.Groups, store.Group{
 			ID: id, Name: fmt.Sprintf("group-%d", g), Stateful: true,
 			InboundDefaultPolicy: store.Drop, OutboundDefaultPolicy: store.Accept,
-			EnableDefaultSecurity: true, Generation: 1,
+			Generation: 1,
 		})
 		for i := 0; i < sc.Rules; i++ {
 			dir, proto, action, cidr, from, to := ruleSpec(g, i)
@@ -133,7 +133,6 @@ func Populate(ctx context.Context, dir string, sc Scale) (*Dataset, error) {
 		grp, err := db.CreateGroup(ctx, ds.Org.ID, ds.Zone, store.GroupInput{
 			Name: fmt.Sprintf("group-%d", g), Description: "benchmark group", Stateful: true,
 			InboundDefaultPolicy: store.Drop, OutboundDefaultPolicy: store.Accept,
-			EnableDefaultSecurity: true,
 		})
 		if err != nil {
 			return fail(fmt.Errorf("populate: %w", err))

@@ -61,7 +61,7 @@ func TestCreateGroup(t *testing.T) {
 	p.hasValue("Inbound default policy", "drop")
 	p.hasValue("Outbound default policy", "accept")
 	p.isChecked("Stateful", true)
-	p.isChecked("Block outbound SMTP (ports 25, 465, 587)", true)
+	p.isChecked("Enable SMTP", false) // SMTP blocked by default
 
 	// A group is created in the zone chosen in the form: take the second
 	// zone, not the one the console shows.

@@ -194,12 +194,12 @@ type compiledGroup struct {
 // groupKey holds the settings of a group that its chains depend on.
 type groupKey struct {
 	stateful      bool
-	smtpBlocked   bool
+	smtpEnabled   bool
 	inPol, outPol store.Policy
 }
 
 func keyOf(g store.Group) groupKey {
-	return groupKey{g.Stateful, g.EnableDefaultSecurity, g.InboundDefaultPolicy, g.OutboundDefaultPolicy}
+	return groupKey{g.Stateful, g.SMTPEnabled, g.InboundDefaultPolicy, g.OutboundDefaultPolicy}
 }
 
 // group returns the chains of g, compiled now or reused. A group with rows
@@ -300,7 +300,7 @@ func compileGroup(g store.Group, rules []store.Rule) GroupChains {
 	}
 	sorted := slices.Clone(rules)
 	slices.SortStableFunc(sorted, func(a, b store.Rule) int { return a.Position - b.Position })
-	if g.EnableDefaultSecurity {
+	if !g.SMTPEnabled {
 		// The six rules the API lists, before any other, each tagged with
 		// its ID so that counters (and the packet tester) name the row.
 		sorted = append(store.SMTPRules(g.ID), sorted...)

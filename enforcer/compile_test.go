@@ -276,19 +276,19 @@ func TestReconcilerPreview(t *testing.T) {
 		}
 	}()
 	<-r.Ready()
-	if st, _ := r.GroupState(gA, 1); st != StateAvailable {
+	if st, _ := r.GroupState(gA, 1); st != store.Available {
 		t.Fatalf("state = %s", st)
 	}
-	if st, _ := r.GroupState(gA, 2); st != StateSyncing {
+	if st, _ := r.GroupState(gA, 2); st != store.Syncing {
 		t.Errorf("future generation state = %s, want syncing", st)
 	}
-	if st, _ := r.GroupState("unknown", 1); st != StateSyncing {
+	if st, _ := r.GroupState("unknown", 1); st != store.Syncing {
 		t.Errorf("unknown group state = %s", st)
 	}
 	if mode, reason := r.Mode(); mode != ModePreview || reason != "test" {
 		t.Errorf("mode = %s %q", mode, reason)
 	}
-	if c := r.Counters(gA); len(c) != 4 || c[TagDefaultIn] != (Counter{}) {
+	if c := r.Counters(context.Background(), gA); len(c) != 4 || c[TagDefaultIn] != (Counter{}) {
 		t.Errorf("counters = %v, want four zero counters", c)
 	}
 	if !strings.Contains(r.RulesetText(), "table inet rampart {") {
@@ -304,7 +304,7 @@ func TestReconcilerPreview(t *testing.T) {
 	deadline := time.Now().Add(time.Second)
 	for {
 		st, reason := r.GroupState(gA, gen)
-		if st == StateSyncingError {
+		if st == store.SyncingError {
 			if !strings.Contains(reason, "reversed") {
 				t.Errorf("reason = %q", reason)
 			}
@@ -318,7 +318,7 @@ func TestReconcilerPreview(t *testing.T) {
 	if txt := r.GroupText(gA); strings.Contains(txt, TagCompileError) || !strings.Contains(txt, TagDefaultIn) {
 		t.Errorf("group text after compile error:\n%s", txt)
 	}
-	if st, _ := r.GroupState(gB, gen); st != StateAvailable {
+	if st, _ := r.GroupState(gB, gen); st != store.Available {
 		t.Errorf("other group state = %s, want available", st)
 	}
 }

@@ -31,13 +31,6 @@ const (
 	ModePreview  = "preview"
 )
 
-// Group sync states reported by Reconciler.GroupState, as shown by the API.
-const (
-	StateSyncing      = "syncing"
-	StateAvailable    = "available"
-	StateSyncingError = "syncing_error"
-)
-
 // ErrUnavailable is returned (wrapped) by Open and Detect when nftables
 // cannot be used by this process: no CAP_NET_ADMIN, no nf_tables, or a
 // non-Linux system.

@@ -35,7 +35,7 @@ func fuzzSnapshot(data []byte) store.Snapshot {
 		id := fmt.Sprintf("%08x-0000-4000-8000-%012x", g, g)
 		b := next()
 		snap.Groups = append(snap.Groups, store.Group{ID: id, Generation: 1, Stateful: b&1 == 1,
-			EnableDefaultSecurity: b&2 == 2, InboundDefaultPolicy: policies[int(b>>2)%len(policies)],
+			SMTPEnabled: b&2 == 2, InboundDefaultPolicy: policies[int(b>>2)%len(policies)],
 			OutboundDefaultPolicy: policies[int(b>>4)%len(policies)]})
 		nrules := int(next() % 6)
 		for r := 0; r < nrules; r++ {

@@ -17,7 +17,7 @@ const (
 
 func group(id string, stateful bool, in, out store.Policy, smtpBlocked bool) store.Group {
 	return store.Group{ID: id, Name: id[:8], Stateful: stateful, InboundDefaultPolicy: in,
-		OutboundDefaultPolicy: out, EnableDefaultSecurity: smtpBlocked, Generation: 1}
+		OutboundDefaultPolicy: out, SMTPEnabled: !smtpBlocked, Generation: 1}
 }
 
 // rule builds a rule; ports "" / "80" / "80-90" style via from,to.

@@ -332,22 +332,22 @@ func keepHostJump(prev, next Chain, failed map[string]bool) Chain {
 	return next
 }
 
-// GroupState returns "available" once the backend holds the group at
-// groupGeneration or later, "syncing_error" with the reason when applying
-// that generation failed, and "syncing" otherwise.
-func (r *Reconciler) GroupState(groupID string, groupGeneration int64) (state, reason string) {
+// GroupState returns store.Available once the backend holds the group at
+// groupGeneration or later, store.SyncingError with the reason when
+// applying that generation failed, and store.Syncing otherwise.
+func (r *Reconciler) GroupState(groupID string, groupGeneration int64) (state store.SyncState, reason string) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	st := r.groups[groupID]
 	switch {
 	case st == nil:
-		return StateSyncing, ""
+		return store.Syncing, ""
 	case st.applied >= groupGeneration && st.applied > 0:
-		return StateAvailable, ""
+		return store.Available, ""
 	case st.errText != "" && st.errGen >= groupGeneration:
-		return StateSyncingError, st.errText
+		return store.SyncingError, st.errText
 	}
-	return StateSyncing, ""
+	return store.Syncing, ""
 }
 
 // GroupGeneration returns the group generation the backend holds, 0 if none.
@@ -364,7 +364,7 @@ func (r *Reconciler) GroupGeneration(groupID string) int64 {
 // them, keyed by rule ID, TagDefaultIn, TagDefaultOut, TagEstablishedIn,
 // TagEstablishedOut or an SMTP rule ID. Counters restart from zero when the group's
 // chains are rewritten. It returns an empty map when they cannot be read.
-func (r *Reconciler) Counters(groupID string) map[string]Counter {
+func (r *Reconciler) Counters(ctx context.Context, groupID string) map[string]Counter {
 	r.mu.Lock()
 	applied := r.applied
 	r.mu.Unlock()
@@ -375,7 +375,7 @@ func (r *Reconciler) Counters(groupID string) map[string]Counter {
 	if !ok {
 		return map[string]Counter{}
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
 	c, err := r.backend.Counters(ctx, g.In.Name, g.Out.Name)
 	if err != nil {
@@ -414,19 +414,4 @@ func (r *Reconciler) Stats() Stats {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return r.stats
-}
-
-// GroupErrors returns the groups in syncing_error and why, sorted by group
-// ID, for logs and health pages.
-func (r *Reconciler) GroupErrors() []string {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	var out []string
-	for id, st := range r.groups {
-		if st.errText != "" {
-			out = append(out, id+": "+st.errText)
-		}
-	}
-	slices.Sort(out)
-	return out
 }

@@ -65,7 +65,7 @@ func TestKernelReconciler(t *testing.T) {
 	closed := oneGroup(group(gA, true, store.Drop, store.Accept, false))
 	src := newFakeSource(closed)
 	r := startReconciler(t, e, src)
-	if st, why := r.GroupState(gA, 1); st != StateAvailable {
+	if st, why := r.GroupState(gA, 1); st != store.Available {
 		t.Fatalf("after start: state %s (%s), want available", st, why)
 	}
 	if mode, _ := r.Mode(); mode != ModeNFTables {
@@ -84,14 +84,14 @@ func TestKernelReconciler(t *testing.T) {
 	gen := src.Set(open)
 	took := waitFor(t, time.Second, "change available", func() bool {
 		st, _ := r.GroupState(gA, gen)
-		return st == StateAvailable
+		return st == store.Available
 	})
 	t.Logf("change available after %v", took)
 	expect(t, "after change: open", tcpErr(e.client, e.s1.v4, portA), true)
 	if got := r.Stats().FullResyncs; got != 1 {
 		t.Errorf("full resyncs = %d, want 1 (the change was incremental)", got)
 	}
-	if c := r.Counters(gA); c["web"].Packets == 0 {
+	if c := r.Counters(context.Background(), gA); c["web"].Packets == 0 {
 		t.Errorf("Counters(A) = %+v, want rule web counted", c)
 	}
 	if txt := r.GroupText(gA); !strings.Contains(txt, `tcp dport 8080 counter accept comment "web"`) {
@@ -135,9 +135,9 @@ func TestKernelReconciler(t *testing.T) {
 	gen = src.Set(wider)
 	var reason string
 	waitFor(t, time.Second, "syncing_error", func() bool {
-		var st string
+		var st store.SyncState
 		st, reason = r.GroupState(gA, gen)
-		return st == StateSyncingError
+		return st == store.SyncingError
 	})
 	if !strings.Contains(reason, "no such file") {
 		t.Errorf("reason = %q, want the kernel's ENOENT", reason)
@@ -152,7 +152,7 @@ func TestKernelReconciler(t *testing.T) {
 	e.b.setTestHook(nil)
 	waitFor(t, 2*time.Second, "recovery", func() bool {
 		st, _ := r.GroupState(gA, gen)
-		return st == StateAvailable
+		return st == store.Available
 	})
 	expect(t, "recovered: new port open", tcpErr(e.client, e.s1.v4, portB), true)
 	if !strings.Contains(nft("list tables"), "inet foreign") {
@@ -191,7 +191,7 @@ func TestFailedRepairIsNotAvailable(t *testing.T) {
 		rule("web", store.Inbound, store.TCP, store.Accept, "0.0.0.0/0", portA, 0)))
 	r := startReconciler(t, e, src)
 	for _, g := range []string{gA, gB} {
-		if st, why := r.GroupState(g, 1); st != StateAvailable {
+		if st, why := r.GroupState(g, 1); st != store.Available {
 			t.Fatalf("group %s after start: %s (%s)", g, st, why)
 		}
 	}
@@ -203,9 +203,9 @@ func TestFailedRepairIsNotAvailable(t *testing.T) {
 	for _, g := range []string{gA, gB} {
 		var why string
 		waitFor(t, 5*time.Second, "group "+g+" syncing_error after a failed repair", func() bool {
-			var st string
+			var st store.SyncState
 			st, why = r.GroupState(g, 1)
-			return st == StateSyncingError
+			return st == store.SyncingError
 		})
 		if !strings.Contains(why, "apply") {
 			t.Errorf("group %s reason = %q, want the apply error", g, why)
@@ -217,7 +217,7 @@ func TestFailedRepairIsNotAvailable(t *testing.T) {
 	for _, g := range []string{gA, gB} {
 		waitFor(t, 5*time.Second, "group "+g+" available after repair", func() bool {
 			st, _ := r.GroupState(g, 1)
-			return st == StateAvailable
+			return st == store.Available
 		})
 	}
 	expect(t, "repaired: closed port closed", tcpErr(e.client, e.s1.v4, portB), false)
@@ -244,16 +244,16 @@ func TestUnreadableRowKeepsRuleset(t *testing.T) {
 	gen := src.Set(bad)
 	var why string
 	waitFor(t, 2*time.Second, "syncing_error", func() bool {
-		var st string
+		var st store.SyncState
 		st, why = r.GroupState(gA, gen)
-		return st == StateSyncingError
+		return st == store.SyncingError
 	})
 	if !strings.Contains(why, "rule broken") {
 		t.Errorf("reason = %q, want it to name the rule", why)
 	}
 	expect(t, "unreadable: web still open", tcpErr(e.client, e.s1.v4, portA), true)
 	expect(t, "unreadable: other port still closed", tcpErr(e.client, e.s1.v4, portB), false)
-	if st, _ := r.GroupState(gB, gen); st != StateAvailable {
+	if st, _ := r.GroupState(gB, gen); st != store.Available {
 		t.Errorf("other group = %s, want available", st)
 	}
 }

@@ -157,6 +157,16 @@ var dummyHash = sync.OnceValue(func() string {
 
 // Authenticate checks an email and password and returns the user.
 func (db *DB) Authenticate(ctx context.Context, email, password string) (User, error) {
+	var fe fieldErrors
+	if strings.TrimSpace(email) == "" {
+		fe.add("email", "required", "enter your email address")
+	}
+	if password == "" {
+		fe.add("password", "required", "enter your password")
+	}
+	if err := fe.err(); err != nil {
+		return User{}, err
+	}
 	var u User
 	var hash, created string
 	err := db.db.QueryRowContext(ctx, `SELECT id, organization_id, email, password_hash, created_at
@@ -178,6 +188,25 @@ func (db *DB) Authenticate(ctx context.Context, email, password string) (User, e
 	}
 	u.CreatedAt = parseTime(created)
 	return u, nil
+}
+
+// Account returns a user and its organization, in one query: what every
+// signed-in console request needs.
+func (db *DB) Account(ctx context.Context, userID string) (User, Organization, error) {
+	var u User
+	var o Organization
+	var created, orgCreated string
+	err := db.db.QueryRowContext(ctx, `SELECT u.id, u.organization_id, u.email, u.created_at, o.name, o.created_at
+		FROM users u JOIN organizations o ON o.id = u.organization_id WHERE u.id = ?`, userID).
+		Scan(&u.ID, &u.OrganizationID, &u.Email, &created, &o.Name, &orgCreated)
+	if errors.Is(err, sql.ErrNoRows) {
+		return User{}, Organization{}, notFound("user", userID)
+	}
+	if err != nil {
+		return User{}, Organization{}, fmt.Errorf("get account: %w", err)
+	}
+	u.CreatedAt, o.ID, o.CreatedAt = parseTime(created), u.OrganizationID, parseTime(orgCreated)
+	return u, o, nil
 }
 
 // User returns a user by ID.

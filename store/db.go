@@ -16,6 +16,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	_ "modernc.org/sqlite" // registers the "sqlite" driver
@@ -29,8 +30,7 @@ const DefaultMaxRules = 100
 
 // DB is the store. Its methods are safe for concurrent use.
 type DB struct {
-	db   *sql.DB
-	path string
+	db *sql.DB
 
 	// Zones are the zones objects may live in; the first is the default.
 	Zones []string
@@ -44,6 +44,8 @@ type DB struct {
 
 	tokenMu    sync.Mutex
 	tokenCache map[string]cachedToken // by secret hash
+
+	reads, writes atomic.Int64 // transactions run by read and change
 }
 
 // Open opens (creating if needed) the SQLite database at path and applies
@@ -67,7 +69,6 @@ func Open(ctx context.Context, path string, zones []string) (*DB, error) {
 	sdb.SetMaxOpenConns(1)
 	db := &DB{
 		db:         sdb,
-		path:       path,
 		Zones:      zones,
 		MaxRules:   DefaultMaxRules,
 		Now:        time.Now,
@@ -120,9 +121,6 @@ func createPrivate(path string) error {
 
 // Close closes the database.
 func (db *DB) Close() error { return db.db.Close() }
-
-// Path returns the file the store lives in.
-func (db *DB) Path() string { return db.path }
 
 // DefaultZone returns the first configured zone.
 func (db *DB) DefaultZone() string { return db.Zones[0] }
@@ -234,9 +232,15 @@ func (db *DB) notify() {
 	}
 }
 
+// Transactions returns how many read and write transactions the store has
+// run for its callers (authentication and sessions aside): a change is one
+// write, and its answer at most one read.
+func (db *DB) Transactions() (reads, writes int64) { return db.reads.Load(), db.writes.Load() }
+
 // change runs fn in one write transaction with the next generation number,
 // commits, and wakes the watchers. A refused change rolls back whole.
 func (db *DB) change(ctx context.Context, fn func(tx *sql.Tx, gen int64) error) error {
+	db.writes.Add(1)
 	tx, err := db.db.BeginTx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("begin: %w", err)
@@ -246,7 +250,9 @@ func (db *DB) change(ctx context.Context, fn func(tx *sql.Tx, gen int64) error) 
 	if err := tx.QueryRowContext(ctx, `UPDATE generation SET value = value + 1 WHERE id = 1 RETURNING value`).Scan(&gen); err != nil {
 		return fmt.Errorf("next generation: %w", err)
 	}
-	if err := fn(tx, gen); err != nil {
+	if err := fn(tx, gen); errors.Is(err, errNoChange) {
+		return nil // rolled back: the generation does not move
+	} else if err != nil {
 		return err
 	}
 	if err := tx.Commit(); err != nil {
@@ -256,8 +262,13 @@ func (db *DB) change(ctx context.Context, fn func(tx *sql.Tx, gen int64) error) 
 	return nil
 }
 
+// errNoChange, returned by a change's function, rolls it back as a
+// success: the change turned out to change nothing.
+var errNoChange = errors.New("no change")
+
 // read runs fn in one read transaction, so that it sees one generation.
 func (db *DB) read(ctx context.Context, fn func(tx *sql.Tx) error) error {
+	db.reads.Add(1)
 	tx, err := db.db.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
 	if err != nil {
 		return fmt.Errorf("begin: %w", err)

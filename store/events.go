@@ -74,35 +74,35 @@ func (db *DB) Events(ctx context.Context, orgID, zone, groupID string, limit int
 	if err := db.checkZone(zone); err != nil {
 		return nil, err
 	}
-	if limit <= 0 || limit > 1000 {
-		limit = 100
-	}
 	var events []Event
 	err := db.read(ctx, func(tx *sql.Tx) error {
 		if _, err := findGroup(ctx, tx, orgID, zone, groupID); err != nil {
 			return err
 		}
-		rows, err := tx.QueryContext(ctx, `SELECT id, organization_id, zone, group_id, resource, resource_id, action, actor,
-			at, before, after, generation FROM events WHERE organization_id = ? AND group_id = ? ORDER BY id DESC LIMIT ?`,
-			orgID, groupID, limit)
-		if err != nil {
-			return err
-		}
-		defer rows.Close()
-		for rows.Next() {
-			var e Event
-			var at, before, after string
-			if err := rows.Scan(&e.ID, &e.OrganizationID, &e.Zone, &e.GroupID, &e.Resource, &e.ResourceID, &e.Action,
-				&e.Actor, &at, &before, &after, &e.Generation); err != nil {
-				return err
-			}
-			e.At, e.Before, e.After = parseTime(at), json.RawMessage(before), json.RawMessage(after)
-			events = append(events, e)
-		}
-		return rows.Err()
+		var err error
+		events, err = findEvents(ctx, tx, orgID, groupID, limit)
+		return err
 	})
 	if err != nil {
 		return nil, fmt.Errorf("events of group %s: %w", groupID, err)
 	}
 	return events, nil
+}
+
+// findEvents reads the newest events of a group, at most limit (1..1000,
+// else 100).
+func findEvents(ctx context.Context, tx *sql.Tx, orgID, groupID string, limit int) ([]Event, error) {
+	if limit <= 0 || limit > 1000 {
+		limit = 100
+	}
+	return queryAll(ctx, tx, func(sc scanner) (Event, error) {
+		var e Event
+		var at, before, after string
+		err := sc.Scan(&e.ID, &e.OrganizationID, &e.Zone, &e.GroupID, &e.Resource, &e.ResourceID, &e.Action,
+			&e.Actor, &at, &before, &after, &e.Generation)
+		e.At, e.Before, e.After = parseTime(at), json.RawMessage(before), json.RawMessage(after)
+		return e, err
+	}, `SELECT id, organization_id, zone, group_id, resource, resource_id, action, actor,
+		at, before, after, generation FROM events WHERE organization_id = ? AND group_id = ? ORDER BY id DESC LIMIT ?`,
+		orgID, groupID, limit)
 }

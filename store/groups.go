@@ -24,7 +24,7 @@ type GroupInput struct {
 	InboundDefaultPolicy  Policy
 	OutboundDefaultPolicy Policy
 	OrganizationDefault   bool
-	EnableDefaultSecurity bool
+	SMTPEnabled           bool     // false: outbound SMTP is blocked
 	ServerIDs             []string // servers to move into the new group
 }
 
@@ -37,7 +37,10 @@ type GroupPatch struct {
 	InboundDefaultPolicy  *Policy
 	OutboundDefaultPolicy *Policy
 	OrganizationDefault   *bool
-	EnableDefaultSecurity *bool
+	SMTPEnabled           *bool
+	// ProjectID, when set, must be the organization's project: a group
+	// cannot move to another.
+	ProjectID *string
 }
 
 // GroupFilter selects groups of one organization and zone.
@@ -51,7 +54,7 @@ type GroupFilter struct {
 }
 
 const groupColumns = `id, organization_id, project_id, zone, name, description, tags, stateful,
-	inbound_default_policy, outbound_default_policy, organization_default, enable_default_security,
+	inbound_default_policy, outbound_default_policy, organization_default, smtp_enabled,
 	created_at, modified_at, generation`
 
 func scanGroup(sc scanner) (Group, error) {
@@ -64,7 +67,7 @@ func scanGroup(sc scanner) (Group, error) {
 		return Group{}, err
 	}
 	g.Tags = decodeTags(tags)
-	g.Stateful, g.OrganizationDefault, g.EnableDefaultSecurity = stateful == 1, def == 1, smtp == 1
+	g.Stateful, g.OrganizationDefault, g.SMTPEnabled = stateful == 1, def == 1, smtp == 1
 	g.CreatedAt, g.ModifiedAt = parseTime(created), parseTime(modified)
 	g.Servers = []ServerRef{}
 	// What the enforcer relies on is checked on the way out too.
@@ -74,7 +77,7 @@ func scanGroup(sc scanner) (Group, error) {
 	for _, b := range []struct {
 		field string
 		v     int
-	}{{"stateful", stateful}, {"enable_default_security", smtp}} {
+	}{{"stateful", stateful}, {"smtp_enabled", smtp}} {
 		if b.v != 0 && b.v != 1 {
 			fe.add(b.field, "format", "stored value %d is not a boolean", b.v)
 		}
@@ -143,6 +146,64 @@ func (db *DB) Group(ctx context.Context, orgID, zone, id string) (Group, error) 
 		return Group{}, fmt.Errorf("get group %s: %w", id, err)
 	}
 	return g, nil
+}
+
+// GroupRules returns a group and its rules as ListRules lists them (the
+// SMTP rules first while SMTP is blocked), read at one generation.
+func (db *DB) GroupRules(ctx context.Context, orgID, zone, id string) (Group, []Rule, error) {
+	if err := db.checkZone(zone); err != nil {
+		return Group{}, nil, err
+	}
+	var g Group
+	var rules []Rule
+	err := db.read(ctx, func(tx *sql.Tx) error {
+		var err error
+		if g, err = findGroup(ctx, tx, orgID, zone, id); err != nil {
+			return err
+		}
+		rules, err = listedRules(ctx, tx, g)
+		return err
+	})
+	if err != nil {
+		return Group{}, nil, fmt.Errorf("get group %s: %w", id, err)
+	}
+	return g, rules, nil
+}
+
+// GroupDetail is everything a group's page shows, read at one generation.
+type GroupDetail struct {
+	Group   Group
+	Rules   []Rule   // as ListRules lists them
+	Servers []Server // every server of the zone, the group's and the others, newest first
+	Events  []Event  // the group's audit log, newest first
+}
+
+// GroupDetail reads a group, its rules, the servers of its zone and its
+// last events (at most events) in one transaction.
+func (db *DB) GroupDetail(ctx context.Context, orgID, zone, id string, events int) (GroupDetail, error) {
+	if err := db.checkZone(zone); err != nil {
+		return GroupDetail{}, err
+	}
+	var d GroupDetail
+	err := db.read(ctx, func(tx *sql.Tx) error {
+		var err error
+		if d.Group, err = findGroup(ctx, tx, orgID, zone, id); err != nil {
+			return err
+		}
+		if d.Rules, err = listedRules(ctx, tx, d.Group); err != nil {
+			return err
+		}
+		if d.Servers, err = queryAll(ctx, tx, scanServer, `SELECT `+serverColumns+serverFrom+`
+			WHERE s.organization_id = ? AND s.zone = ? ORDER BY s.created_at DESC, s.id`, orgID, zone); err != nil {
+			return err
+		}
+		d.Events, err = findEvents(ctx, tx, orgID, id, events)
+		return err
+	})
+	if err != nil {
+		return GroupDetail{}, fmt.Errorf("get group %s: %w", id, err)
+	}
+	return d, nil
 }
 
 // Groups lists the organization's groups in a zone, oldest first, and the
@@ -276,7 +337,7 @@ func (db *DB) CreateGroup(ctx context.Context, orgID, zone string, in GroupInput
 		ID: uuid.NewString(), OrganizationID: orgID, ProjectID: orgID, Zone: zone,
 		Name: strings.TrimSpace(in.Name), Description: in.Description, Tags: in.Tags,
 		Stateful: in.Stateful, InboundDefaultPolicy: in.InboundDefaultPolicy, OutboundDefaultPolicy: in.OutboundDefaultPolicy,
-		OrganizationDefault: in.OrganizationDefault, EnableDefaultSecurity: in.EnableDefaultSecurity,
+		OrganizationDefault: in.OrganizationDefault, SMTPEnabled: in.SMTPEnabled,
 		CreatedAt: now, ModifiedAt: now,
 	}
 	err := db.change(ctx, func(tx *sql.Tx, gen int64) error {
@@ -311,7 +372,7 @@ func insertGroup(ctx context.Context, tx *sql.Tx, g *Group, gen int64) error {
 	_, err := tx.ExecContext(ctx, `INSERT INTO security_groups (`+groupColumns+`)
 		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 		g.ID, g.OrganizationID, g.ProjectID, g.Zone, g.Name, g.Description, encodeList(g.Tags), boolInt(g.Stateful),
-		g.InboundDefaultPolicy, g.OutboundDefaultPolicy, boolInt(g.OrganizationDefault), boolInt(g.EnableDefaultSecurity),
+		g.InboundDefaultPolicy, g.OutboundDefaultPolicy, boolInt(g.OrganizationDefault), boolInt(g.SMTPEnabled),
 		formatTime(g.CreatedAt), formatTime(g.ModifiedAt), gen)
 	return err
 }
@@ -332,7 +393,7 @@ func (db *DB) ensureDefaultGroup(ctx context.Context, tx *sql.Tx, gen int64, org
 		ID: uuid.NewString(), OrganizationID: orgID, ProjectID: orgID, Zone: zone,
 		Name: DefaultGroupName, Description: "Auto generated security group.", Tags: []string{},
 		Stateful: true, InboundDefaultPolicy: Accept, OutboundDefaultPolicy: Accept,
-		OrganizationDefault: true, EnableDefaultSecurity: true, CreatedAt: now, ModifiedAt: now,
+		OrganizationDefault: true, SMTPEnabled: false, CreatedAt: now, ModifiedAt: now,
 		Servers: []ServerRef{},
 	}
 	if err := insertGroup(ctx, tx, &g, gen); err != nil {
@@ -397,8 +458,11 @@ func (db *DB) UpdateGroup(ctx context.Context, orgID, zone, id string, p GroupPa
 			checkPolicy(&fe, "outbound_default_policy", *p.OutboundDefaultPolicy)
 			g.OutboundDefaultPolicy = *p.OutboundDefaultPolicy
 		}
-		if p.EnableDefaultSecurity != nil {
-			g.EnableDefaultSecurity = *p.EnableDefaultSecurity
+		if p.SMTPEnabled != nil {
+			g.SMTPEnabled = *p.SMTPEnabled
+		}
+		if p.ProjectID != nil && *p.ProjectID != "" && *p.ProjectID != orgID {
+			return &Error{Code: CodeForbidden, Message: "a group cannot move to another project", Resource: "project", ResourceID: *p.ProjectID}
 		}
 		if p.OrganizationDefault != nil {
 			if wasDefault && !*p.OrganizationDefault {
@@ -434,9 +498,9 @@ func (db *DB) UpdateGroup(ctx context.Context, orgID, zone, id string, p GroupPa
 		g.Generation = gen
 		_, err = tx.ExecContext(ctx, `UPDATE security_groups SET name = ?, description = ?, tags = ?, stateful = ?,
 			inbound_default_policy = ?, outbound_default_policy = ?, organization_default = ?,
-			enable_default_security = ?, modified_at = ?, generation = ? WHERE id = ?`,
+			smtp_enabled = ?, modified_at = ?, generation = ? WHERE id = ?`,
 			g.Name, g.Description, encodeList(g.Tags), boolInt(g.Stateful), g.InboundDefaultPolicy,
-			g.OutboundDefaultPolicy, boolInt(g.OrganizationDefault), boolInt(g.EnableDefaultSecurity),
+			g.OutboundDefaultPolicy, boolInt(g.OrganizationDefault), boolInt(g.SMTPEnabled),
 			formatTime(g.ModifiedAt), gen, g.ID)
 		if err != nil {
 			return err
@@ -467,13 +531,16 @@ func bareMetalServers(ctx context.Context, tx *sql.Tx, groupID string) ([]string
 	return names, rows.Err()
 }
 
-// DeleteGroup deletes a group that holds no server and is not the default.
-func (db *DB) DeleteGroup(ctx context.Context, orgID, zone, id string) error {
+// DeleteGroup deletes a group that holds no server and is not the
+// default, and returns it as it was.
+func (db *DB) DeleteGroup(ctx context.Context, orgID, zone, id string) (Group, error) {
 	if err := db.checkZone(zone); err != nil {
-		return err
+		return Group{}, err
 	}
+	var g Group
 	err := db.change(ctx, func(tx *sql.Tx, gen int64) error {
-		g, err := findGroup(ctx, tx, orgID, zone, id)
+		var err error
+		g, err = findGroup(ctx, tx, orgID, zone, id)
 		if err != nil {
 			return err
 		}
@@ -489,9 +556,9 @@ func (db *DB) DeleteGroup(ctx context.Context, orgID, zone, id string) error {
 		return db.record(ctx, tx, gen, change{org: orgID, zone: zone, group: id, resource: ResourceGroup, id: id, action: "delete", before: g})
 	})
 	if err != nil {
-		return fmt.Errorf("delete group %s: %w", id, err)
+		return Group{}, fmt.Errorf("delete group %s: %w", id, err)
 	}
-	return nil
+	return g, nil
 }
 
 // touchGroup records that a group changed at generation gen.

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"slices"
 	"sort"
 	"strings"
 
@@ -128,22 +129,24 @@ func (db *DB) ListRules(ctx context.Context, orgID, zone, groupID string, p Page
 		if err != nil {
 			return err
 		}
-		rules, err := findRules(ctx, tx, groupID)
-		if err != nil {
-			return err
-		}
-		if g.EnableDefaultSecurity {
-			all = append(SMTPRules(g.ID), rules...)
-		} else {
-			all = rules
-		}
-		return nil
+		all, err = listedRules(ctx, tx, g)
+		return err
 	})
 	if err != nil {
 		return nil, 0, fmt.Errorf("list rules of group %s: %w", groupID, err)
 	}
 	start := min(offset, len(all))
 	return all[start:min(start+limit, len(all))], len(all), nil
+}
+
+// listedRules returns the rules of g as the API lists them: the SMTP rules
+// first while SMTP is blocked, then the editable rules.
+func listedRules(ctx context.Context, tx *sql.Tx, g Group) ([]Rule, error) {
+	rules, err := findRules(ctx, tx, g.ID)
+	if err != nil || g.SMTPEnabled {
+		return rules, err
+	}
+	return append(SMTPRules(g.ID), rules...), nil
 }
 
 // Rule returns one rule of a group, one of its SMTP rules included.
@@ -157,7 +160,7 @@ func (db *DB) Rule(ctx context.Context, orgID, zone, groupID, ruleID string) (Ru
 		if err != nil {
 			return err
 		}
-		if g.EnableDefaultSecurity {
+		if !g.SMTPEnabled {
 			for _, smtp := range SMTPRules(g.ID) {
 				if smtp.ID == ruleID {
 					r = smtp
@@ -494,12 +497,73 @@ func (db *DB) UpdateRule(ctx context.Context, orgID, zone, groupID, ruleID strin
 	return r, nil
 }
 
-// MoveRule moves a rule to position pos within its group.
+// MoveRule moves a rule to position pos (1..N) within its group, shifting
+// the rules between.
 func (db *DB) MoveRule(ctx context.Context, orgID, zone, groupID, ruleID string, pos int) (Rule, error) {
-	if pos < 1 {
-		return Rule{}, invalid("position", "constraint", "a position starts at 1")
+	return db.moveRule(ctx, orgID, zone, groupID, ruleID, func(rules []Rule, i int) (int, error) {
+		if pos < 1 || pos > len(rules) {
+			return 0, invalid("position", "constraint", "a position is a number from 1 to %d", len(rules))
+		}
+		return pos, nil
+	})
+}
+
+// MoveRuleStep moves a rule to the place of the previous rule of its
+// direction (step -1) or of the next one (+1): inbound and outbound rules
+// share positions, and a person reorders each direction on its own. At
+// either end nothing changes.
+func (db *DB) MoveRuleStep(ctx context.Context, orgID, zone, groupID, ruleID string, step int) (Rule, error) {
+	if step != -1 && step != 1 {
+		return Rule{}, invalid("direction", "format", "move a rule up or down")
 	}
-	return db.UpdateRule(ctx, orgID, zone, groupID, ruleID, RulePatch{Position: &pos})
+	return db.moveRule(ctx, orgID, zone, groupID, ruleID, func(rules []Rule, i int) (int, error) {
+		for j := i + step; j >= 0 && j < len(rules); j += step {
+			if rules[j].Direction == rules[i].Direction {
+				return rules[j].Position, nil
+			}
+		}
+		return rules[i].Position, nil
+	})
+}
+
+// moveRule moves a rule to the position target chooses among the group's
+// rules (in position order; i is the rule's index). A move to where the
+// rule already is writes nothing.
+func (db *DB) moveRule(ctx context.Context, orgID, zone, groupID, ruleID string, target func(rules []Rule, i int) (int, error)) (Rule, error) {
+	if err := db.checkZone(zone); err != nil {
+		return Rule{}, err
+	}
+	var r Rule
+	err := db.change(ctx, func(tx *sql.Tx, gen int64) error {
+		if _, err := findGroup(ctx, tx, orgID, zone, groupID); err != nil {
+			return err
+		}
+		rules, err := findRules(ctx, tx, groupID)
+		if err != nil {
+			return err
+		}
+		i := slices.IndexFunc(rules, func(x Rule) bool { return x.ID == ruleID })
+		if i < 0 {
+			return notFound(ResourceRule, ruleID)
+		}
+		r = rules[i]
+		pos, err := target(rules, i)
+		if err != nil {
+			return err
+		}
+		if pos == r.Position {
+			return errNoChange
+		}
+		before := r
+		if r.Position, err = place(ctx, tx, slices.Delete(slices.Clone(rules), i, i+1), r, pos); err != nil {
+			return err
+		}
+		return db.rulesChanged(ctx, tx, gen, change{org: orgID, zone: zone, group: groupID, resource: ResourceRule, id: r.ID, action: "update", before: before, after: r})
+	})
+	if err != nil {
+		return Rule{}, fmt.Errorf("move rule %s: %w", ruleID, err)
+	}
+	return r, nil
 }
 
 // DeleteRule removes a rule and closes the gap it leaves.
@@ -645,7 +709,7 @@ func (db *DB) SetRules(ctx context.Context, orgID, zone, groupID string, ins []R
 	if err != nil {
 		return nil, fmt.Errorf("set rules of group %s: %w", groupID, err)
 	}
-	if g.EnableDefaultSecurity {
+	if !g.SMTPEnabled {
 		result = append(SMTPRules(g.ID), result...)
 	}
 	return result, nil

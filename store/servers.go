@@ -390,9 +390,37 @@ func (db *DB) UpdateServer(ctx context.Context, orgID, zone, id string, p Server
 	return s, nil
 }
 
-// UnlinkServer moves a server from its group to the zone's organization
-// default; a server already in the default cannot be unlinked.
-func (db *DB) UnlinkServer(ctx context.Context, orgID, zone, id string) (Server, error) {
+// AddServer moves a server into group groupID, as the console's "Add a
+// server" does; the server is named by field server_id.
+func (db *DB) AddServer(ctx context.Context, orgID, zone, groupID, serverID string) (Server, error) {
+	if err := db.checkZone(zone); err != nil {
+		return Server{}, err
+	}
+	if strings.TrimSpace(serverID) == "" {
+		return Server{}, invalid("server_id", "required", "choose a server")
+	}
+	var s Server
+	err := db.change(ctx, func(tx *sql.Tx, gen int64) error {
+		if _, err := findGroup(ctx, tx, orgID, zone, groupID); err != nil {
+			return err
+		}
+		if err := db.moveServer(ctx, tx, gen, orgID, zone, serverID, groupID, "server_id"); err != nil {
+			return err
+		}
+		var err error
+		s, err = findServer(ctx, tx, orgID, zone, serverID)
+		return err
+	})
+	if err != nil {
+		return Server{}, fmt.Errorf("add server %s to group %s: %w", serverID, groupID, err)
+	}
+	return s, nil
+}
+
+// UnlinkServer moves a server from group groupID to the zone's
+// organization default; a server already in the default, or not in that
+// group, cannot be unlinked from it.
+func (db *DB) UnlinkServer(ctx context.Context, orgID, zone, groupID, id string) (Server, error) {
 	if err := db.checkZone(zone); err != nil {
 		return Server{}, err
 	}
@@ -401,6 +429,12 @@ func (db *DB) UnlinkServer(ctx context.Context, orgID, zone, id string) (Server,
 		cur, err := findServer(ctx, tx, orgID, zone, id)
 		if err != nil {
 			return err
+		}
+		if cur.SecurityGroup.ID != groupID {
+			if _, err := findGroup(ctx, tx, orgID, zone, groupID); err != nil {
+				return err
+			}
+			return conflict("Server “%s” is not in this group.", cur.Name)
 		}
 		def, err := db.ensureDefaultGroup(ctx, tx, gen, orgID, zone)
 		if err != nil {
@@ -424,13 +458,15 @@ func (db *DB) UnlinkServer(ctx context.Context, orgID, zone, id string) (Server,
 	return s, nil
 }
 
-// DeleteServer removes a server.
-func (db *DB) DeleteServer(ctx context.Context, orgID, zone, id string) error {
+// DeleteServer removes a server and returns it as it was.
+func (db *DB) DeleteServer(ctx context.Context, orgID, zone, id string) (Server, error) {
 	if err := db.checkZone(zone); err != nil {
-		return err
+		return Server{}, err
 	}
+	var s Server
 	err := db.change(ctx, func(tx *sql.Tx, gen int64) error {
-		s, err := findServer(ctx, tx, orgID, zone, id)
+		var err error
+		s, err = findServer(ctx, tx, orgID, zone, id)
 		if err != nil {
 			return err
 		}
@@ -443,7 +479,7 @@ func (db *DB) DeleteServer(ctx context.Context, orgID, zone, id string) error {
 		return db.touchGroup(ctx, tx, gen, s.SecurityGroup.ID)
 	})
 	if err != nil {
-		return fmt.Errorf("delete server %s: %w", id, err)
+		return Server{}, fmt.Errorf("delete server %s: %w", id, err)
 	}
-	return nil
+	return s, nil
 }

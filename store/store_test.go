@@ -173,27 +173,31 @@ func TestDomainRules(t *testing.T) {
 			return err
 		}, CodeInvalid, "servers[1]"},
 		{"unlink from a group", nil, func(f *fixture) error {
-			s, err := f.db.UnlinkServer(ctx, f.org, "fr-par-1", f.instance.ID)
+			s, err := f.db.UnlinkServer(ctx, f.org, "fr-par-1", f.stateful.ID, f.instance.ID)
 			if err == nil && s.SecurityGroup.ID != f.def.ID {
 				return fmt.Errorf("unlinked server is in %s, want default %s", s.SecurityGroup.ID, f.def.ID)
 			}
 			return err
 		}, "", ""},
 		{"unlink from the default", nil, func(f *fixture) error {
-			if _, err := f.db.UnlinkServer(ctx, f.org, "fr-par-1", f.instance.ID); err != nil {
+			if _, err := f.db.UnlinkServer(ctx, f.org, "fr-par-1", f.stateful.ID, f.instance.ID); err != nil {
 				return fmt.Errorf("first unlink: %w", err)
 			}
 			before := dump(t, f.db)
-			_, err := f.db.UnlinkServer(ctx, f.org, "fr-par-1", f.instance.ID)
+			_, err := f.db.UnlinkServer(ctx, f.org, "fr-par-1", f.def.ID, f.instance.ID)
 			if dump(t, f.db) != before {
 				return fmt.Errorf("refused unlink wrote")
 			}
 			return err
 		}, CodeConflict, ""},
 		{"unlink a BareMetal server to a stateful default", nil, func(f *fixture) error {
-			_, err := f.db.UnlinkServer(ctx, f.org, "fr-par-1", f.bare.ID)
+			_, err := f.db.UnlinkServer(ctx, f.org, "fr-par-1", f.stateless.ID, f.bare.ID)
 			return err
 		}, CodeInvalid, "security_group"},
+		{"unlink from a group the server is not in", nil, func(f *fixture) error {
+			_, err := f.db.UnlinkServer(ctx, f.org, "fr-par-1", f.stateless.ID, f.instance.ID)
+			return err
+		}, CodeConflict, ""},
 		{"group of another zone", func(f *fixture) {
 			f.stateless = mustCreateGroup(t, f.db, f.org, "nl-ams-1", GroupInput{Name: "ams"})
 		}, func(f *fixture) error {
@@ -207,15 +211,18 @@ func TestDomainRules(t *testing.T) {
 			return err
 		}, CodeInvalid, "security_group"},
 		{"delete a group with servers", nil, func(f *fixture) error {
-			return f.db.DeleteGroup(ctx, f.org, "fr-par-1", f.stateful.ID)
+			_, err := f.db.DeleteGroup(ctx, f.org, "fr-par-1", f.stateful.ID)
+			return err
 		}, CodeConflict, ""},
 		{"delete the default group", nil, func(f *fixture) error {
-			return f.db.DeleteGroup(ctx, f.org, "fr-par-1", f.def.ID)
+			_, err := f.db.DeleteGroup(ctx, f.org, "fr-par-1", f.def.ID)
+			return err
 		}, CodeConflict, ""},
 		{"delete an empty group with rules", nil, func(f *fixture) error {
 			g := mustCreateGroup(t, f.db, f.org, "fr-par-1", GroupInput{Name: "empty"})
 			mustCreateRule(t, f.db, f.org, "fr-par-1", g.ID, RuleInput{})
-			return f.db.DeleteGroup(ctx, f.org, "fr-par-1", g.ID)
+			_, err := f.db.DeleteGroup(ctx, f.org, "fr-par-1", g.ID)
+			return err
 		}, "", ""},
 		{"another organization's group is not found", nil, func(f *fixture) error {
 			_, err := f.db.UpdateGroup(ctx, f.other, "fr-par-1", f.stateful.ID, GroupPatch{Name: ptr("mine")})
@@ -308,7 +315,7 @@ func TestDefaultGroupCreatedOnFirstNeedAndUnique(t *testing.T) {
 		t.Fatalf("groups = %+v, want one default group", groups)
 	}
 	def := groups[0]
-	if !def.Stateful || def.InboundDefaultPolicy != Accept || def.OutboundDefaultPolicy != Accept || !def.EnableDefaultSecurity {
+	if !def.Stateful || def.InboundDefaultPolicy != Accept || def.OutboundDefaultPolicy != Accept || def.SMTPEnabled {
 		t.Fatalf("default group = %+v, want stateful, accept/accept, SMTP blocked", def)
 	}
 	if s.SecurityGroup.ID != def.ID {
@@ -339,7 +346,7 @@ func TestRulePositions(t *testing.T) {
 	ctx := context.Background()
 	db := openTestDB(t)
 	org := mustOrg(t, db, "acme").ID
-	g := mustCreateGroup(t, db, org, "fr-par-1", GroupInput{})
+	g := mustCreateGroup(t, db, org, "fr-par-1", GroupInput{SMTPEnabled: true})
 	add := func(ip string, pos int) Rule {
 		return mustCreateRule(t, db, org, "fr-par-1", g.ID, RuleInput{IPRange: ip, Position: pos})
 	}
@@ -690,7 +697,7 @@ func TestSnapshotSinceMatchesSnapshot(t *testing.T) {
 			}
 		case op < 9:
 			o, gid, _ := pick(groups)
-			db.UpdateGroup(ctx, o, "fr-par-1", gid, GroupPatch{Name: ptr(fmt.Sprintf("r%d", step)), EnableDefaultSecurity: ptr(rng.IntN(2) == 0)})
+			db.UpdateGroup(ctx, o, "fr-par-1", gid, GroupPatch{Name: ptr(fmt.Sprintf("r%d", step)), SMTPEnabled: ptr(rng.IntN(2) == 0)})
 		default:
 			o, gid, _ := pick(groups)
 			db.DeleteGroup(ctx, o, "fr-par-1", gid)

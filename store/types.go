@@ -37,6 +37,17 @@ const (
 // HasPorts reports whether rules of protocol p may carry destination ports.
 func (p Protocol) HasPorts() bool { return p == TCP || p == UDP }
 
+// SyncState says whether the kernel holds a group as stored, with
+// Scaleway's three values.
+type SyncState string
+
+// Sync states.
+const (
+	Syncing      SyncState = "syncing"       // a change is on its way to the kernel
+	Available    SyncState = "available"     // the kernel holds the group's generation
+	SyncingError SyncState = "syncing_error" // it could not be applied; the detail says why
+)
+
 // ServerType distinguishes virtual instances from bare-metal machines, which
 // may only carry stateless groups.
 type ServerType string
@@ -47,8 +58,8 @@ const (
 	BareMetal ServerType = "baremetal"
 )
 
-// SMTPPorts are the outbound TCP ports dropped while a group blocks SMTP
-// (EnableDefaultSecurity).
+// SMTPPorts are the outbound TCP ports dropped while a group does not
+// enable SMTP (Scaleway's enable_default_security).
 var SMTPPorts = []uint16{25, 465, 587}
 
 // Organization owns groups, servers, users and tokens. Its single project has
@@ -91,7 +102,7 @@ type Group struct {
 	InboundDefaultPolicy  Policy
 	OutboundDefaultPolicy Policy
 	OrganizationDefault   bool
-	EnableDefaultSecurity bool // SMTP blocked
+	SMTPEnabled           bool // false: outbound SMTP is blocked (six rules)
 	Servers               []ServerRef
 	CreatedAt             time.Time
 	ModifiedAt            time.Time

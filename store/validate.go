@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/netip"
+	"strconv"
 	"strings"
 	"unicode"
 	"unicode/utf8"
@@ -40,6 +41,21 @@ func ParseIPRange(s string) (netip.Prefix, bool) {
 		return netip.Prefix{}, false
 	}
 	return netip.PrefixFrom(a, a.BitLen()), true
+}
+
+// ParsePort reads a port as a form carries it: empty is no port (nil);
+// anything but a whole number is refused, naming field. The range is
+// checked with the rest of the rule.
+func ParsePort(field, s string) (*int, error) {
+	s = strings.TrimSpace(s)
+	if s == "" {
+		return nil, nil
+	}
+	n, err := strconv.Atoi(s)
+	if err != nil {
+		return nil, invalid(field, "format", "a port is a whole number from 1 to 65535 (got %q)", s)
+	}
+	return &n, nil
 }
 
 // FormatIPRange renders a range as Scaleway answers it: a single address

@@ -1,22 +1,12 @@
 package web
 
 import (
-	"bytes"
+	"context"
 	"encoding/json"
-	"errors"
-	"io"
-	"net/http"
-	"strconv"
-	"strings"
 	"time"
-
-	"github.com/labstack/echo/v4"
 
 	"github.com/rampart-fw/rampart/store"
 )
-
-// MaxBodyBytes bounds request bodies; larger ones answer 413.
-const MaxBodyBytes = 1 << 20
 
 // scwTime formats dates as Scaleway does: microseconds and "+00:00".
 func scwTime(t time.Time) string {
@@ -103,9 +93,9 @@ func (s *Server) groupJSON(g store.Group) groupJSON {
 		ID: g.ID, Name: g.Name, Description: g.Description, Organization: g.OrganizationID, Project: g.ProjectID,
 		Tags: tags, InboundDefaultPolicy: string(g.InboundDefaultPolicy), OutboundDefaultPolicy: string(g.OutboundDefaultPolicy),
 		Stateful: g.Stateful, OrganizationDefault: g.OrganizationDefault, ProjectDefault: g.OrganizationDefault,
-		EnableDefaultSecurity: g.EnableDefaultSecurity, Servers: servers,
+		EnableDefaultSecurity: !g.SMTPEnabled, Servers: servers,
 		CreationDate: scwTime(g.CreatedAt), ModificationDate: scwTime(g.ModifiedAt),
-		State: state, StateDetail: reason, Zone: g.Zone,
+		State: string(state), StateDetail: reason, Zone: g.Zone,
 	}
 }
 
@@ -131,9 +121,9 @@ func ruleToJSON(r store.Rule, zone string) ruleJSON {
 
 // rulesJSON renders a group's rules as listed by the store, with their
 // counters where the enforcer has them.
-func (s *Server) rulesJSON(groupID, zone string, rules []store.Rule) []ruleJSON {
+func (s *Server) rulesJSON(ctx context.Context, groupID, zone string, rules []store.Rule) []ruleJSON {
 	out := make([]ruleJSON, len(rules))
-	counters := s.enf.Counters(groupID)
+	counters := s.enf.Counters(ctx, groupID)
 	for i, r := range rules {
 		out[i] = ruleToJSON(r, zone)
 		if c, ok := counters[r.ID]; ok {
@@ -142,6 +132,18 @@ func (s *Server) rulesJSON(groupID, zone string, rules []store.Rule) []ruleJSON 
 		}
 	}
 	return out
+}
+
+type eventJSON struct {
+	ID         int64           `json:"id"`
+	Resource   string          `json:"resource"`
+	ResourceID string          `json:"resource_id"`
+	Action     string          `json:"action"`
+	Actor      string          `json:"actor"`
+	At         string          `json:"at"`
+	Before     json.RawMessage `json:"before"`
+	After      json.RawMessage `json:"after"`
+	Generation int64           `json:"generation"`
 }
 
 func serverToJSON(sv store.Server) serverJSON {
@@ -159,107 +161,4 @@ func serverToJSON(sv store.Server) serverJSON {
 		SecurityGroup: refJSON(sv.SecurityGroup), Volumes: map[string]string{}, PublicIPs: []struct{}{},
 		Type: string(sv.Type), Interface: sv.Interface, Addresses: addrs, Local: sv.Local,
 	}
-}
-
-// decodeJSON reads a JSON body of at most MaxBodyBytes into v. Type
-// mismatches become invalid-argument errors naming the field.
-func decodeJSON(c echo.Context, v any) error {
-	r := c.Request()
-	if r.ContentLength > MaxBodyBytes {
-		return echo.NewHTTPError(http.StatusRequestEntityTooLarge)
-	}
-	body, err := io.ReadAll(io.LimitReader(r.Body, MaxBodyBytes+1))
-	if err != nil {
-		return echo.NewHTTPError(http.StatusBadRequest, "could not read the request body")
-	}
-	if len(body) > MaxBodyBytes {
-		return echo.NewHTTPError(http.StatusRequestEntityTooLarge)
-	}
-	if len(bytes.TrimSpace(body)) == 0 {
-		body = []byte("{}")
-	}
-	if field := invalidUTF8Field(body); field != "" {
-		return store.Invalid(field, "format", "is not valid UTF-8")
-	}
-	dec := json.NewDecoder(bytes.NewReader(body))
-	if err := dec.Decode(v); err != nil {
-		var te *json.UnmarshalTypeError
-		if errors.As(err, &te) && te.Field != "" {
-			return store.Invalid(te.Field, "format", "expected %s, got JSON %s", jsonKind(te.Type.Kind().String()), te.Value)
-		}
-		return echo.NewHTTPError(http.StatusBadRequest, "malformed JSON body: "+err.Error())
-	}
-	if dec.More() {
-		return echo.NewHTTPError(http.StatusBadRequest, "malformed JSON body: data after the JSON object")
-	}
-	return nil
-}
-
-func jsonKind(k string) string {
-	switch {
-	case strings.HasPrefix(k, "int"), strings.HasPrefix(k, "uint"):
-		return "a whole number"
-	case k == "string":
-		return "a string"
-	case k == "bool":
-		return "true or false"
-	case k == "slice":
-		return "a list"
-	case k == "struct", k == "map", k == "ptr":
-		return "an object"
-	}
-	return k
-}
-
-// queryPage reads the page and per_page query parameters.
-func queryPage(c echo.Context) (store.Page, error) {
-	var p store.Page
-	var err error
-	if p.Page, err = queryInt(c, "page"); err != nil {
-		return p, err
-	}
-	p.PerPage, err = queryInt(c, "per_page")
-	return p, err
-}
-
-// queryInt reads an optional positive integer query parameter.
-func queryInt(c echo.Context, name string) (int, error) {
-	v := c.QueryParam(name)
-	if v == "" {
-		return 0, nil
-	}
-	n, err := strconv.Atoi(v)
-	if err != nil || n < 1 {
-		return 0, store.Invalid(name, "format", "must be a whole number from 1")
-	}
-	return n, nil
-}
-
-func queryBool(c echo.Context, name string) (*bool, error) {
-	v := c.QueryParam(name)
-	if v == "" {
-		return nil, nil
-	}
-	b, err := strconv.ParseBool(v)
-	if err != nil {
-		return nil, store.Invalid(name, "format", "must be true or false")
-	}
-	return &b, nil
-}
-
-func splitComma(s string) []string {
-	var out []string
-	for _, p := range strings.Split(s, ",") {
-		if p = strings.TrimSpace(p); p != "" {
-			out = append(out, p)
-		}
-	}
-	return out
-}
-
-// list writes a list answer with its total in X-Total-Count, which the
-// SDK's all-pages iteration reads.
-func list(c echo.Context, key string, items any, total int) error {
-	c.Response().Header().Set("X-Total-Count", strconv.Itoa(total))
-	return c.JSON(http.StatusOK, map[string]any{key: items, "total_count": total})
 }

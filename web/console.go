@@ -2,9 +2,9 @@ package web
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io/fs"
+	"log/slog"
 	"net/http"
 	"net/url"
 	"strings"
@@ -13,7 +13,6 @@ import (
 	"github.com/a-h/templ"
 	"github.com/alexedwards/scs/v2"
 	"github.com/labstack/echo/v4"
-	"github.com/labstack/echo/v4/middleware"
 
 	"github.com/rampart-fw/rampart/static"
 	"github.com/rampart-fw/rampart/store"
@@ -38,10 +37,16 @@ const (
 const contentSecurityPolicy = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; " +
 	"frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
 
-// console serves the web console. It lives beside the API on the same
-// Server and adds what only the console needs: sessions and CSRF.
+// console serves the web console: pages and htmx partials for people, with
+// sessions and protection against cross-site requests. Its handlers are
+// named for what they answer: …Page a whole page, …Form a posted form
+// (303 on success, else the page or section again with the store's errors
+// beside their fields), …Partial an htmx fragment.
 type console struct {
-	*Server
+	srv      *Server
+	db       *store.DB
+	enf      Enforcer
+	log      *slog.Logger
 	sessions *scs.SessionManager
 	csrfKey  []byte                      // signs the CSRF tokens (see csrf.go)
 	origins  *http.CrossOriginProtection // refuses changes from other origins
@@ -54,64 +59,16 @@ type console struct {
 	testHookHashing func()
 }
 
-// registerConsoleRoutes registers the console's pages. Middleware is set
-// per route, as for the API: a root group would catch unknown API paths.
-func (s *Server) registerConsoleRoutes(csrfKey []byte) {
+func newConsole(s *Server, csrfKey []byte) *console {
 	sm := scs.New()
 	sm.Store = s.db // *store.DB implements scs.CtxStore
 	sm.Lifetime = 12 * time.Hour
 	sm.IdleTimeout = 2 * time.Hour
-	con := &console{Server: s, sessions: sm, csrfKey: csrfKey, origins: http.NewCrossOriginProtection(),
-		throttle: newLoginThrottle(), hashSlots: make(chan struct{}, maxHashes)}
-	s.console = con
-
-	s.e.GET("/static/*", con.handleStatic, middleware.Gzip())
-
-	public := []echo.MiddlewareFunc{consoleBodyLimit, con.securityHeaders, con.loadSession, con.csrf}
-	auth := append(public[:len(public):len(public)], con.requireUser)
-	s.e.GET("/login", con.handleLoginPage, public...)
-	s.e.POST("/login", con.handleLogin, public...)
-	s.e.POST("/logout", con.handleLogout, public...)
-	s.e.GET("/", func(c echo.Context) error { return c.Redirect(http.StatusSeeOther, "/security-groups") }, public...)
-
-	con.registerSecurityGroupRoutes(auth)
-
-	s.e.GET("/servers", con.handleServers, auth...)
-	s.e.POST("/servers", con.handleServerRegister, auth...)
-	s.e.GET("/servers/:server", con.handleServerPage, auth...)
-	s.e.POST("/servers/:server", con.handleServerEdit, auth...)
-	s.e.POST("/servers/:server/delete", con.handleServerRemove, auth...)
-
-	s.e.GET("/tokens", con.handleTokens, auth...)
-	s.e.POST("/tokens", con.handleTokenGenerate, auth...)
-	s.e.POST("/tokens/:key/revoke", con.handleTokenRevoke, auth...)
+	return &console{srv: s, db: s.db, enf: s.enf, log: s.log, sessions: sm, csrfKey: csrfKey,
+		origins: http.NewCrossOriginProtection(), throttle: newLoginThrottle(), hashSlots: make(chan struct{}, maxHashes)}
 }
 
-// registerSecurityGroupRoutes registers the security group pages and the
-// htmx partials of the detail page.
-func (con *console) registerSecurityGroupRoutes(mw []echo.MiddlewareFunc) {
-	e := con.e
-	e.GET("/security-groups", con.handleGroups, mw...)
-	e.GET("/security-groups/new", con.handleGroupNew, mw...)
-	e.POST("/security-groups/new", con.handleGroupCreate, mw...)
-	e.POST("/security-groups", con.handleGroupCreate, mw...)
-	e.GET("/security-groups/:id", con.handleGroupPage, mw...)
-	e.POST("/security-groups/:id", con.handleGroupOverview, mw...)
-	e.GET("/security-groups/:id/state", con.handleGroupState, mw...)
-	e.GET("/security-groups/:id/nft", con.handleGroupNFT, mw...)
-	e.POST("/security-groups/:id/default", con.handleGroupDefault, mw...)
-	e.POST("/security-groups/:id/delete", con.handleGroupDelete, mw...)
-	e.POST("/security-groups/:id/servers", con.handleGroupAddServer, mw...)
-	e.POST("/security-groups/:id/servers/:server/unlink", con.handleGroupUnlink, mw...)
-	e.GET("/security-groups/:id/rules", con.handleRules, mw...)
-	e.POST("/security-groups/:id/rules", con.handleRuleAdd, mw...)
-	e.GET("/security-groups/:id/rules/:rule/edit", con.handleRuleEditForm, mw...)
-	e.POST("/security-groups/:id/rules/:rule", con.handleRuleEdit, mw...)
-	e.POST("/security-groups/:id/rules/:rule/move", con.handleRuleMove, mw...)
-	e.POST("/security-groups/:id/rules/:rule/delete", con.handleRuleDelete, mw...)
-}
-
-// ---- middleware ----------------------------------------------------------
+func (con *console) secureRequest(r *http.Request) bool { return con.srv.secureRequest(r) }
 
 func setSecurityHeaders(h http.Header) {
 	h.Set("Content-Security-Policy", contentSecurityPolicy)
@@ -183,17 +140,13 @@ func (con *console) requireUser(next echo.HandlerFunc) echo.HandlerFunc {
 		if uid == "" {
 			return con.toLogin(c)
 		}
-		u, err := con.db.User(ctx, uid)
+		u, org, err := con.db.Account(ctx, uid)
 		if store.ErrorCode(err) == store.CodeNotFound {
 			if err := con.sessions.Destroy(ctx); err != nil {
 				return err
 			}
 			return con.toLogin(c)
 		}
-		if err != nil {
-			return err
-		}
-		org, err := con.db.Organization(ctx, u.OrganizationID)
 		if err != nil {
 			return err
 		}
@@ -250,8 +203,6 @@ func (con *console) handleStatic(c echo.Context) error {
 	return nil
 }
 
-// ---- helpers -------------------------------------------------------------
-
 func isHX(c echo.Context) bool { return c.Request().Header.Get("HX-Request") == "true" }
 
 func csrfToken(c echo.Context) string {
@@ -262,6 +213,14 @@ func csrfToken(c echo.Context) string {
 func consoleOrg(c echo.Context) string {
 	o, _ := c.Get(ctxOrg).(string)
 	return o
+}
+
+// zone is the zone a console request is about: its ?zone= when served
+// here (every link and form to an object carries it), else the zone of the
+// session.
+func (con *console) zone(c echo.Context) string {
+	p, _ := c.Get(ctxPage).(views.Page)
+	return p.Zone
 }
 
 // page returns the layout's data for a page of section, with the flash
@@ -291,38 +250,14 @@ func (con *console) flash(c echo.Context, kind, msg string) {
 	con.sessions.Put(ctx, sessFlashKind, kind)
 }
 
-// renderHTML renders a component through templ's pooled buffer.
-func (s *Server) renderHTML(c echo.Context, status int, comp templ.Component) error {
+// render renders a component through templ's pooled buffer.
+func render(c echo.Context, status int, comp templ.Component) error {
 	buf := templ.GetBuffer()
 	defer templ.ReleaseBuffer(buf)
 	if err := comp.Render(c.Request().Context(), buf); err != nil {
 		return fmt.Errorf("render: %w", err)
 	}
 	return c.HTMLBlob(status, buf.Bytes())
-}
-
-// refusal tells whether err is one a person should read beside the form
-// (bad input, a rule of the domain) and with which status; other errors go
-// to the HTTPErrorHandler.
-func refusal(err error) (int, bool) {
-	switch store.ErrorCode(err) {
-	case store.CodeInvalid:
-		return http.StatusUnprocessableEntity, true
-	case store.CodeConflict, store.CodeForbidden:
-		return http.StatusConflict, true
-	}
-	return 0, false
-}
-
-func storeMessage(err error) string {
-	var se *store.Error
-	if errors.As(err, &se) {
-		if len(se.Fields) > 0 {
-			return se.Fields[0].Message
-		}
-		return se.Message
-	}
-	return err.Error()
 }
 
 func checked(c echo.Context, name string) bool {
@@ -334,22 +269,13 @@ func redirect(c echo.Context, target string) error {
 	return c.Redirect(http.StatusSeeOther, target)
 }
 
-func groupURL(g store.Group) string {
-	return "/security-groups/" + g.ID + "?zone=" + url.QueryEscape(g.Zone)
-}
-
-// inZones runs find in the current zone first and then in the others, so
-// that a link without ?zone= still finds its object; another
-// organization's object is not found in any.
+// inZones runs find in the request's zone and, for a page reached without
+// ?zone= (a typed or old link), in the other zones too; another
+// organization's object is found in none.
 func inZones[T any](con *console, c echo.Context, find func(ctx context.Context, org, zone string) (T, error)) (T, error) {
-	ctx, org := c.Request().Context(), consoleOrg(c)
-	p, _ := c.Get(ctxPage).(views.Page)
-	first := p.Zone
-	if first == "" {
-		first = con.db.DefaultZone()
-	}
+	ctx, org, first := c.Request().Context(), consoleOrg(c), con.zone(c)
 	v, err := find(ctx, org, first)
-	if store.ErrorCode(err) != store.CodeNotFound {
+	if store.ErrorCode(err) != store.CodeNotFound || c.QueryParam("zone") != "" {
 		return v, err
 	}
 	for _, z := range con.db.Zones {
@@ -363,13 +289,6 @@ func inZones[T any](con *console, c echo.Context, find func(ctx context.Context,
 	return v, err
 }
 
-func (con *console) group(c echo.Context) (store.Group, error) {
-	id := c.Param("id")
-	return inZones(con, c, func(ctx context.Context, org, zone string) (store.Group, error) {
-		return con.db.Group(ctx, org, zone, id)
-	})
-}
-
 // allServers lists every server of the zone.
 func (con *console) allServers(ctx context.Context, org, zone string) ([]store.Server, error) {
 	servers, _, err := con.db.Servers(ctx, org, zone, store.ServerFilter{All: true})
@@ -380,40 +299,4 @@ func (con *console) allServers(ctx context.Context, org, zone string) ([]store.S
 func (con *console) allGroups(ctx context.Context, org, zone string) ([]store.Group, error) {
 	groups, _, err := con.db.Groups(ctx, org, zone, store.GroupFilter{All: true})
 	return groups, err
-}
-
-// renderConsoleError shows an error to a person: inline in the flash area
-// for htmx, in the layout when signed in, on a bare page otherwise.
-func (s *Server) renderConsoleError(c echo.Context, status int, err error, msg string) {
-	setSecurityHeaders(c.Response().Header())
-	title, text := "Something went wrong", "The console could not complete this request. It has been logged; try again."
-	switch {
-	case status == http.StatusNotFound:
-		title, text = "Not found", "This page does not exist, or it belongs to another organization."
-	case status == http.StatusForbidden:
-		title, text = "Request refused", msg
-	case status == http.StatusMethodNotAllowed:
-		title, text = "Not allowed", "This address does not accept this kind of request."
-	case status < 500:
-		title, text = http.StatusText(status), msg
-		var se *store.Error
-		if errors.As(err, &se) {
-			text = storeMessage(err)
-		}
-	}
-	var rerr error
-	switch p, signedIn := c.Get(ctxPage).(views.Page); {
-	case isHX(c):
-		c.Response().Header().Set("HX-Retarget", "#flash")
-		c.Response().Header().Set("HX-Reswap", "innerHTML")
-		rerr = s.renderHTML(c, status, views.InlineError(text))
-	case signedIn:
-		p.Title = title
-		rerr = s.renderHTML(c, status, views.ErrorPage(p, status, title, text))
-	default:
-		rerr = s.renderHTML(c, status, views.BareErrorPage(status, title, text))
-	}
-	if rerr != nil {
-		s.log.Error("render error page", "err", rerr)
-	}
 }

@@ -40,16 +40,13 @@ func (con *console) handleLoginPage(c echo.Context) error {
 	if con.sessions.GetString(c.Request().Context(), sessUser) != "" {
 		return redirect(c, "/security-groups")
 	}
-	return con.renderHTML(c, http.StatusOK, views.LoginPage(csrfToken(c), views.LoginForm{Next: c.QueryParam("next")}))
+	return render(c, http.StatusOK, views.LoginPage(csrfToken(c), views.LoginForm{Next: c.QueryParam("next")}))
 }
 
-// handleLogin handles "POST /login": the session token is renewed on
+// handleLoginForm handles "POST /login": the session token is renewed on
 // sign-in, so that a token planted before it is worthless after.
-func (con *console) handleLogin(c echo.Context) error {
+func (con *console) handleLoginForm(c echo.Context) error {
 	f := views.LoginForm{Email: strings.TrimSpace(c.FormValue("email")), Password: c.FormValue("password"), Next: c.FormValue("next")}
-	if !f.Validate() {
-		return con.renderHTML(c, http.StatusUnprocessableEntity, views.LoginPage(csrfToken(c), f))
-	}
 	ctx := c.Request().Context()
 	keys := []string{"account " + strings.ToLower(f.Email), "address " + c.RealIP()}
 	refund, wait := con.throttle.reserve(keys...)
@@ -63,9 +60,13 @@ func (con *console) handleLogin(c echo.Context) error {
 	}
 	if store.ErrorCode(err) == store.CodeUnauthorized {
 		f.Message = "Wrong email or password."
-		return con.renderHTML(c, http.StatusUnauthorized, views.LoginPage(csrfToken(c), f))
+		return render(c, http.StatusUnauthorized, views.LoginPage(csrfToken(c), f))
 	}
 	refund()
+	if refused(err) {
+		f.Errors, f.Message = views.ErrorsOf(err, "email", "password")
+		return render(c, formStatus(err), views.LoginPage(csrfToken(c), f))
+	}
 	if err != nil {
 		return err
 	}
@@ -104,11 +105,11 @@ func (con *console) tooManySignIns(c echo.Context, f views.LoginForm, wait time.
 	secs := int(wait.Seconds() + 0.999)
 	c.Response().Header().Set("Retry-After", strconv.Itoa(secs))
 	f.Message = fmt.Sprintf("Too many sign-ins. Try again in %d seconds.", secs)
-	return con.renderHTML(c, http.StatusTooManyRequests, views.LoginPage(csrfToken(c), f))
+	return render(c, http.StatusTooManyRequests, views.LoginPage(csrfToken(c), f))
 }
 
-// handleLogout handles "POST /logout".
-func (con *console) handleLogout(c echo.Context) error {
+// handleLogoutForm handles "POST /logout".
+func (con *console) handleLogoutForm(c echo.Context) error {
 	if err := con.sessions.Destroy(c.Request().Context()); err != nil {
 		return err
 	}

@@ -1,6 +1,7 @@
 package web
 
 import (
+	"context"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -12,8 +13,8 @@ import (
 	"github.com/rampart-fw/rampart/views"
 )
 
-// handleGroups handles "GET /security-groups".
-func (con *console) handleGroups(c echo.Context) error {
+// handleGroupsPage handles "GET /security-groups".
+func (con *console) handleGroupsPage(c echo.Context) error {
 	p := con.page(c, "Security groups", "groups")
 	groups, err := con.allGroups(c.Request().Context(), consoleOrg(c), p.Zone)
 	if err != nil {
@@ -24,22 +25,22 @@ func (con *console) handleGroups(c echo.Context) error {
 		state, reason := con.enf.GroupState(g.ID, g.Generation)
 		rows[i] = views.GroupRow{Group: g, State: state, Reason: reason}
 	}
-	return con.renderHTML(c, http.StatusOK, views.GroupsPage(p, rows))
+	return render(c, http.StatusOK, views.GroupsPage(p, rows))
 }
 
-// handleGroupState handles "GET /security-groups/:id/state": the sync state
-// badge, which polls itself.
-func (con *console) handleGroupState(c echo.Context) error {
-	g, err := con.group(c)
+// handleGroupStatePartial handles "GET /security-groups/:id/state": the
+// sync state badge, which polls itself.
+func (con *console) handleGroupStatePartial(c echo.Context) error {
+	g, err := con.db.Group(c.Request().Context(), consoleOrg(c), con.zone(c), c.Param("id"))
 	if err != nil {
 		return err
 	}
 	state, reason := con.enf.GroupState(g.ID, g.Generation)
-	return con.renderHTML(c, http.StatusOK, views.StateBadge(g, state, reason))
+	return render(c, http.StatusOK, views.StateBadge(g, state, reason))
 }
 
-// handleGroupNew handles "GET /security-groups/new".
-func (con *console) handleGroupNew(c echo.Context) error {
+// handleGroupNewPage handles "GET /security-groups/new".
+func (con *console) handleGroupNewPage(c echo.Context) error {
 	p := con.page(c, "Create a security group", "groups")
 	return con.renderCreateGroup(c, http.StatusOK, p, views.NewGroupForm(p.Zone))
 }
@@ -52,14 +53,13 @@ func (con *console) renderCreateGroup(c echo.Context, status int, p views.Page, 
 			return err
 		}
 	}
-	return con.renderHTML(c, status, views.CreateGroupPage(p, f, servers))
+	return render(c, status, views.CreateGroupPage(p, f, servers))
 }
 
-// handleGroupCreate handles "POST /security-groups/new" (and "POST
+// handleGroupNewForm handles "POST /security-groups/new" (and "POST
 // /security-groups"): 303 to the new group, or the form again with the
-// errors beside their fields.
-func (con *console) handleGroupCreate(c echo.Context) error {
-	p := con.page(c, "Create a security group", "groups")
+// store's errors beside their fields.
+func (con *console) handleGroupNewForm(c echo.Context) error {
 	form, err := c.FormParams()
 	if err != nil {
 		return echo.NewHTTPError(http.StatusBadRequest, "unreadable form")
@@ -67,152 +67,142 @@ func (con *console) handleGroupCreate(c echo.Context) error {
 	f := views.GroupForm{
 		Name: form.Get("name"), Description: form.Get("description"), Zone: form.Get("zone"),
 		Inbound: form.Get("inbound_default_policy"), Outbound: form.Get("outbound_default_policy"),
-		Stateful: checked(c, "stateful"), SMTPBlocked: checked(c, "smtp_blocked"), ServerIDs: form["servers"],
-	}
-	if !f.Validate(con.db.Zones) {
-		return con.renderCreateGroup(c, http.StatusUnprocessableEntity, p, f)
+		Stateful: checked(c, "stateful"), SMTPEnabled: checked(c, "smtp_enabled"), ServerIDs: form["servers"],
 	}
 	g, err := con.db.CreateGroup(c.Request().Context(), consoleOrg(c), f.Zone, store.GroupInput{
 		Name: f.Name, Description: f.Description, Stateful: f.Stateful,
 		InboundDefaultPolicy: store.Policy(f.Inbound), OutboundDefaultPolicy: store.Policy(f.Outbound),
-		EnableDefaultSecurity: f.SMTPBlocked, ServerIDs: f.ServerIDs,
+		SMTPEnabled: f.SMTPEnabled, ServerIDs: f.ServerIDs,
 	})
-	if status, ok := refusal(err); ok {
-		f.SetStoreError(err)
-		return con.renderCreateGroup(c, status, p, f)
+	if refused(err) || store.ErrorCode(err) == store.CodeNotFound {
+		f.Errors, f.Message = views.ErrorsOf(err, views.GroupFormFields...)
+		p := con.page(c, "Create a security group", "groups")
+		return con.renderCreateGroup(c, formStatus(err), p, f)
 	}
 	if err != nil {
 		return err
 	}
 	con.flash(c, "success", fmt.Sprintf("Security group “%s” created.", g.Name))
-	return redirect(c, groupURL(g))
+	return redirect(c, views.GroupURL(g, ""))
 }
 
-// groupDetail gathers the detail page of g.
-func (con *console) groupDetail(c echo.Context, g store.Group) (views.GroupDetail, error) {
-	ctx := c.Request().Context()
+// detail turns what the store read for a group's page into the page.
+func (con *console) detail(c echo.Context, sd store.GroupDetail) views.GroupDetail {
+	g := sd.Group
 	state, reason := con.enf.GroupState(g.ID, g.Generation)
-	servers, err := con.allServers(ctx, consoleOrg(c), g.Zone)
-	if err != nil {
-		return views.GroupDetail{}, err
-	}
-	d := views.GroupDetail{Group: g, State: state, Reason: reason, Overview: views.OverviewFormOf(g), NFT: con.enf.GroupText(g.ID)}
-	for _, s := range servers {
+	d := views.GroupDetail{Group: g, State: state, Reason: reason, Overview: views.OverviewFormOf(g),
+		NFT: con.enf.GroupText(g.ID), Events: sd.Events}
+	for _, s := range sd.Servers {
 		if s.SecurityGroup.ID == g.ID {
 			d.Members = append(d.Members, s)
 		} else {
 			d.Candidates = append(d.Candidates, s)
 		}
 	}
-	if d.Rules, err = con.rulesView(c, g); err != nil {
+	d.Rules = con.rulesView(c, g, sd.Rules)
+	return d
+}
+
+// groupDetail reads the detail page of the group of the request's :id.
+func (con *console) groupDetail(c echo.Context) (views.GroupDetail, error) {
+	id := c.Param("id")
+	sd, err := inZones(con, c, func(ctx context.Context, org, zone string) (store.GroupDetail, error) {
+		return con.db.GroupDetail(ctx, org, zone, id, 50)
+	})
+	if err != nil {
 		return views.GroupDetail{}, err
 	}
-	if d.Events, err = con.db.Events(ctx, consoleOrg(c), g.Zone, g.ID, 50); err != nil {
-		return views.GroupDetail{}, err
-	}
-	return d, nil
+	return con.detail(c, sd), nil
 }
 
 func (con *console) renderGroup(c echo.Context, status int, d views.GroupDetail) error {
 	p := con.page(c, d.Group.Name, "groups")
-	return con.renderHTML(c, status, views.GroupPage(p, d))
+	return render(c, status, views.GroupPage(p, d))
 }
 
 // handleGroupPage handles "GET /security-groups/:id".
 func (con *console) handleGroupPage(c echo.Context) error {
-	g, err := con.group(c)
-	if err != nil {
-		return err
-	}
-	d, err := con.groupDetail(c, g)
+	d, err := con.groupDetail(c)
 	if err != nil {
 		return err
 	}
 	return con.renderGroup(c, http.StatusOK, d)
 }
 
-// handleGroupOverview handles "POST /security-groups/:id": name,
-// description, stateful, default policies and Enable SMTP.
-func (con *console) handleGroupOverview(c echo.Context) error {
-	g, err := con.group(c)
-	if err != nil {
-		return err
+// refusedOnPage answers a refused change with the group's page, its
+// message where edit puts it.
+func (con *console) refusedOnPage(c echo.Context, err error, edit func(*views.GroupDetail)) error {
+	d, derr := con.groupDetail(c)
+	if derr != nil {
+		return derr
 	}
+	edit(&d)
+	return con.renderGroup(c, formStatus(err), d)
+}
+
+// groupRef is the group a change is about, as the request names it.
+func (con *console) groupRef(c echo.Context) store.Group {
+	return store.Group{ID: c.Param("id"), Zone: con.zone(c)}
+}
+
+// handleGroupOverviewForm handles "POST /security-groups/:id": name,
+// description, stateful, default policies and Enable SMTP.
+func (con *console) handleGroupOverviewForm(c echo.Context) error {
+	ref := con.groupRef(c)
 	f := views.OverviewForm{
 		Name: c.FormValue("name"), Description: c.FormValue("description"),
 		Inbound: c.FormValue("inbound_default_policy"), Outbound: c.FormValue("outbound_default_policy"),
 		Stateful: checked(c, "stateful"), SMTPEnabled: checked(c, "smtp_enabled"),
 	}
-	status := http.StatusUnprocessableEntity
-	if f.Validate() {
-		in, out, smtpBlocked := store.Policy(f.Inbound), store.Policy(f.Outbound), !f.SMTPEnabled
-		_, err = con.db.UpdateGroup(c.Request().Context(), consoleOrg(c), g.Zone, g.ID, store.GroupPatch{
-			Name: &f.Name, Description: &f.Description, Stateful: &f.Stateful,
-			InboundDefaultPolicy: &in, OutboundDefaultPolicy: &out, EnableDefaultSecurity: &smtpBlocked,
-		})
-		var ok bool
-		if status, ok = refusal(err); !ok {
-			if err != nil {
-				return err
-			}
-			con.flash(c, "success", "Changes saved.")
-			return redirect(c, groupURL(g))
-		}
-		f.SetStoreError(err)
+	in, out := store.Policy(f.Inbound), store.Policy(f.Outbound)
+	_, err := con.db.UpdateGroup(c.Request().Context(), consoleOrg(c), ref.Zone, ref.ID, store.GroupPatch{
+		Name: &f.Name, Description: &f.Description, Stateful: &f.Stateful,
+		InboundDefaultPolicy: &in, OutboundDefaultPolicy: &out, SMTPEnabled: &f.SMTPEnabled,
+	})
+	if refused(err) {
+		f.Errors, f.Message = views.ErrorsOf(err, views.OverviewFormFields...)
+		return con.refusedOnPage(c, err, func(d *views.GroupDetail) { d.Overview = f })
 	}
-	d, err := con.groupDetail(c, g)
 	if err != nil {
 		return err
 	}
-	d.Overview = f
-	return con.renderGroup(c, status, d)
+	con.flash(c, "success", "Changes saved.")
+	return redirect(c, views.GroupURL(ref, ""))
 }
 
-// handleGroupDefault handles "POST /security-groups/:id/default".
-func (con *console) handleGroupDefault(c echo.Context) error {
-	g, err := con.group(c)
+// handleGroupDefaultForm handles "POST /security-groups/:id/default".
+func (con *console) handleGroupDefaultForm(c echo.Context) error {
+	ref, yes := con.groupRef(c), true
+	g, err := con.db.UpdateGroup(c.Request().Context(), consoleOrg(c), ref.Zone, ref.ID, store.GroupPatch{OrganizationDefault: &yes})
+	if refused(err) {
+		return con.refusedWithFlash(c, err)
+	}
 	if err != nil {
 		return err
-	}
-	yes := true
-	_, err = con.db.UpdateGroup(c.Request().Context(), consoleOrg(c), g.Zone, g.ID, store.GroupPatch{OrganizationDefault: &yes})
-	if err != nil {
-		return con.groupRefusal(c, g, err)
 	}
 	con.flash(c, "success", fmt.Sprintf("“%s” is now the organization default of %s: servers registered without a group get it.", g.Name, g.Zone))
-	return redirect(c, groupURL(g))
+	return redirect(c, views.GroupURL(g, ""))
 }
 
-// groupRefusal shows a refused change on the detail page; other errors go
-// to the error handler.
-func (con *console) groupRefusal(c echo.Context, g store.Group, err error) error {
-	status, ok := refusal(err)
-	if !ok {
-		return err
-	}
-	d, derr := con.groupDetail(c, g)
+// refusedWithFlash shows a refused change on the group's page, at the top.
+func (con *console) refusedWithFlash(c echo.Context, err error) error {
+	d, derr := con.groupDetail(c)
 	if derr != nil {
 		return derr
 	}
-	p := con.page(c, g.Name, "groups")
+	p := con.page(c, d.Group.Name, "groups")
 	p.Flash = views.Flash{Kind: "error", Message: storeMessage(err)}
-	return con.renderHTML(c, status, views.GroupPage(p, d))
+	return render(c, formStatus(err), views.GroupPage(p, d))
 }
 
-// handleGroupDelete handles "POST /security-groups/:id/delete".
-func (con *console) handleGroupDelete(c echo.Context) error {
-	g, err := con.group(c)
-	if err != nil {
-		return err
-	}
-	err = con.db.DeleteGroup(c.Request().Context(), consoleOrg(c), g.Zone, g.ID)
-	if status, ok := refusal(err); ok {
-		d, derr := con.groupDetail(c, g)
-		if derr != nil {
-			return derr
-		}
-		d.DeleteMessage = storeMessage(err) + " Nothing was changed."
-		return con.renderGroup(c, status, d)
+// handleGroupDeleteForm handles "POST /security-groups/:id/delete".
+func (con *console) handleGroupDeleteForm(c echo.Context) error {
+	ref := con.groupRef(c)
+	g, err := con.db.DeleteGroup(c.Request().Context(), consoleOrg(c), ref.Zone, ref.ID)
+	if refused(err) {
+		return con.refusedOnPage(c, err, func(d *views.GroupDetail) {
+			d.DeleteMessage = storeMessage(err) + " Nothing was changed."
+		})
 	}
 	if err != nil {
 		return err
@@ -221,73 +211,49 @@ func (con *console) handleGroupDelete(c echo.Context) error {
 	return redirect(c, "/security-groups?zone="+url.QueryEscape(g.Zone))
 }
 
-// handleGroupAddServer handles "POST /security-groups/:id/servers".
-func (con *console) handleGroupAddServer(c echo.Context) error {
-	g, err := con.group(c)
-	if err != nil {
-		return err
-	}
+// handleGroupAddServerForm handles "POST /security-groups/:id/servers".
+func (con *console) handleGroupAddServerForm(c echo.Context) error {
+	ref := con.groupRef(c)
 	sid := strings.TrimSpace(c.FormValue("server_id"))
-	status, msg := http.StatusUnprocessableEntity, "choose a server"
-	if sid != "" {
-		var s store.Server
-		s, err = con.db.UpdateServer(c.Request().Context(), consoleOrg(c), g.Zone, sid, store.ServerPatch{SecurityGroupID: &g.ID})
-		switch {
-		case err == nil:
-			con.flash(c, "success", fmt.Sprintf("Server “%s” now uses this group.", s.Name))
-			return redirect(c, groupURL(g)+"#servers")
-		case store.ErrorCode(err) == store.CodeNotFound:
-			msg = "this server does not exist in " + g.Zone
-		default:
-			var ok bool
-			if status, ok = refusal(err); !ok {
-				return err
-			}
-			msg = storeMessage(err)
-		}
+	s, err := con.db.AddServer(c.Request().Context(), consoleOrg(c), ref.Zone, ref.ID, sid)
+	if refused(err) {
+		return con.refusedOnPage(c, err, func(d *views.GroupDetail) {
+			d.AddServerID, d.AddServerError = sid, storeMessage(err)
+		})
 	}
-	d, err := con.groupDetail(c, g)
 	if err != nil {
 		return err
 	}
-	d.AddServerID, d.AddServerError = sid, msg
-	return con.renderGroup(c, status, d)
+	con.flash(c, "success", fmt.Sprintf("Server “%s” now uses this group.", s.Name))
+	return redirect(c, views.GroupURL(ref, "")+"#servers")
 }
 
-// handleGroupUnlink handles "POST /security-groups/:id/servers/:server/unlink":
+// handleGroupUnlinkForm handles "POST /security-groups/:id/servers/:server/unlink":
 // the server moves to the organization default group.
-func (con *console) handleGroupUnlink(c echo.Context) error {
-	g, err := con.group(c)
+func (con *console) handleGroupUnlinkForm(c echo.Context) error {
+	ref := con.groupRef(c)
+	s, err := con.db.UnlinkServer(c.Request().Context(), consoleOrg(c), ref.Zone, ref.ID, c.Param("server"))
+	if refused(err) {
+		return con.refusedWithFlash(c, err)
+	}
 	if err != nil {
 		return err
-	}
-	ctx, org := c.Request().Context(), consoleOrg(c)
-	cur, err := con.db.Server(ctx, org, g.Zone, c.Param("server"))
-	if err != nil {
-		return err
-	}
-	if cur.SecurityGroup.ID != g.ID {
-		return con.groupRefusal(c, g, &store.Error{Code: store.CodeConflict,
-			Message: fmt.Sprintf("Server “%s” is not in this group.", cur.Name)})
-	}
-	s, err := con.db.UnlinkServer(ctx, org, g.Zone, cur.ID)
-	if err != nil {
-		return con.groupRefusal(c, g, err)
 	}
 	con.flash(c, "info", fmt.Sprintf("Server “%s” was unlinked: it now uses the organization default group “%s”.",
 		s.Name, s.SecurityGroup.Name))
-	return redirect(c, groupURL(g)+"#servers")
+	return redirect(c, views.GroupURL(ref, "")+"#servers")
 }
 
-// handleGroupNFT handles "GET /security-groups/:id/nft": the nftables
-// preview section, which reloads itself after a rule change.
-func (con *console) handleGroupNFT(c echo.Context) error {
-	g, err := con.group(c)
+// handleGroupNFTPartial handles "GET /security-groups/:id/nft": the
+// nftables preview section, which reloads itself after a rule change.
+func (con *console) handleGroupNFTPartial(c echo.Context) error {
+	ref := con.groupRef(c)
+	g, err := con.db.Group(c.Request().Context(), consoleOrg(c), ref.Zone, ref.ID)
 	if err != nil {
 		return err
 	}
 	if !isHX(c) {
-		return redirect(c, groupURL(g)+"#nft")
+		return redirect(c, views.GroupURL(ref, "")+"#nft")
 	}
-	return con.renderHTML(c, http.StatusOK, views.NFTSection(g, con.enf.GroupText(g.ID)))
+	return render(c, http.StatusOK, views.NFTSection(g, con.enf.GroupText(g.ID)))
 }

@@ -36,7 +36,7 @@ func TestConsoleScreenshots(t *testing.T) {
 	ctx := context.Background()
 	g := env.mustGroup(t, env.org.ID, "fr-par-1", store.GroupInput{Name: "web-frontends",
 		Description: "Public web servers behind the load balancer", Stateful: true,
-		InboundDefaultPolicy: store.Drop, EnableDefaultSecurity: true})
+		InboundDefaultPolicy: store.Drop})
 	env.mustGroup(t, env.org.ID, "fr-par-1", store.GroupInput{Name: "bare-metal-racks", Description: "Stateless, for BareMetal"})
 	env.mustServer(t, "fr-par-1", store.ServerInput{Name: "web-01", Interface: "vnet1", Addresses: []string{"192.0.2.11"}, SecurityGroupID: g.ID})
 	env.mustServer(t, "fr-par-1", store.ServerInput{Name: "web-02", Interface: "vnet2", Addresses: []string{"192.0.2.12", "2001:db8::12"}, SecurityGroupID: g.ID})

@@ -46,28 +46,24 @@ func (con *console) renderServers(c echo.Context, status int, f views.ServerForm
 	if err != nil {
 		return err
 	}
-	return con.renderHTML(c, status, views.ServersPage(p, servers, f, groups))
+	return render(c, status, views.ServersPage(p, servers, f, groups))
 }
 
-// handleServers handles "GET /servers".
-func (con *console) handleServers(c echo.Context) error {
-	p, _ := c.Get(ctxPage).(views.Page)
-	return con.renderServers(c, http.StatusOK, views.ServerForm{Zone: p.Zone, Type: string(store.Instance)})
+// handleServersPage handles "GET /servers".
+func (con *console) handleServersPage(c echo.Context) error {
+	return con.renderServers(c, http.StatusOK, views.ServerForm{Zone: con.zone(c), Type: string(store.Instance)})
 }
 
-// handleServerRegister handles "POST /servers".
-func (con *console) handleServerRegister(c echo.Context) error {
+// handleServerRegisterForm handles "POST /servers".
+func (con *console) handleServerRegisterForm(c echo.Context) error {
 	f := serverForm(c)
-	if !f.Validate(con.db.Zones) {
-		return con.renderServers(c, http.StatusUnprocessableEntity, f)
-	}
 	s, err := con.db.CreateServer(c.Request().Context(), consoleOrg(c), f.Zone, store.ServerInput{
 		Name: f.Name, Type: store.ServerType(f.Type), Interface: f.Interface, Addresses: f.AddressList(),
 		Local: f.Local, SecurityGroupID: f.SecurityGroup,
 	})
-	if status, ok := refusal(err); ok {
-		f.SetStoreError(err)
-		return con.renderServers(c, status, f)
+	if refused(err) || store.ErrorCode(err) == store.CodeNotFound {
+		f.Errors, f.Message = views.ErrorsOf(err, views.ServerFormFields...)
+		return con.renderServers(c, formStatus(err), f)
 	}
 	if err != nil {
 		return err
@@ -76,68 +72,55 @@ func (con *console) handleServerRegister(c echo.Context) error {
 	return redirect(c, "/servers?zone="+url.QueryEscape(s.Zone))
 }
 
-func (con *console) server(c echo.Context) (store.Server, error) {
-	id := c.Param("server")
-	return inZones(con, c, func(ctx context.Context, org, zone string) (store.Server, error) {
-		return con.db.Server(ctx, org, zone, id)
-	})
-}
-
 func (con *console) renderServer(c echo.Context, status int, f views.ServerForm) error {
 	p := con.page(c, f.Name, "servers")
 	groups, err := con.groupsOfZones(c.Request().Context(), consoleOrg(c), f.Zone)
 	if err != nil {
 		return err
 	}
-	return con.renderHTML(c, status, views.ServerPage(p, f, groups))
+	return render(c, status, views.ServerPage(p, f, groups))
 }
 
 // handleServerPage handles "GET /servers/:server".
 func (con *console) handleServerPage(c echo.Context) error {
-	s, err := con.server(c)
+	id := c.Param("server")
+	s, err := inZones(con, c, func(ctx context.Context, org, zone string) (store.Server, error) {
+		return con.db.Server(ctx, org, zone, id)
+	})
 	if err != nil {
 		return err
 	}
 	return con.renderServer(c, http.StatusOK, views.ServerFormOf(s))
 }
 
-// handleServerEdit handles "POST /servers/:server".
-func (con *console) handleServerEdit(c echo.Context) error {
-	s, err := con.server(c)
-	if err != nil {
-		return err
-	}
+// handleServerEditForm handles "POST /servers/:server".
+func (con *console) handleServerEditForm(c echo.Context) error {
 	f := serverForm(c)
-	f.ID, f.Zone = s.ID, s.Zone
-	if !f.Validate(con.db.Zones) {
-		return con.renderServer(c, http.StatusUnprocessableEntity, f)
-	}
+	f.ID, f.Zone = c.Param("server"), con.zone(c)
 	typ, addrs := store.ServerType(f.Type), f.AddressList()
 	patch := store.ServerPatch{Name: &f.Name, Type: &typ, Interface: &f.Interface, Addresses: &addrs, Local: &f.Local}
 	if f.SecurityGroup != "" {
 		patch.SecurityGroupID = &f.SecurityGroup
 	}
-	_, err = con.db.UpdateServer(c.Request().Context(), consoleOrg(c), s.Zone, s.ID, patch)
-	if status, ok := refusal(err); ok {
-		f.SetStoreError(err)
-		return con.renderServer(c, status, f)
+	s, err := con.db.UpdateServer(c.Request().Context(), consoleOrg(c), f.Zone, f.ID, patch)
+	if refused(err) {
+		f.Errors, f.Message = views.ErrorsOf(err, views.ServerFormFields...)
+		return con.renderServer(c, formStatus(err), f)
 	}
 	if err != nil {
 		return err
 	}
-	con.flash(c, "success", fmt.Sprintf("Server “%s” saved.", f.Name))
+	con.flash(c, "success", fmt.Sprintf("Server “%s” saved.", s.Name))
 	return redirect(c, "/servers?zone="+url.QueryEscape(s.Zone))
 }
 
-// handleServerRemove handles "POST /servers/:server/delete".
-func (con *console) handleServerRemove(c echo.Context) error {
-	s, err := con.server(c)
+// handleServerRemoveForm handles "POST /servers/:server/delete".
+func (con *console) handleServerRemoveForm(c echo.Context) error {
+	zone := con.zone(c)
+	s, err := con.db.DeleteServer(c.Request().Context(), consoleOrg(c), zone, c.Param("server"))
 	if err != nil {
 		return err
 	}
-	if err := con.db.DeleteServer(c.Request().Context(), consoleOrg(c), s.Zone, s.ID); err != nil {
-		return err
-	}
 	con.flash(c, "success", fmt.Sprintf("Server “%s” removed.", s.Name))
-	return redirect(c, "/servers?zone="+url.QueryEscape(s.Zone))
+	return redirect(c, "/servers?zone="+url.QueryEscape(zone))
 }

@@ -396,7 +396,7 @@ func TestConsoleCSRF(t *testing.T) {
 func TestConsolePages(t *testing.T) {
 	env := newConsoleEnv(t, false)
 	b := env.signedIn(t)
-	g := env.mustGroup(t, env.org.ID, "fr-par-1", store.GroupInput{Name: "web", Description: "front", EnableDefaultSecurity: true})
+	g := env.mustGroup(t, env.org.ID, "fr-par-1", store.GroupInput{Name: "web", Description: "front"})
 	s := env.mustServer(t, "fr-par-1", store.ServerInput{Name: "vm-1", Interface: "vnet1", SecurityGroupID: g.ID})
 	env.mustRule(t, g, store.Inbound, 22)
 	env.mustRule(t, g, store.Outbound, 53)
@@ -552,10 +552,12 @@ func TestConsoleCreateGroup(t *testing.T) {
 	if v, _ := p.doc.Find(`#g-outbound option[selected]`).Attr("value"); v != "accept" {
 		t.Fatalf("outbound preselected = %q, want accept", v)
 	}
-	for _, id := range []string{"g-stateful", "g-smtp"} {
-		if _, ok := p.doc.Find("#" + id).Attr("checked"); !ok {
-			t.Fatalf("#%s not checked by default", id)
-		}
+	if _, ok := p.doc.Find("#g-stateful").Attr("checked"); !ok {
+		t.Fatal("#g-stateful not checked by default")
+	}
+	// SMTP blocked by default: "Enable SMTP" is not checked.
+	if _, ok := p.doc.Find("#g-smtp").Attr("checked"); ok {
+		t.Fatal("#g-smtp (Enable SMTP) checked by default")
 	}
 	if !strings.Contains(p.doc.Find(".recommend").Text(), "Recommended: drop incoming traffic") ||
 		!strings.Contains(p.doc.Find("#g-smtp-hint").Text(), "Recommended: block outbound SMTP") {
@@ -568,7 +570,7 @@ func TestConsoleCreateGroup(t *testing.T) {
 	valid := func() url.Values {
 		return url.Values{"name": {"web"}, "description": {"front ends"}, "zone": {"fr-par-1"},
 			"inbound_default_policy": {"drop"}, "outbound_default_policy": {"accept"},
-			"stateful": {"on"}, "smtp_blocked": {"on"}, "servers": {vm.ID}}
+			"stateful": {"on"}, "servers": {vm.ID}}
 	}
 	cases := []struct {
 		name   string
@@ -581,7 +583,7 @@ func TestConsoleCreateGroup(t *testing.T) {
 		{"long description", func(v url.Values) { v.Set("description", strings.Repeat("d", 256)) }, 422, "g-description"},
 		{"bad zone", func(v url.Values) { v.Set("zone", "mars-1") }, 422, "g-zone"},
 		{"bad inbound policy", func(v url.Values) { v.Set("inbound_default_policy", "reject") }, 422, "g-inbound"},
-		{"bad outbound policy", func(v url.Values) { v.Set("outbound_default_policy", "") }, 422, "g-outbound"},
+		{"bad outbound policy", func(v url.Values) { v.Set("outbound_default_policy", "allow") }, 422, "g-outbound"},
 		{"stateful on BareMetal", func(v url.Values) { v.Set("servers", bm.ID) }, 422, "server-choices"},
 		{"server of another zone", func(v url.Values) { v.Set("zone", "nl-ams-1") }, 422, "server-choices"},
 	}
@@ -622,7 +624,7 @@ func TestConsoleCreateGroup(t *testing.T) {
 			t.Fatalf("Location = %q", loc)
 		}
 		if !g.Stateful || g.InboundDefaultPolicy != store.Drop || g.OutboundDefaultPolicy != store.Accept ||
-			!g.EnableDefaultSecurity || len(g.Servers) != 1 || g.Servers[0].ID != vm.ID || g.Description != "front ends" {
+			g.SMTPEnabled || len(g.Servers) != 1 || g.Servers[0].ID != vm.ID || g.Description != "front ends" {
 			t.Fatalf("created %+v", g)
 		}
 		detail := b.get(p.header.Get("Location"), false)
@@ -638,7 +640,7 @@ func TestConsoleOverview(t *testing.T) {
 	env := newConsoleEnv(t, false)
 	b := env.signedIn(t)
 	ctx := context.Background()
-	g := env.mustGroup(t, env.org.ID, "fr-par-1", store.GroupInput{Name: "bare", EnableDefaultSecurity: true})
+	g := env.mustGroup(t, env.org.ID, "fr-par-1", store.GroupInput{Name: "bare"})
 	env.mustServer(t, "fr-par-1", store.ServerInput{Name: "bm-1", Interface: "eno2", Type: store.BareMetal, SecurityGroupID: g.ID})
 	valid := func() url.Values {
 		return url.Values{"name": {"bare metal"}, "description": {"racks"}, "inbound_default_policy": {"drop"},
@@ -680,7 +682,7 @@ func TestConsoleOverview(t *testing.T) {
 		wantStatus(t, p, http.StatusSeeOther)
 		now, _ := env.db.Group(ctx, env.org.ID, "fr-par-1", g.ID)
 		if now.Name != "bare metal" || now.Description != "racks" || now.InboundDefaultPolicy != store.Drop ||
-			now.EnableDefaultSecurity || now.Stateful {
+			!now.SMTPEnabled || now.Stateful {
 			t.Fatalf("after save: %+v", now)
 		}
 		page := b.get(groupPath(g, ""), false)
@@ -808,7 +810,7 @@ func TestConsoleRules(t *testing.T) {
 	env := newConsoleEnv(t, false)
 	b := env.signedIn(t)
 	ctx := context.Background()
-	g := env.mustGroup(t, env.org.ID, "fr-par-1", store.GroupInput{Name: "web", EnableDefaultSecurity: true})
+	g := env.mustGroup(t, env.org.ID, "fr-par-1", store.GroupInput{Name: "web"})
 
 	t.Run("add errors", func(t *testing.T) {
 		valid := url.Values{"direction": {"inbound"}, "action": {"accept"}, "protocol": {"TCP"}, "ip_range": {"0.0.0.0/0"},

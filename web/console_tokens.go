@@ -16,25 +16,23 @@ func (con *console) renderTokens(c echo.Context, status int, f views.TokenForm, 
 	if err != nil {
 		return err
 	}
-	return con.renderHTML(c, status, views.TokensPage(p, tokens, f, created, org))
+	return render(c, status, views.TokensPage(p, tokens, f, created, org))
 }
 
-// handleTokens handles "GET /tokens".
-func (con *console) handleTokens(c echo.Context) error {
+// handleTokensPage handles "GET /tokens".
+func (con *console) handleTokensPage(c echo.Context) error {
 	return con.renderTokens(c, http.StatusOK, views.TokenForm{}, nil)
 }
 
-// handleTokenGenerate handles "POST /tokens": the answer shows the secret
-// once, so it is a page rather than a redirect (and is never cached).
-func (con *console) handleTokenGenerate(c echo.Context) error {
+// handleTokenGenerateForm handles "POST /tokens": the answer shows the
+// secret once, so it is a page rather than a redirect (and is never
+// cached).
+func (con *console) handleTokenGenerateForm(c echo.Context) error {
 	f := views.TokenForm{Description: c.FormValue("description")}
-	if !f.Validate() {
-		return con.renderTokens(c, http.StatusUnprocessableEntity, f, nil)
-	}
 	t, secret, err := con.db.CreateToken(c.Request().Context(), consoleOrg(c), f.Description)
-	if status, ok := refusal(err); ok {
-		f.SetStoreError(err)
-		return con.renderTokens(c, status, f, nil)
+	if refused(err) {
+		f.Errors, f.Message = views.ErrorsOf(err, views.TokenFormFields...)
+		return con.renderTokens(c, formStatus(err), f, nil)
 	}
 	if err != nil {
 		return err
@@ -42,8 +40,8 @@ func (con *console) handleTokenGenerate(c echo.Context) error {
 	return con.renderTokens(c, http.StatusOK, views.TokenForm{}, &views.NewToken{Token: t, Secret: secret})
 }
 
-// handleTokenRevoke handles "POST /tokens/:key/revoke".
-func (con *console) handleTokenRevoke(c echo.Context) error {
+// handleTokenRevokeForm handles "POST /tokens/:key/revoke".
+func (con *console) handleTokenRevokeForm(c echo.Context) error {
 	key := c.Param("key")
 	if err := con.db.DeleteToken(c.Request().Context(), consoleOrg(c), key); err != nil {
 		return err

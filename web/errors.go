@@ -9,6 +9,7 @@ import (
 	"github.com/labstack/echo/v4"
 
 	"github.com/rampart-fw/rampart/store"
+	"github.com/rampart-fw/rampart/views"
 )
 
 // apiError is the JSON body of every API error, in Scaleway's shape so that
@@ -36,10 +37,58 @@ type permissionDetail struct {
 	Action   string `json:"action"`
 }
 
-// toAPIError maps any error to a status and a Scaleway error body. Errors
-// that are neither store nor HTTP errors are internal: their text stays in
-// the log.
+// statusOf maps an error to its HTTP status: the one table, for the API
+// and the console alike. Errors that are neither the store's nor HTTP
+// errors are internal.
+func statusOf(err error) int {
+	switch store.ErrorCode(err) {
+	case store.CodeInvalid:
+		return http.StatusBadRequest
+	case store.CodeNotFound:
+		return http.StatusNotFound
+	case store.CodeConflict:
+		return http.StatusConflict
+	case store.CodeUnauthorized:
+		return http.StatusUnauthorized
+	case store.CodeForbidden:
+		return http.StatusForbidden
+	}
+	var he *echo.HTTPError
+	if errors.As(err, &he) {
+		return he.Code
+	}
+	return http.StatusInternalServerError
+}
+
+// formStatus is the status of a console form answered again with the
+// store's refusal: 422 for bad input (the page is an answer to read, with
+// the errors beside their fields), as statusOf for the rest.
+func formStatus(err error) int {
+	var se *store.Error
+	if errors.As(err, &se) && se.Code == store.CodeNotFound && se.Resource == "zone" {
+		return http.StatusUnprocessableEntity // a form's zone field: shown beside it
+	}
+	if s := statusOf(err); s != http.StatusBadRequest {
+		return s
+	}
+	return http.StatusUnprocessableEntity
+}
+
+// refused reports whether err is a refusal a person should read beside the
+// form (bad input, a rule of the domain, a missing permission); other
+// errors (not found, internal) go to the error handler.
+func refused(err error) bool {
+	switch store.ErrorCode(err) {
+	case store.CodeInvalid, store.CodeConflict, store.CodeForbidden:
+		return true
+	}
+	return false
+}
+
+// toAPIError returns the status of err and its body in Scaleway's shape.
+// The text of an internal error stays in the log.
 func toAPIError(err error) (int, apiError) {
+	status := statusOf(err)
 	var se *store.Error
 	if errors.As(err, &se) {
 		switch se.Code {
@@ -48,16 +97,16 @@ func toAPIError(err error) (int, apiError) {
 			for i, f := range se.Fields {
 				details[i] = argumentDetail{ArgumentName: f.Field, Reason: f.Reason, HelpMessage: f.Message}
 			}
-			return http.StatusBadRequest, apiError{Type: "invalid_arguments", Message: "invalid argument(s)", Details: details}
+			return status, apiError{Type: "invalid_arguments", Message: "invalid argument(s)", Details: details}
 		case store.CodeNotFound:
-			return http.StatusNotFound, apiError{Type: "not_found", Message: "resource is not found", Resource: se.Resource, ResourceID: se.ResourceID}
+			return status, apiError{Type: "not_found", Message: "resource is not found", Resource: se.Resource, ResourceID: se.ResourceID}
 		case store.CodeConflict:
-			return http.StatusConflict, apiError{Type: "conflict", Message: se.Message}
+			return status, apiError{Type: "conflict", Message: se.Message}
 		case store.CodeUnauthorized:
-			return http.StatusUnauthorized, apiError{Type: "denied_authentication", Message: "authentication is denied",
+			return status, apiError{Type: "denied_authentication", Message: "authentication is denied",
 				Method: "api_key", Reason: "invalid_argument"}
 		case store.CodeForbidden:
-			return http.StatusForbidden, apiError{Type: "permissions_denied", Message: se.Message,
+			return status, apiError{Type: "permissions_denied", Message: se.Message,
 				Details: []permissionDetail{{Resource: se.Resource, Action: "write"}}}
 		}
 	}
@@ -69,18 +118,18 @@ func toAPIError(err error) (int, apiError) {
 		}
 		switch he.Code {
 		case http.StatusBadRequest:
-			return he.Code, apiError{Type: "invalid_request_error", Message: msg}
+			return status, apiError{Type: "invalid_request_error", Message: msg}
 		case http.StatusUnauthorized:
-			return he.Code, apiError{Type: "denied_authentication", Message: msg, Method: "api_key", Reason: "not_found"}
+			return status, apiError{Type: "denied_authentication", Message: msg, Method: "api_key", Reason: "not_found"}
 		case http.StatusNotFound:
-			return he.Code, apiError{Type: "not_found", Message: msg}
+			return status, apiError{Type: "not_found", Message: msg}
 		case http.StatusRequestEntityTooLarge:
-			return he.Code, apiError{Type: "request_entity_too_large", Message: "the request body is larger than 1 MiB"}
+			return status, apiError{Type: "request_entity_too_large", Message: "the request body is larger than 1 MiB"}
 		case http.StatusTooManyRequests:
-			return he.Code, apiError{Type: "too_many_requests", Message: msg}
+			return status, apiError{Type: "too_many_requests", Message: msg}
 		}
 		if he.Code < 500 {
-			return he.Code, apiError{Type: "invalid_request_error", Message: msg}
+			return status, apiError{Type: "invalid_request_error", Message: msg}
 		}
 	}
 	return http.StatusInternalServerError, apiError{Type: "internal_error", Message: "internal error"}
@@ -129,4 +178,53 @@ func renameField(err error, from, to string) error {
 		}
 	}
 	return &out
+}
+
+// storeMessage is what a person reads of a refusal: its first field's
+// message, or its own.
+func storeMessage(err error) string {
+	var se *store.Error
+	if errors.As(err, &se) {
+		if len(se.Fields) > 0 {
+			return se.Fields[0].Message
+		}
+		return se.Message
+	}
+	return err.Error()
+}
+
+// renderConsoleError shows an error to a person: inline in the flash area
+// for htmx, in the layout when signed in, on a bare page otherwise.
+func (s *Server) renderConsoleError(c echo.Context, status int, err error, msg string) {
+	setSecurityHeaders(c.Response().Header())
+	title, text := "Something went wrong", "The console could not complete this request. It has been logged; try again."
+	switch {
+	case status == http.StatusNotFound:
+		title, text = "Not found", "This page does not exist, or it belongs to another organization."
+	case status == http.StatusForbidden:
+		title, text = "Request refused", msg
+	case status == http.StatusMethodNotAllowed:
+		title, text = "Not allowed", "This address does not accept this kind of request."
+	case status < 500:
+		title, text = http.StatusText(status), msg
+		var se *store.Error
+		if errors.As(err, &se) {
+			text = storeMessage(err)
+		}
+	}
+	var rerr error
+	switch p, signedIn := c.Get(ctxPage).(views.Page); {
+	case isHX(c):
+		c.Response().Header().Set("HX-Retarget", "#flash")
+		c.Response().Header().Set("HX-Reswap", "innerHTML")
+		rerr = render(c, status, views.InlineError(text))
+	case signedIn:
+		p.Title = title
+		rerr = render(c, status, views.ErrorPage(p, status, title, text))
+	default:
+		rerr = render(c, status, views.BareErrorPage(status, title, text))
+	}
+	if rerr != nil {
+		s.log.Error("render error page", "err", rerr)
+	}
 }

@@ -11,6 +11,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/rampart-fw/rampart/enforcer"
+	"github.com/rampart-fw/rampart/store"
 )
 
 // metrics holds the server's Prometheus registry. Each Server has its own,
@@ -79,12 +80,12 @@ func (c *groupStateCollector) Collect(ch chan<- prometheus.Metric) {
 		c.s.log.Error("metrics: group generations", "err", err)
 		return
 	}
-	counts := map[string]int{"available": 0, "syncing": 0, "syncing_error": 0}
+	counts := map[store.SyncState]int{store.Available: 0, store.Syncing: 0, store.SyncingError: 0}
 	for id, gen := range gens {
 		state, _ := c.s.enf.GroupState(id, gen)
 		counts[state]++
 	}
 	for state, n := range counts {
-		ch <- prometheus.MustNewConstMetric(c.desc, prometheus.GaugeValue, float64(n), state)
+		ch <- prometheus.MustNewConstMetric(c.desc, prometheus.GaugeValue, float64(n), string(state))
 	}
 }

@@ -24,8 +24,8 @@ import (
 // groups, their counters and their compiled text.
 type Enforcer interface {
 	Ready() <-chan struct{}
-	GroupState(groupID string, generation int64) (state, reason string)
-	Counters(groupID string) map[string]enforcer.Counter
+	GroupState(groupID string, generation int64) (state store.SyncState, reason string)
+	Counters(ctx context.Context, groupID string) map[string]enforcer.Counter
 	GroupText(groupID string) string
 	Mode() (mode, reason string)
 }
@@ -94,11 +94,9 @@ func New(cfg Config) (*Server, error) {
 	s.e.HTTPErrorHandler = s.handleError
 	s.e.IPExtractor = s.clientIP
 	s.metric = newMetrics(s)
+	s.console = newConsole(s, csrfKey)
 	s.e.Use(s.observe, s.recoverPanic, s.writeDeadline)
-	s.e.GET("/healthz", s.handleHealthz)
-	s.e.GET("/metrics", echo.WrapHandler(s.metric.handler()))
-	s.registerAPIRoutes()
-	s.registerConsoleRoutes(csrfKey)
+	s.registerRoutes()
 	return s, nil
 }
 

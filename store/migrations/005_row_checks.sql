@@ -1,3 +1,10 @@
+-- One name and one polarity for SMTP: smtp_enabled (false: the six SMTP
+-- rules drop outbound mail) replaces enable_default_security (Scaleway's
+-- name, true when blocked), which the API keeps on the wire.
+ALTER TABLE security_groups ADD COLUMN smtp_enabled INTEGER NOT NULL DEFAULT 0;
+UPDATE security_groups SET smtp_enabled = CASE enable_default_security WHEN 0 THEN 1 ELSE 0 END;
+ALTER TABLE security_groups DROP COLUMN enable_default_security;
+
 -- Checks on what the enforcer relies on, for every row written from now on.
 -- SQLite cannot add a CHECK to an existing table without rebuilding it, and
 -- a rebuild would fail on rows written before; triggers refuse new bad rows
@@ -30,12 +37,12 @@ BEGIN
     SELECT RAISE(ABORT, 'servers: row refused by the schema');
 END;
 CREATE TRIGGER security_groups_check_insert BEFORE INSERT ON security_groups
-WHEN NEW.stateful NOT IN (0, 1) OR NEW.enable_default_security NOT IN (0, 1) OR NEW.organization_default NOT IN (0, 1)
+WHEN NEW.stateful NOT IN (0, 1) OR NEW.smtp_enabled NOT IN (0, 1) OR NEW.organization_default NOT IN (0, 1)
 BEGIN
     SELECT RAISE(ABORT, 'security_groups: row refused by the schema');
 END;
 CREATE TRIGGER security_groups_check_update BEFORE UPDATE ON security_groups
-WHEN NEW.stateful NOT IN (0, 1) OR NEW.enable_default_security NOT IN (0, 1) OR NEW.organization_default NOT IN (0, 1)
+WHEN NEW.stateful NOT IN (0, 1) OR NEW.smtp_enabled NOT IN (0, 1) OR NEW.organization_default NOT IN (0, 1)
 BEGIN
     SELECT RAISE(ABORT, 'security_groups: row refused by the schema');
 END;

@@ -1,0 +1,115 @@
+package web
+
+import (
+	"encoding/json"
+	"net/http"
+
+	"github.com/labstack/echo/v4"
+
+	"github.com/rampart-fw/rampart/store"
+)
+
+// handleRuleList handles "GET /instance/v1/zones/:zone/security_groups/:id/rules".
+func (s *Server) handleRuleList(c echo.Context) error {
+	page, err := queryPage(c)
+	if err != nil {
+		return err
+	}
+	rules, total, err := s.db.ListRules(c.Request().Context(), orgOf(c), zoneOf(c), c.Param("id"), page)
+	if err != nil {
+		return err
+	}
+	return list(c, "rules", s.rulesJSON(c.Request().Context(), c.Param("id"), zoneOf(c), rules), total)
+}
+
+type ruleBody struct {
+	ID           *string         `json:"id"`
+	Protocol     *string         `json:"protocol"`
+	Direction    *string         `json:"direction"`
+	Action       *string         `json:"action"`
+	IPRange      *string         `json:"ip_range"`
+	DestIPRange  *string         `json:"dest_ip_range"`
+	DestPortFrom *int            `json:"dest_port_from"`
+	DestPortTo   *int            `json:"dest_port_to"`
+	Position     *int            `json:"position"`
+	Editable     *bool           `json:"editable"`
+	Zone         json.RawMessage `json:"zone"`
+}
+
+func (b ruleBody) input() store.RuleInput {
+	return store.RuleInput{
+		ID:        deref(b.ID),
+		Direction: store.Direction(deref(b.Direction)), Protocol: store.Protocol(deref(b.Protocol)),
+		Action: store.Policy(deref(b.Action)), IPRange: deref(b.IPRange), DestIPRange: deref(b.DestIPRange),
+		DestPortFrom: b.DestPortFrom, DestPortTo: b.DestPortTo, Position: deref(b.Position),
+		NotEditable: b.Editable != nil && !*b.Editable,
+	}
+}
+
+// handleRuleCreate handles "POST /instance/v1/zones/:zone/security_groups/:id/rules".
+func (s *Server) handleRuleCreate(c echo.Context) error {
+	var b ruleBody
+	if err := decodeJSON(c, &b); err != nil {
+		return err
+	}
+	r, err := s.db.CreateRule(c.Request().Context(), orgOf(c), zoneOf(c), c.Param("id"), b.input())
+	if err != nil {
+		return err
+	}
+	c.Response().Header().Set("Location", "/instance/v1/zones/"+zoneOf(c)+"/security_groups/"+r.GroupID+"/rules/"+r.ID)
+	return c.JSON(http.StatusCreated, map[string]any{"rule": ruleToJSON(r, zoneOf(c))})
+}
+
+// handleRuleSetAll handles "PUT /instance/v1/zones/:zone/security_groups/:id/rules".
+func (s *Server) handleRuleSetAll(c echo.Context) error {
+	var b struct {
+		Rules []ruleBody `json:"rules"`
+	}
+	if err := decodeJSON(c, &b); err != nil {
+		return err
+	}
+	ins := make([]store.RuleInput, len(b.Rules))
+	for i, r := range b.Rules {
+		ins[i] = r.input()
+	}
+	rules, err := s.db.SetRules(c.Request().Context(), orgOf(c), zoneOf(c), c.Param("id"), ins)
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, map[string]any{"rules": s.rulesJSON(c.Request().Context(), c.Param("id"), zoneOf(c), rules)})
+}
+
+// handleRuleGet handles "GET /instance/v1/zones/:zone/security_groups/:id/rules/:rule".
+func (s *Server) handleRuleGet(c echo.Context) error {
+	r, err := s.db.Rule(c.Request().Context(), orgOf(c), zoneOf(c), c.Param("id"), c.Param("rule"))
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, map[string]any{"rule": ruleToJSON(r, zoneOf(c))})
+}
+
+// handleRulePatch handles "PATCH /instance/v1/zones/:zone/security_groups/:id/rules/:rule".
+func (s *Server) handleRulePatch(c echo.Context) error {
+	var b ruleBody
+	if err := decodeJSON(c, &b); err != nil {
+		return err
+	}
+	p := store.RulePatch{
+		Direction: (*store.Direction)(b.Direction), Protocol: (*store.Protocol)(b.Protocol), Action: (*store.Policy)(b.Action),
+		IPRange: b.IPRange, DestIPRange: b.DestIPRange, DestPortFrom: b.DestPortFrom, DestPortTo: b.DestPortTo,
+		Position: b.Position,
+	}
+	r, err := s.db.UpdateRule(c.Request().Context(), orgOf(c), zoneOf(c), c.Param("id"), c.Param("rule"), p)
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, map[string]any{"rule": ruleToJSON(r, zoneOf(c))})
+}
+
+// handleRuleDelete handles "DELETE /instance/v1/zones/:zone/security_groups/:id/rules/:rule".
+func (s *Server) handleRuleDelete(c echo.Context) error {
+	if err := s.db.DeleteRule(c.Request().Context(), orgOf(c), zoneOf(c), c.Param("id"), c.Param("rule")); err != nil {
+		return err
+	}
+	return noContent(c)
+}

@@ -1,0 +1,91 @@
+package web
+
+import (
+	"net/http"
+
+	"github.com/labstack/echo/v4"
+	"github.com/labstack/echo/v4/middleware"
+)
+
+// registerRoutes registers every route of the server: the one place to
+// look for what answers a path. Middleware is set per route (or per API
+// group): a group at the root would also catch the console's unknown
+// paths, and the console's unknown API paths.
+func (s *Server) registerRoutes() {
+	e, con := s.e, s.console
+	e.GET("/healthz", s.handleHealthz)
+	e.GET("/metrics", echo.WrapHandler(s.metric.handler()))
+
+	// The Instance API v1, under /instance/v1/zones/:zone.
+	z := e.Group("/instance/v1/zones/:zone", s.requireToken)
+	z.GET("/security_groups", s.handleGroupList)
+	z.POST("/security_groups", s.handleGroupCreate)
+	// Static segments win over parameters in Echo's router, so "default"
+	// is never taken for a group ID.
+	z.GET("/security_groups/default/rules", s.handleDefaultRules)
+	z.GET("/security_groups/:id", s.handleGroupGet)
+	z.PATCH("/security_groups/:id", s.handleGroupPatch)
+	z.PUT("/security_groups/:id", s.handleGroupPut)
+	z.DELETE("/security_groups/:id", s.handleGroupDelete)
+	z.GET("/security_groups/:id/events", s.handleGroupEvents)
+	z.GET("/security_groups/:id/ruleset", s.handleGroupRuleset)
+	z.GET("/security_groups/:id/rules", s.handleRuleList)
+	z.POST("/security_groups/:id/rules", s.handleRuleCreate)
+	z.PUT("/security_groups/:id/rules", s.handleRuleSetAll)
+	z.GET("/security_groups/:id/rules/:rule", s.handleRuleGet)
+	z.PATCH("/security_groups/:id/rules/:rule", s.handleRulePatch)
+	z.DELETE("/security_groups/:id/rules/:rule", s.handleRuleDelete)
+	z.GET("/servers", s.handleServerList)
+	z.POST("/servers", s.handleServerCreate)
+	z.GET("/servers/:server", s.handleServerGet)
+	z.PATCH("/servers/:server", s.handleServerPatch)
+	z.DELETE("/servers/:server", s.handleServerDelete)
+
+	// The legacy API of the original documentation, in the default zone.
+	legacy := []echo.MiddlewareFunc{s.requireToken, s.legacyZone}
+	e.GET("/organizations", s.handleOrganizations, legacy...)
+	e.GET("/security_groups", s.handleGroupList, legacy...)
+	e.POST("/security_groups", s.handleLegacyGroupCreate, legacy...)
+	e.GET("/security_groups/:id", s.handleGroupGet, legacy...)
+	e.PUT("/security_groups/:id", s.handleGroupPatch, legacy...)
+	e.PATCH("/security_groups/:id", s.handleGroupPatch, legacy...)
+	e.DELETE("/security_groups/:id", s.handleGroupDelete, legacy...)
+
+	// The console.
+	e.GET("/static/*", con.handleStatic, middleware.Gzip())
+	public := []echo.MiddlewareFunc{consoleBodyLimit, con.securityHeaders, con.loadSession, con.csrf}
+	user := append(public[:len(public):len(public)], con.requireUser)
+	e.GET("/login", con.handleLoginPage, public...)
+	e.POST("/login", con.handleLoginForm, public...)
+	e.POST("/logout", con.handleLogoutForm, public...)
+	e.GET("/", func(c echo.Context) error { return c.Redirect(http.StatusSeeOther, "/security-groups") }, public...)
+
+	e.GET("/security-groups", con.handleGroupsPage, user...)
+	e.GET("/security-groups/new", con.handleGroupNewPage, user...)
+	e.POST("/security-groups/new", con.handleGroupNewForm, user...)
+	e.POST("/security-groups", con.handleGroupNewForm, user...)
+	e.GET("/security-groups/:id", con.handleGroupPage, user...)
+	e.POST("/security-groups/:id", con.handleGroupOverviewForm, user...)
+	e.GET("/security-groups/:id/state", con.handleGroupStatePartial, user...)
+	e.GET("/security-groups/:id/nft", con.handleGroupNFTPartial, user...)
+	e.POST("/security-groups/:id/default", con.handleGroupDefaultForm, user...)
+	e.POST("/security-groups/:id/delete", con.handleGroupDeleteForm, user...)
+	e.POST("/security-groups/:id/servers", con.handleGroupAddServerForm, user...)
+	e.POST("/security-groups/:id/servers/:server/unlink", con.handleGroupUnlinkForm, user...)
+	e.GET("/security-groups/:id/rules", con.handleRulesPartial, user...)
+	e.POST("/security-groups/:id/rules", con.handleRuleAddForm, user...)
+	e.GET("/security-groups/:id/rules/:rule/edit", con.handleRuleEditPage, user...)
+	e.POST("/security-groups/:id/rules/:rule", con.handleRuleEditForm, user...)
+	e.POST("/security-groups/:id/rules/:rule/move", con.handleRuleMoveForm, user...)
+	e.POST("/security-groups/:id/rules/:rule/delete", con.handleRuleDeleteForm, user...)
+
+	e.GET("/servers", con.handleServersPage, user...)
+	e.POST("/servers", con.handleServerRegisterForm, user...)
+	e.GET("/servers/:server", con.handleServerPage, user...)
+	e.POST("/servers/:server", con.handleServerEditForm, user...)
+	e.POST("/servers/:server/delete", con.handleServerRemoveForm, user...)
+
+	e.GET("/tokens", con.handleTokensPage, user...)
+	e.POST("/tokens", con.handleTokenGenerateForm, user...)
+	e.POST("/tokens/:key/revoke", con.handleTokenRevokeForm, user...)
+}
