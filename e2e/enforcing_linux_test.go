@@ -135,36 +135,44 @@ func namespaceBrowser(t *testing.T, ns string) playwright.Browser {
 	return b
 }
 
-// dialInNetns dials from inside the network namespace at path: the
-// socket is made on a thread that joined it. The thread stays locked and
-// so is discarded when the goroutine ends, never going back to the pool
-// in the wrong namespace.
+// dialInNetns dials from inside the network namespace at path.
 func dialInNetns(path string) func(ctx context.Context, network, addr string) (net.Conn, error) {
 	return func(ctx context.Context, network, addr string) (net.Conn, error) {
-		type result struct {
-			conn net.Conn
-			err  error
-		}
-		ch := make(chan result, 1)
-		go func() {
-			runtime.LockOSThread()
-			fd, err := unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
-			if err != nil {
-				ch <- result{err: fmt.Errorf("open %s: %w", path, err)}
-				return
-			}
-			defer unix.Close(fd)
-			if err := unix.Setns(fd, unix.CLONE_NEWNET); err != nil {
-				ch <- result{err: fmt.Errorf("setns %s: %w", path, err)}
-				return
-			}
+		return inNetns(path, func() (net.Conn, error) {
 			var d net.Dialer
-			c, err := d.DialContext(ctx, network, addr)
-			ch <- result{c, err}
-		}()
-		r := <-ch
-		return r.conn, r.err
+			return d.DialContext(ctx, network, addr)
+		})
 	}
+}
+
+// inNetns runs f on a thread that joined the network namespace at path;
+// sockets f makes stay there. The thread stays locked and so is discarded
+// when the goroutine ends, never going back to the pool in the wrong
+// namespace.
+func inNetns[T any](path string, f func() (T, error)) (T, error) {
+	type result struct {
+		v   T
+		err error
+	}
+	ch := make(chan result, 1)
+	go func() {
+		runtime.LockOSThread()
+		var zero T
+		fd, err := unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+		if err != nil {
+			ch <- result{zero, fmt.Errorf("open %s: %w", path, err)}
+			return
+		}
+		defer unix.Close(fd)
+		if err := unix.Setns(fd, unix.CLONE_NEWNET); err != nil {
+			ch <- result{zero, fmt.Errorf("setns %s: %w", path, err)}
+			return
+		}
+		v, err := f()
+		ch <- result{v, err}
+	}()
+	r := <-ch
+	return r.v, r.err
 }
 
 // run runs argv and returns its output, failing t if it fails.
