@@ -3,6 +3,7 @@ package e2e
 import (
 	"errors"
 	"fmt"
+	"os"
 	"os/exec"
 	"regexp"
 	"strings"
@@ -16,9 +17,12 @@ import (
 // writing into the host (a new table, or a rule in a table that was already
 // there) fails, and says which.
 
-// errNoNft is firewallDump's answer on a machine without nft: nothing can
-// be compared, which RAMPART_REQUIRE_ALL=1 turns into a failure.
-var errNoNft = errors.New("nft is not installed (apt-get install -y nftables, or make deps as root)")
+// firewallDump's answers when the ruleset cannot be read at all: nothing
+// can be compared, which RAMPART_REQUIRE_ALL=1 turns into a failure.
+var (
+	errNoNft   = errors.New("nft is not installed (apt-get install -y nftables, or make deps as root)")
+	errNotRoot = errors.New("not root, and nft needs root to read the ruleset")
+)
 
 // What moves on its own in a ruleset nobody changes: nft's counters and
 // quotas (--stateless already leaves them out; the pattern is a second
@@ -36,6 +40,9 @@ var (
 func firewallDump(prefix ...string) (string, error) {
 	if _, err := exec.LookPath("nft"); err != nil {
 		return "", errNoNft
+	}
+	if os.Geteuid() != 0 {
+		return "", errNotRoot
 	}
 	var b strings.Builder
 	out, err := output(prefix, "nft", "--stateless", "list", "ruleset")
@@ -74,10 +81,11 @@ func output(prefix []string, name string, args ...string) (string, error) {
 // before (or reports why it could not be read) and returns the exit code
 // it calls for.
 func hostFirewallVerdict(before string, beforeErr error) (string, int) {
+	unreadable := errors.Is(beforeErr, errNoNft) || errors.Is(beforeErr, errNotRoot)
 	switch {
-	case errors.Is(beforeErr, errNoNft) && requireAll:
+	case unreadable && requireAll:
 		return "e2e: RAMPART_REQUIRE_ALL=1 but the host's firewall cannot be compared before and after the suite: " + beforeErr.Error(), 1
-	case errors.Is(beforeErr, errNoNft):
+	case unreadable:
 		return "e2e: the host's firewall was not compared before and after the suite: " + beforeErr.Error(), 0
 	case beforeErr != nil:
 		return "e2e: read the host's firewall before the suite: " + beforeErr.Error(), 1
