@@ -3,9 +3,11 @@ package e2e
 import (
 	"encoding/json"
 	"fmt"
+	"net/url"
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -21,17 +23,58 @@ var expect = playwright.NewPlaywrightAssertions(10000)
 // looks at goes through see, which checks it with axe-core and keeps a
 // full-page screenshot; on failure the page's HTML and the browser's
 // console log are kept beside the screenshots.
+//
+// Whatever the browser reports as going wrong on any page of the context
+// fails the test when it ends (see problemsAtEnd): console messages of
+// type error, uncaught exceptions, and Content-Security-Policy violations
+// as the page's securitypolicyviolation events report them. The only
+// console errors a test may cause on purpose are the "Failed to load
+// resource" lines of the 4xx answers it provokes and declares with
+// expectFailedLoad.
 type tab struct {
 	playwright.Page
 	t   *testing.T
 	dir string
 
-	mu      sync.Mutex
-	shots   int
-	console []string
-	errors  []string // uncaught exceptions and Content-Security-Policy refusals
-	dialogs []string
+	mu       sync.Mutex
+	shots    int
+	console  []string     // every console line, kept on failure
+	problems []string     // what fails the test when it ends
+	expected []failedLoad // 4xx answers the test provokes, each used once
+	dialogs  []string
 }
+
+// failedLoad is a "Failed to load resource" console error a test expects:
+// the browser logs one for every 4xx answer, and the console answers 4xx
+// on purpose (a form with errors is 422, a missing group 404).
+type failedLoad struct {
+	status int
+	path   string
+}
+
+// violationBinding is the function the pages call with each CSP
+// violation; violationScript installs the listener in every document
+// before the page's own scripts run. Playwright evaluates both through the
+// DevTools protocol, outside the page's CSP, so they add no violation of
+// their own. The listener keeps the promises of the calls still in flight,
+// which flushProblems awaits: the Go side of a binding runs on its own
+// goroutine, and a violation must be recorded before the test is judged.
+const (
+	violationBinding = "__rampartCSPViolation"
+	violationScript  = `(() => {
+	const pending = new Set();
+	const describe = (el) => el && el.cloneNode ? el.cloneNode(false).outerHTML.slice(0, 300) : String(el);
+	window.addEventListener("securitypolicyviolation", (e) => {
+		const p = window.` + violationBinding + `({
+			directive: e.effectiveDirective, blocked: e.blockedURI, sample: e.sample,
+			source: e.sourceFile, line: e.lineNumber, column: e.columnNumber, element: describe(e.target),
+		});
+		pending.add(p);
+		p.finally(() => pending.delete(p));
+	}, true);
+	Object.defineProperty(window, "__rampartViolationsReported", {value: () => Promise.allSettled([...pending])});
+})()`
+)
 
 // newTab opens a page on srv in a fresh context of the suite's browser.
 func newTab(t *testing.T, srv *server) *tab {
@@ -51,42 +94,42 @@ func newTabIn(t *testing.T, srv *server, browser playwright.Browser) *tab {
 	if err != nil {
 		t.Fatalf("new browser context: %v", err)
 	}
-	page, err := ctx.NewPage()
+	p := &tab{t: t, dir: artifactDir(t)}
+	// Listened to on the context, before its first page exists, so that
+	// nothing a page reports is missed, whichever page it is.
+	ctx.OnConsole(p.onConsole)
+	ctx.OnWebError(func(e playwright.WebError) {
+		p.report("[pageerror] "+e.Error().Error(), "uncaught exception: "+e.Error().Error())
+	})
+	err = ctx.ExposeBinding(violationBinding, func(_ *playwright.BindingSource, args ...any) any {
+		raw, _ := json.Marshal(args)
+		p.report("[csp-violation] "+string(raw), "CSP violation: "+string(raw))
+		return nil
+	})
 	if err != nil {
-		t.Fatalf("new page: %v", err)
+		t.Fatalf("expose %s: %v", violationBinding, err)
 	}
-	page.SetDefaultTimeout(10000)
-	p := &tab{Page: page, t: t, dir: artifactDir(t)}
-	page.On("console", func(m playwright.ConsoleMessage) {
-		p.mu.Lock()
-		defer p.mu.Unlock()
-		line := fmt.Sprintf("[%s] %s", m.Type(), m.Text())
-		p.console = append(p.console, line)
-		if strings.Contains(m.Text(), "Content Security Policy") {
-			p.errors = append(p.errors, line)
-		}
-	})
-	page.On("pageerror", func(err error) {
-		p.mu.Lock()
-		defer p.mu.Unlock()
-		p.console = append(p.console, "[pageerror] "+err.Error())
-		p.errors = append(p.errors, err.Error())
-	})
+	if err := ctx.AddInitScript(playwright.Script{Content: playwright.String(violationScript)}); err != nil {
+		t.Fatalf("add the CSP violation listener: %v", err)
+	}
 	// A person confirms what they asked for (data-confirm on destroying
 	// forms); the message is kept.
-	page.On("dialog", func(d playwright.Dialog) {
+	ctx.OnDialog(func(d playwright.Dialog) {
 		p.mu.Lock()
 		p.dialogs = append(p.dialogs, d.Message())
 		p.console = append(p.console, "[dialog] "+d.Message())
 		p.mu.Unlock()
 		_ = d.Accept()
 	})
+	page, err := ctx.NewPage()
+	if err != nil {
+		t.Fatalf("new page: %v", err)
+	}
+	page.SetDefaultTimeout(10000)
+	p.Page = page
 	t.Cleanup(func() {
-		p.mu.Lock()
-		errs := append([]string(nil), p.errors...)
-		p.mu.Unlock()
-		if len(errs) > 0 {
-			t.Errorf("the browser reported errors:\n  %s", strings.Join(errs, "\n  "))
+		if problems := p.problemsAtEnd(); len(problems) > 0 {
+			t.Errorf("the browser reported %d problem(s):\n  %s", len(problems), strings.Join(problems, "\n  "))
 		}
 		if t.Failed() {
 			p.keepFailure()
@@ -94,6 +137,82 @@ func newTabIn(t *testing.T, srv *server, browser playwright.Browser) *tab {
 		_ = ctx.Close()
 	})
 	return p
+}
+
+// onConsole keeps every console line, and counts the errors as problems
+// unless the test declared them with expectFailedLoad.
+func (p *tab) onConsole(m playwright.ConsoleMessage) {
+	loc := m.Location()
+	line := fmt.Sprintf("[%s] %s (%s:%d)", m.Type(), m.Text(), loc.URL, loc.LineNumber)
+	if m.Type() != "error" {
+		p.report(line, "")
+		return
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.console = append(p.console, line)
+	for i, f := range p.expected {
+		if f.matches(m.Text(), loc.URL) {
+			p.expected = slices.Delete(p.expected, i, i+1)
+			return
+		}
+	}
+	p.problems = append(p.problems, "console error: "+m.Text()+" (at "+loc.URL+")")
+}
+
+func (f failedLoad) matches(text, rawURL string) bool {
+	u, err := url.Parse(rawURL)
+	return err == nil && u.Path == f.path &&
+		strings.HasPrefix(text, fmt.Sprintf("Failed to load resource: the server responded with a status of %d ", f.status))
+}
+
+// report keeps a console line and, if problem is not empty, a problem.
+func (p *tab) report(line, problem string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.console = append(p.console, line)
+	if problem != "" {
+		p.problems = append(p.problems, problem)
+	}
+}
+
+// expectFailedLoad declares that the next answer from path will be status
+// (a 4xx the test provokes): the console error the browser logs for it is
+// not a problem. Any other one is.
+func (p *tab) expectFailedLoad(status int, path string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.expected = append(p.expected, failedLoad{status, path})
+}
+
+// flushProblems lets the page finish what it is doing (an htmx request,
+// swap or settle still running) and waits until every CSP violation it
+// reported so far has reached the test.
+func (p *tab) flushProblems() {
+	_, _ = p.Evaluate(`async () => {
+		const busy = () => document.querySelector(".htmx-request, .htmx-swapping, .htmx-settling");
+		for (let i = 0; i < 100 && busy(); i++) await new Promise(r => setTimeout(r, 20));
+		await new Promise(r => requestAnimationFrame(() => setTimeout(r)));
+		if (window.__rampartViolationsReported) await window.__rampartViolationsReported();
+	}`)
+}
+
+// takeProblems returns the problems reported so far and forgets them.
+func (p *tab) takeProblems() []string {
+	p.flushProblems()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	problems := p.problems
+	p.problems = nil
+	return problems
+}
+
+// problemsAtEnd is what the browser reported during the test.
+func (p *tab) problemsAtEnd() []string {
+	if p.Page == nil {
+		return nil
+	}
+	return p.takeProblems()
 }
 
 // confirmed reports whether the page asked the person to confirm a
@@ -153,14 +272,14 @@ func (p *tab) see(name string) {
 	p.checkAccessibility(name)
 }
 
-// shotOptions takes a full-page screenshot into file. The caret is left
-// alone: hiding it leaves style="" on the inputs, which htmx copies when it
-// settles a swap, and the console's CSP (no inline style) then reports a
-// violation that no person would cause.
+// shotOptions takes a full-page screenshot into file, the caret hidden
+// (Playwright's default) so that screenshots do not depend on its blink.
+// Hiding it sets and then clears caret-color on every input through the
+// CSSOM, which leaves style="" behind, as extensions do on a person's
+// browser: the console must cope with that without a CSP violation (see
+// htmxConfig in views/layout.templ).
 func shotOptions(file string) playwright.PageScreenshotOptions {
-	return playwright.PageScreenshotOptions{
-		Path: playwright.String(file), FullPage: playwright.Bool(true), Caret: playwright.ScreenshotCaretInitial,
-	}
+	return playwright.PageScreenshotOptions{Path: playwright.String(file), FullPage: playwright.Bool(true)}
 }
 
 // axeViolation is one failed axe-core rule.

@@ -26,6 +26,7 @@ func TestSignIn(t *testing.T) {
 
 	p.fill("Email", a.Email)
 	p.fill("Password", "not-"+a.Password)
+	p.expectFailedLoad(http.StatusUnauthorized, "/login")
 	p.click(p.button("Sign in"), "Sign in")
 	p.visible(p.role("alert", nil), "the refusal of a wrong password")
 	p.see("wrong-password")
@@ -125,6 +126,7 @@ func TestAddRules(t *testing.T) {
 
 	// A bad rule is refused beside its field, and nothing is added.
 	p.fill("IP range", "10.0.0.300/8")
+	p.expectFailedLoad(http.StatusUnprocessableEntity, "/security-groups/"+g.ID+"/rules")
 	p.click(p.button("Add rule"), "Add rule")
 	if err := expect.Locator(p.label("IP range")).ToHaveAttribute("aria-invalid", "true"); err != nil {
 		t.Errorf("a bad IP range is not marked invalid: %v", err)
@@ -367,6 +369,7 @@ func TestServers(t *testing.T) {
 	// A BareMetal server cannot join a stateful group.
 	p.openGroup(stateful, "stateful-group-again")
 	p.chooseLike("Server", regexp.MustCompile(`^metal-1 \(BareMetal`))
+	p.expectFailedLoad(http.StatusUnprocessableEntity, "/security-groups/"+stateful.ID+"/servers")
 	p.click(p.button("Add server"), "Add server")
 	if err := expect.Locator(p.label("Server")).ToHaveAccessibleDescription(regexp.MustCompile(`(?i)baremetal|stateful`)); err != nil {
 		p.visible(p.role("alert", nil).Filter(playwright.LocatorFilterOptions{HasText: regexp.MustCompile(`(?i)baremetal|stateful`)}),
@@ -380,6 +383,7 @@ func TestServers(t *testing.T) {
 	// Nor can the stateless group holding it become stateful.
 	p.openGroup(stateless, "stateless-group")
 	p.check("Stateful", true)
+	p.expectFailedLoad(http.StatusUnprocessableEntity, "/security-groups/"+stateless.ID)
 	p.save()
 	p.visible(p.role("region", "Overview").GetByText(regexp.MustCompile(`(?i)baremetal.*metal-1|metal-1.*baremetal`)),
 		"the refusal to make a group holding a BareMetal server stateful")
@@ -477,6 +481,7 @@ func TestAccessibility(t *testing.T) {
 	p := newTab(t, srv)
 
 	p.open("/login", "login")
+	p.expectFailedLoad(http.StatusUnprocessableEntity, "/login")
 	p.click(p.button("Sign in"), "Sign in with nothing filled")
 	for _, field := range []string{"Email", "Password"} {
 		if err := expect.Locator(p.label(field)).ToHaveAccessibleDescription(regexp.MustCompile(`\S`)); err != nil {
@@ -487,6 +492,7 @@ func TestAccessibility(t *testing.T) {
 	p.signIn(a)
 	p.see("groups")
 	p.open("/security-groups/new?zone="+zone, "new-group")
+	p.expectFailedLoad(http.StatusUnprocessableEntity, "/security-groups/new")
 	p.click(p.button("Create security group"), "Create security group with no name")
 	p.visible(p.text("a name is required"), "the name's error")
 	p.see("new-group-errors")
@@ -497,6 +503,7 @@ func TestAccessibility(t *testing.T) {
 	p.visible(p.button("Save"), "the rule being edited")
 	p.see("group-edit-rule")
 	p.open("/servers?zone="+zone, "servers")
+	p.expectFailedLoad(http.StatusUnprocessableEntity, "/servers")
 	p.click(p.button("Register server"), "Register server with no name")
 	p.see("servers-errors")
 	p.fill("Name", "a11y-vm")
@@ -508,7 +515,9 @@ func TestAccessibility(t *testing.T) {
 	p.open("/tokens", "tokens")
 	p.click(p.button("Generate token"), "Generate token")
 	p.see("tokens-generated")
-	if _, err := p.Goto("/security-groups/00000000-0000-0000-0000-000000000000?zone=" + zone); err != nil {
+	const missing = "/security-groups/00000000-0000-0000-0000-000000000000"
+	p.expectFailedLoad(http.StatusNotFound, missing)
+	if _, err := p.Goto(missing + "?zone=" + zone); err != nil {
 		t.Fatal(err)
 	}
 	p.see("group-not-found")

@@ -42,13 +42,21 @@ var suite struct {
 	axeSource string
 }
 
-// requireAll makes the tests that would skip for lack of a browser, root
-// or the driver fail instead; CI sets it.
+// requireAll makes the tests that would skip for lack of a browser, root,
+// ip, nft or the driver fail instead, and so the suite without nft (the
+// host's firewall cannot be compared); CI sets it.
 var requireAll = os.Getenv("RAMPART_REQUIRE_ALL") == "1"
 
 func TestMain(m *testing.M) {
 	start := time.Now()
+	// The host's firewall is read before anything starts and compared
+	// once everything has stopped (see hostfirewall_test.go).
+	hostBefore, hostErr := firewallDump()
 	code := runSuite(m)
+	if msg, c := hostFirewallVerdict(hostBefore, hostErr); msg != "" {
+		fmt.Fprintln(os.Stderr, msg)
+		code = max(code, c)
+	}
 	fmt.Printf("e2e suite took %s\n", time.Since(start).Round(100*time.Millisecond))
 	os.Exit(code)
 }
