@@ -57,27 +57,76 @@ func MeasureApply(ctx context.Context, sc Scale, runs, incr int, tmp string) (Ap
 		}
 	}
 
+	// A second backend only reads: it has never applied anything, so its
+	// Verify always dumps the kernel's table instead of trusting the
+	// generation an apply left behind.
+	chk, err := enforcer.NewNFTables(enforcer.WithNetNS(ns.FD()))
+	if err != nil {
+		return res, err
+	}
+	defer chk.Close()
+	if len(rs.Errors) > 0 {
+		return res, fmt.Errorf("compile: %v", rs.Errors)
+	}
+	// The three ways of loading the ruleset, each checked after its timed
+	// part: the kernel must hold what was loaded.
+	loads := []func() (time.Duration, error){
+		func() (time.Duration, error) {
+			t0 := time.Now()
+			next := enforcer.Compile(snap)
+			if err := be.Apply(ctx, nil, next); err != nil {
+				return 0, fmt.Errorf("full resync: %w", err)
+			}
+			d := time.Since(t0)
+			if err := chk.Verify(ctx, next); err != nil {
+				return 0, fmt.Errorf("after a full resync: %w", err)
+			}
+			return d, nil
+		},
+		func() (time.Duration, error) {
+			t0 := time.Now()
+			if err := ns.Exec(nil, "nft", "-f", nftFile); err != nil {
+				return 0, err
+			}
+			d := time.Since(t0)
+			if err := chk.Verify(ctx, rs); err != nil {
+				return 0, fmt.Errorf("after nft -f: %w", err)
+			}
+			return d, nil
+		},
+		func() (time.Duration, error) {
+			t0 := time.Now()
+			if err := ns.Exec(nil, "iptables-restore", v4File); err != nil {
+				return 0, err
+			}
+			if err := ns.Exec(nil, "ip6tables-restore", v6File); err != nil {
+				return 0, err
+			}
+			d := time.Since(t0)
+			n := 0
+			for _, save := range []string{"iptables-save", "ip6tables-save"} {
+				out, err := ns.Output(save, "-t", "filter")
+				if err != nil {
+					return 0, err
+				}
+				n += strings.Count(string(out), "\n-A ")
+			}
+			if n != res.IPTRules {
+				return 0, fmt.Errorf("after iptables-restore: the kernel holds %d iptables rules, want %d", n, res.IPTRules)
+			}
+			return d, nil
+		},
+	}
+	samples := []*Sample{&res.Full, &res.NFT, &res.IPT}
 	for i := -1; i < runs; i++ {
-		t0 := time.Now()
-		if err := be.Apply(ctx, nil, enforcer.Compile(snap)); err != nil {
-			return res, fmt.Errorf("full resync: %w", err)
-		}
-		full := time.Since(t0)
-		t0 = time.Now()
-		if err := ns.Exec(nil, "nft", "-f", nftFile); err != nil {
-			return res, err
-		}
-		nft := time.Since(t0)
-		t0 = time.Now()
-		if err := ns.Exec(nil, "iptables-restore", v4File); err != nil {
-			return res, err
-		}
-		if err := ns.Exec(nil, "ip6tables-restore", v6File); err != nil {
-			return res, err
-		}
-		ipt := time.Since(t0)
-		if i >= 0 { // the first round warms caches and creates the tables
-			res.Full, res.NFT, res.IPT = append(res.Full, full), append(res.NFT, nft), append(res.IPT, ipt)
+		for _, k := range Order(i+1, len(loads)) {
+			d, err := loads[k]()
+			if err != nil {
+				return res, err
+			}
+			if i >= 0 { // the first round warms caches and creates the tables
+				*samples[k] = append(*samples[k], d)
+			}
 		}
 	}
 
@@ -88,20 +137,48 @@ func MeasureApply(ctx context.Context, sc Scale, runs, incr int, tmp string) (Ap
 	if err := be.Apply(ctx, nil, prev); err != nil {
 		return res, err
 	}
+	if sc.Rules == 0 || sc.Groups == 0 {
+		return res, nil
+	}
 	g := snap.Groups[17%len(snap.Groups)].ID
-	for i := 0; i < incr && sc.Rules > 0; i++ {
+	chain, _ := enforcer.ChainNames(g) // rule 0 is inbound
+	for i := 0; i < incr; i++ {
 		rules := append([]store.Rule(nil), snap.Rules[g]...)
-		rules[0].DestPortFrom = uint16(3000 + i) // rule 0 is TCP: ports apply
+		port := 3000 + i
+		rules[0].DestPortFrom = uint16(port) // rule 0 is TCP: ports apply
 		snap.Rules[g] = rules
 		t0 := time.Now()
 		next := c.Compile(snap)
 		if err := be.Apply(ctx, prev, next); err != nil {
 			return res, fmt.Errorf("incremental apply: %w", err)
 		}
-		res.Incremental = append(res.Incremental, time.Since(t0))
+		d := time.Since(t0)
+		if len(next.Errors) > 0 {
+			return res, fmt.Errorf("incremental compile: %v", next.Errors)
+		}
+		if err := checkPort(ns, chain, port); err != nil {
+			return res, fmt.Errorf("after an incremental apply: %w", err)
+		}
+		res.Incremental = append(res.Incremental, d)
 		prev = next
 	}
+	if err := chk.Verify(ctx, prev); err != nil {
+		return res, fmt.Errorf("after the incremental applies: %w", err)
+	}
 	return res, nil
+}
+
+// checkPort reads chain from the kernel of ns (with nft) and checks that a
+// rule matches TCP port port: the incremental change reached the kernel.
+func checkPort(ns *NS, chain string, port int) error {
+	out, err := ns.Output("nft", "list", "chain", "inet", enforcer.TableName, chain)
+	if err != nil {
+		return err
+	}
+	if !strings.Contains(string(out), fmt.Sprintf("tcp dport %d ", port)) {
+		return fmt.Errorf("chain %s in the kernel has no rule for TCP port %d: %s", chain, port, firstLines(string(out), 8))
+	}
+	return nil
 }
 
 func allChains(rs *enforcer.Ruleset) []enforcer.Chain {
