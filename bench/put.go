@@ -41,9 +41,10 @@ const (
 
 // putAPI drives the rules of groups through one server's API.
 type putAPI struct {
-	client *http.Client
-	base   string // …/zones/{zone}/security_groups
-	secret string
+	client  *http.Client
+	base    string // …/zones/{zone}/security_groups
+	secret  string
+	timeout time.Duration // of waitAvailable
 }
 
 // put replaces the rules of group id with body, checks the answer, and
@@ -93,10 +94,10 @@ func ruleIDs(answer []byte) ([]string, error) {
 
 // waitAvailable polls group id until the API reports it "available": the
 // enforcer has applied the group's current generation to the kernel.
-// "syncing_error", a wrong answer or stateTimeout is an error.
+// "syncing_error", a wrong answer or a.timeout is an error.
 func (a putAPI) waitAvailable(id string) error {
 	check := groupCheck(id)
-	deadline := time.Now().Add(stateTimeout)
+	deadline := time.Now().Add(a.timeout)
 	for {
 		req, err := http.NewRequest(http.MethodGet, a.base+"/"+id, nil)
 		if err != nil {
@@ -121,7 +122,7 @@ func (a putAPI) waitAvailable(id string) error {
 		case bytes.Contains(b, []byte(`"state":"syncing_error"`)):
 			return fmt.Errorf("group %s: syncing_error: %s", id, snippet(b))
 		case time.Now().After(deadline):
-			return fmt.Errorf("group %s not available after %s: %s", id, stateTimeout, snippet(b))
+			return fmt.Errorf("group %s not available after %s: %s", id, a.timeout, snippet(b))
 		}
 		time.Sleep(statePoll)
 	}
@@ -196,7 +197,10 @@ func MeasurePut(ctx context.Context, bin, dir string, sc Scale, runs, workers, n
 		return res, fmt.Errorf("read the server's namespace: %w", err)
 	}
 	defer be.Close()
-	api := putAPI{client: p.client(workers + 1), base: "http://" + p.addr + "/instance/v1/zones/" + zone + "/security_groups", secret: secret}
+	api := putAPI{
+		client: p.client(workers + 1), base: "http://" + p.addr + "/instance/v1/zones/" + zone + "/security_groups",
+		secret: secret, timeout: stateTimeout,
+	}
 	bodies, err := putBodies(zone, DetailRules)
 	if err != nil {
 		return res, err
