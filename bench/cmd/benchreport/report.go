@@ -462,10 +462,11 @@ func (r *report) writeDatapath(w *strings.Builder) {
 	}
 	for _, c := range d.Configs {
 		rel, vsNone, counted := "", "", "no ruleset (checked empty)"
-		if few, _ := r.dpPair(c.Config.Kind); few != nil && c.Config.Kind != "none" {
+		// A baseline's ratio to itself is left empty: it is no measurement.
+		if few, _ := r.dpPair(c.Config.Kind); few != nil && c.Config.Kind != "none" && few.Config != c.Config {
 			rel = times(rateRatio(c.Rate(), few.Rate()))
 		}
-		if none != nil {
+		if none != nil && c.Config.Kind != "none" {
 			vsNone = times(rateRatio(c.Rate(), none.Rate()))
 		}
 		if c.Config.Kind != "none" {
