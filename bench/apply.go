@@ -18,7 +18,8 @@ type ApplyResult struct {
 	KernelRules int    // rules of the inet rampart table
 	IPTRules    int    // rules of the iptables + ip6tables files
 	TextBytes   int    // size of the nft script
-	Incremental Sample // compile + incremental apply of one changed rule
+	Incremental Sample // compile + incremental apply of one changed rule, each read back before the next
+	Burst       Sample // the same, back to back
 	Full        Sample // compile + full resync over netlink
 	NFT         Sample // nft -f of Ruleset.Text()
 	IPT         Sample // iptables-restore + ip6tables-restore of the linear equivalent
@@ -26,8 +27,10 @@ type ApplyResult struct {
 
 // MeasureApply measures, in a namespace of its own, a full resync over
 // netlink, `nft -f` of the same ruleset's text and iptables-restore of its
-// linear equivalent, interleaved, runs times each after one warm-up round;
-// then incr incremental applies of a one-rule change.
+// linear equivalent, taking turns in alternating order, runs times each
+// after one warm-up round; then incr incremental applies of a one-rule
+// change isolated, and as many back to back. After every timed load the
+// kernel is read back, and a mismatch is an error.
 func MeasureApply(ctx context.Context, sc Scale, runs, incr int, tmp string) (ApplyResult, error) {
 	res := ApplyResult{Scale: sc}
 	ns, err := NewNS("ap")
@@ -131,7 +134,13 @@ func MeasureApply(ctx context.Context, sc Scale, runs, incr int, tmp string) (Ap
 	}
 
 	// Incremental: one rule of one group changes, compiled as the
-	// reconciler compiles (a Compiler that reuses unchanged groups).
+	// reconciler compiles (a Compiler that reuses unchanged groups), in
+	// two ways that take turns in rounds: isolated, each change read back
+	// from the kernel (untimed) before the next, which leaves the kernel
+	// a moment between applies as between changes made one at a time;
+	// and back to back, as under a stream of changes, where each apply's
+	// answer is the kernel's acknowledgement of its batch and the last
+	// change of the burst is read back after it.
 	var c enforcer.Compiler
 	prev := c.Compile(snap)
 	if err := be.Apply(ctx, nil, prev); err != nil {
@@ -142,25 +151,48 @@ func MeasureApply(ctx context.Context, sc Scale, runs, incr int, tmp string) (Ap
 	}
 	g := snap.Groups[17%len(snap.Groups)].ID
 	chain, _ := enforcer.ChainNames(g) // rule 0 is inbound
-	for i := 0; i < incr; i++ {
+	port := 3000
+	change := func() (time.Duration, error) {
+		port++
 		rules := append([]store.Rule(nil), snap.Rules[g]...)
-		port := 3000 + i
 		rules[0].DestPortFrom = uint16(port) // rule 0 is TCP: ports apply
 		snap.Rules[g] = rules
 		t0 := time.Now()
 		next := c.Compile(snap)
 		if err := be.Apply(ctx, prev, next); err != nil {
-			return res, fmt.Errorf("incremental apply: %w", err)
+			return 0, fmt.Errorf("incremental apply: %w", err)
 		}
 		d := time.Since(t0)
 		if len(next.Errors) > 0 {
-			return res, fmt.Errorf("incremental compile: %v", next.Errors)
+			return 0, fmt.Errorf("incremental compile: %v", next.Errors)
 		}
-		if err := checkPort(ns, chain, port); err != nil {
-			return res, fmt.Errorf("after an incremental apply: %w", err)
-		}
-		res.Incremental = append(res.Incremental, d)
 		prev = next
+		return d, nil
+	}
+	const rounds = 3
+	per := max(1, incr/rounds)
+	for round := 0; round < rounds; round++ {
+		for _, k := range Order(round, 2) {
+			for range per {
+				d, err := change()
+				if err != nil {
+					return res, err
+				}
+				if k == 0 {
+					if err := checkPort(ns, chain, port); err != nil {
+						return res, fmt.Errorf("after an incremental apply: %w", err)
+					}
+					res.Incremental = append(res.Incremental, d)
+				} else {
+					res.Burst = append(res.Burst, d)
+				}
+			}
+			if k == 1 {
+				if err := checkPort(ns, chain, port); err != nil {
+					return res, fmt.Errorf("after a burst of incremental applies: %w", err)
+				}
+			}
+		}
 	}
 	if err := chk.Verify(ctx, prev); err != nil {
 		return res, fmt.Errorf("after the incremental applies: %w", err)

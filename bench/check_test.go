@@ -259,12 +259,12 @@ func TestBenchmarkComparedRunsAlternate(t *testing.T) {
 func TestBenchmarkChecksInKernel(t *testing.T) {
 	requireRoot(t, "iptables-restore", "ip6tables-restore", "iptables-save", "ip6tables-save")
 	ctx := context.Background()
-	a, err := MeasureApply(ctx, Scale{Servers: 3, Groups: 4, Rules: 5}, 1, 2, t.TempDir())
+	a, err := MeasureApply(ctx, Scale{Servers: 3, Groups: 4, Rules: 5}, 1, 3, t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(a.Full) != 1 || len(a.NFT) != 1 || len(a.IPT) != 1 || len(a.Incremental) != 2 {
-		t.Fatalf("apply: %d, %d, %d, %d runs; want 1, 1, 1, 2", len(a.Full), len(a.NFT), len(a.IPT), len(a.Incremental))
+	if len(a.Full) != 1 || len(a.NFT) != 1 || len(a.IPT) != 1 || len(a.Incremental) != 3 || len(a.Burst) != 3 {
+		t.Fatalf("apply: %d, %d, %d, %d, %d runs; want 1, 1, 1, 3, 3", len(a.Full), len(a.NFT), len(a.IPT), len(a.Incremental), len(a.Burst))
 	}
 	dp, err := MeasureDatapath(ctx, []DatapathConfig{
 		{Name: "none", Servers: 1, Kind: "none"},

@@ -47,6 +47,22 @@ func (g *synth) rates(base float64, runs int) []float64 {
 	return r
 }
 
+func scaled(s bench.Sample, x float64) bench.Sample {
+	out := make(bench.Sample, len(s))
+	for i, d := range s {
+		out[i] = time.Duration(float64(d) * x)
+	}
+	return out
+}
+
+func scaledRates(rs []float64, x float64) []float64 {
+	out := make([]float64, len(rs))
+	for i, r := range rs {
+		out[i] = r * x
+	}
+	return out
+}
+
 func (g *synth) load(name string, rate float64, ms float64) bench.LoadResult {
 	return bench.LoadResult{Name: name, Bytes: g.n(5000), RPS: g.rates(rate, 5), P50: g.sample(ms, 5), P99: g.sample(4*ms, 5)}
 }
@@ -55,13 +71,18 @@ func (g *synth) load(name string, rate float64, ms float64) bench.LoadResult {
 // missed (miss) or met.
 func syntheticReport(v int, miss bool) *report {
 	g := &synth{v: v, rnd: rand.New(rand.NewPCG(uint64(v), 16))}
-	// k scales a duration to the wrong side of its goal when missing.
+	// k picks a value on the right or the wrong side of its goal.
 	k := func(meet, missed float64) float64 {
 		if miss {
 			return missed
 		}
 		return meet
 	}
+	// rho is the ratio of a compared pair: k's, times a factor of the
+	// variant, so that a ratio printed with two digits differs between
+	// variants too. The pairs are built from the same runs, scaled, so
+	// that the ratio of their medians is rho exactly.
+	rho := func(meet, missed float64) float64 { return k(meet, missed) * (1 + 0.1*float64(v)) }
 	start := time.Date(2030+v, time.Month(2+v), 3+v, 4+v, 7+v, 0, 0, time.UTC)
 	r := &report{
 		cfg: config{
@@ -82,9 +103,11 @@ func syntheticReport(v int, miss bool) *report {
 		nft := g.sample(37, 5)
 		r.apply = append(r.apply, bench.ApplyResult{
 			Scale: sc, KernelRules: g.n(3000), IPTRules: g.n(4000), TextBytes: g.n(90000),
-			Incremental: g.sample(k(1.1, 11), 30),
-			Full:        g.sample(37*k(0.2, 2.1), 5), NFT: nft, IPT: g.sample(37*k(2.3, 0.5), 5),
+			Incremental: g.sample(k(1.1, 11), 30), Burst: g.sample(k(0.9, 7), 30),
+			NFT: nft, Full: scaled(nft, rho(0.25, 2)),
 		})
+		last := &r.apply[len(r.apply)-1]
+		last.IPT = scaled(last.Full, 1/rho(0.35, 1.5))
 		r.store = append(r.store, bench.StoreApplyResult{
 			Scale: sc, Commit: g.sample(0.7, 15), ToKernel: g.sample(k(1.3, 13), 15),
 			Snapshot: g.sample(9, 5), LastApply: g.sample(k(0.9, 9.1), 15),
@@ -93,17 +116,18 @@ func syntheticReport(v int, miss bool) *report {
 	dp := &bench.DatapathResults{Workers: 2 + v, Duration: g.d(1700).Round(100 * time.Millisecond), Port: 8000 + v,
 		GroupRules: g.n(47), Groups: g.n(190)}
 	few, many := 1+v, g.n(4900)
+	nftFew, iptFew := g.rates(21000, 5), g.rates(20000, 5)
 	for _, c := range []struct {
-		cfg  bench.DatapathConfig
-		rate float64
+		cfg   bench.DatapathConfig
+		rates []float64
 	}{
-		{bench.DatapathConfig{Name: "no ruleset", Servers: few, Kind: "none"}, 23000},
-		{bench.DatapathConfig{Name: "Rampart", Servers: few, Kind: "nftables"}, 21000},
-		{bench.DatapathConfig{Name: "Rampart", Servers: many, Kind: "nftables"}, 21000 * k(2.1, 0.3)},
-		{bench.DatapathConfig{Name: "iptables", Servers: few, Kind: "iptables"}, 20000},
-		{bench.DatapathConfig{Name: "iptables", Servers: many, Kind: "iptables"}, 1100},
+		{bench.DatapathConfig{Name: "no ruleset", Servers: few, Kind: "none"}, g.rates(23000, 5)},
+		{bench.DatapathConfig{Name: "Rampart", Servers: few, Kind: "nftables"}, nftFew},
+		{bench.DatapathConfig{Name: "Rampart", Servers: many, Kind: "nftables"}, scaledRates(nftFew, rho(1.5, 0.4))},
+		{bench.DatapathConfig{Name: "iptables", Servers: few, Kind: "iptables"}, iptFew},
+		{bench.DatapathConfig{Name: "iptables", Servers: many, Kind: "iptables"}, scaledRates(iptFew, rho(0.1, 0.1))},
 	} {
-		res := bench.DatapathResult{Config: c.cfg, Rules: g.n(11000), Rates: g.rates(c.rate, 5)}
+		res := bench.DatapathResult{Config: c.cfg, Rules: g.n(11000), Rates: c.rates}
 		for _, x := range res.Rates {
 			conns := int(x * dp.Duration.Seconds())
 			res.Conns = append(res.Conns, conns)
@@ -118,10 +142,12 @@ func syntheticReport(v int, miss bool) *report {
 	r.datapath = dp
 	api := &bench.APIResults{
 		Scale: bench.Scale{Groups: g.n(990), Rules: g.n(9)}, Workers: 6 + v, Duration: dp.Duration, PerPage: g.n(95), PutRules: g.n(97),
-		Get: g.load("GET one group", 20000, 0.3), GetBare: g.load("bare Echo", 20000*k(0.4, 3.3), 0.1),
-		List: g.load("GET a page", 1600, 3.7), ListBare: g.load("bare Echo", 1600*k(0.4, 17), 0.2),
+		Get: g.load("GET one group", 20000, 0.3), GetBare: g.load("bare Echo", 20000, 0.1),
+		List: g.load("GET a page", 1600, 3.7), ListBare: g.load("bare Echo", 1600, 0.2),
 		Put: g.load("PUT, preview", 310, 23), PutApply: g.sample(19, 5),
 	}
+	api.GetBare.RPS = scaledRates(api.Get.RPS, 1/rho(1, 0.2))
+	api.ListBare.RPS = scaledRates(api.List.RPS, 1/rho(1, 0.05))
 	r.api = api
 	r.put = &bench.PutResults{
 		Scale: bench.Scale{Servers: g.n(980), Groups: g.n(980), Rules: g.n(9)}, KernelRules: g.n(15000), Rules: g.n(97),
