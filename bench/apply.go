@@ -235,7 +235,9 @@ type StoreApplyResult struct {
 
 // MeasureStoreApply fills a store at sc, runs a reconciler with the nftables
 // backend in a namespace, and times n rule creations from the call to
-// store.CreateRule until the reconciler reports the group applied.
+// store.CreateRule until the reconciler reports the group applied; then,
+// untimed, the group's chain is read from the kernel and must hold the
+// rule.
 func MeasureStoreApply(ctx context.Context, sc Scale, n int, tmp string) (StoreApplyResult, error) {
 	res := StoreApplyResult{Scale: sc}
 	ds, err := Populate(ctx, tmp, sc)
@@ -270,6 +272,7 @@ func MeasureStoreApply(ctx context.Context, sc Scale, n int, tmp string) (StoreA
 		return nil
 	}
 	g := ds.Groups[17%len(ds.Groups)]
+	in, _ := enforcer.ChainNames(g.ID) // the rules created are inbound
 	t0 := time.Now()
 	gen, err := ds.DB.Generation(ctx)
 	if err != nil {
@@ -311,9 +314,19 @@ func MeasureStoreApply(ctx context.Context, sc Scale, n int, tmp string) (StoreA
 		if err := waitGen(g.ID, gen); err != nil {
 			return res, err
 		}
-		res.ToKernel = append(res.ToKernel, time.Since(t0))
+		toKernel := time.Since(t0)
+		lastApply := rec.Stats().LastApplyDuration
+		// Untimed: the reconciler's word checked against the kernel.
+		got, err := be.Counters(ctx, in)
+		if err != nil {
+			return res, fmt.Errorf("read group %s from the kernel: %w", g.ID, err)
+		}
+		if _, ok := got[r.ID]; !ok {
+			return res, fmt.Errorf("group %s reported applied, but the kernel's chain %s lacks rule %s", g.ID, in, r.ID)
+		}
+		res.ToKernel = append(res.ToKernel, toKernel)
 		res.Commit = append(res.Commit, commit)
-		res.LastApply = append(res.LastApply, rec.Stats().LastApplyDuration)
+		res.LastApply = append(res.LastApply, lastApply)
 		// Back to the same size for the next round; not measured.
 		if err := ds.DB.DeleteRule(ctx, ds.Org.ID, ds.Zone, g.ID, r.ID); err != nil {
 			return res, err

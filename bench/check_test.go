@@ -253,9 +253,10 @@ func TestBenchmarkComparedRunsAlternate(t *testing.T) {
 	}
 }
 
-// TestBenchmarkChecksInKernel runs the enforcer and datapath benchmarks at
-// a tiny scale: their kernel checks (the table read back, the accepting
-// rule's counter) must pass on a correct run.
+// TestBenchmarkChecksInKernel runs the enforcer, store and datapath
+// benchmarks at a tiny scale: their kernel checks (the table read back,
+// the rule created found in its chain, the accepting rule's counter) must
+// pass on a correct run.
 func TestBenchmarkChecksInKernel(t *testing.T) {
 	requireRoot(t, "iptables-restore", "ip6tables-restore", "iptables-save", "ip6tables-save")
 	ctx := context.Background()
@@ -265,6 +266,13 @@ func TestBenchmarkChecksInKernel(t *testing.T) {
 	}
 	if len(a.Full) != 1 || len(a.NFT) != 1 || len(a.IPT) != 1 || len(a.Incremental) != 3 || len(a.Burst) != 3 {
 		t.Fatalf("apply: %d, %d, %d, %d, %d runs; want 1, 1, 1, 3, 3", len(a.Full), len(a.NFT), len(a.IPT), len(a.Incremental), len(a.Burst))
+	}
+	st, err := MeasureStoreApply(ctx, Scale{Servers: 3, Groups: 4, Rules: 5}, 2, t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(st.ToKernel) != 2 {
+		t.Fatalf("store to kernel: %d runs, want 2", len(st.ToKernel))
 	}
 	dp, err := MeasureDatapath(ctx, []DatapathConfig{
 		{Name: "none", Servers: 1, Kind: "none"},
