@@ -421,8 +421,9 @@ func (r *report) writeStore(w *strings.Builder) {
 	}
 	p("The whole path: a store filled through its public methods (`bench.Populate`), the reconciler running with the nftables\n")
 	p("backend in a namespace; the time from calling `store.CreateRule` until `Reconciler.GroupGeneration` reaches the\n")
-	p("commit's generation (median of %d; the rule is deleted again between rounds, unmeasured). The reconciler reads\n", len(r.store[0].ToKernel))
-	p("only what changed (`store.SnapshotSince`); a whole `store.Snapshot` is timed apart in the last column for comparison.\n\n")
+	p("commit's generation (median of %d); then, untimed, the group's chain is read from the kernel over netlink and must hold\n", len(r.store[0].ToKernel))
+	p("the new rule, and the rule is deleted again before the next round. The reconciler reads only what changed\n")
+	p("(`store.SnapshotSince`); a whole `store.Snapshot` is timed apart in the last column for comparison.\n\n")
 	p("| servers | groups | rules/group | CreateRule (commit) | call → kernel | p90 | reconciler pass (read + compile + apply) | whole store.Snapshot |\n")
 	p("|---:|---:|---:|---:|---:|---:|---:|---:|\n")
 	for _, s := range r.store {
