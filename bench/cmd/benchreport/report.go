@@ -330,6 +330,10 @@ func (r *report) write(w *strings.Builder) {
 	}
 	p("\nReproduce with `%s` as root (it creates and deletes its own network namespaces and never touches the\n", r.cfg.command)
 	p("host's ruleset); `go run ./bench/cmd/benchreport -h` lists the options.\n\n")
+	if r.cfg.quick {
+		p("> Smoke run (`-quick`): the smallest matrix and short runs, to check the harness; these are not the figures of a\n")
+		p("> full `%s`.\n\n", r.cfg.command)
+	}
 	if len(r.skipped) > 0 {
 		p("> Not run as root: the %s sections were not measured (they need network namespaces).\n\n", strings.Join(r.skipped, ", "))
 	}
