@@ -38,14 +38,19 @@ e2e: deps build
 	RAMPART_BIN=$(CURDIR)/bin/rampart go test -count=1 -timeout 15m -v ./e2e
 
 # Benchmarks, side by side with nft -f, iptables-restore and a bare Echo
-# handler; writes BENCHMARKS.md (about 5 minutes; root for the enforcer
-# and datapath parts, which run in network namespaces they create). Not
-# part of `make test`.
+# handler; writes BENCHMARKS.md (about 5 minutes; root for the enforcer,
+# datapath and PUT parts, which run in network namespaces they create).
+# Not part of `make test`. The Go benchmarks' exit status is kept through
+# the pipe to tee: a failed benchmark stops the report, and the report
+# prints the command that ran them.
 bench: deps build
 	@out=$$(mktemp) && \
-	go test -run '^$$' -bench . -benchtime 20x -count 5 ./enforcer | tee $$out && \
-	go run ./bench/cmd/benchreport -gobench $$out -bin bin/rampart -out BENCHMARKS.md; \
-	rc=$$?; rm -f $$out; exit $$rc
+	gobench="go test -run '^$$' -bench . -benchtime 20x -count 5 ./enforcer" && \
+	echo "$$gobench" && \
+	{ sh -c "$$gobench"; echo $$? >$$out.rc; } 2>&1 | tee $$out && \
+	[ "$$(cat $$out.rc)" = 0 ] && \
+	go run ./bench/cmd/benchreport -gobench $$out -gobench-cmd "$$gobench" -bin bin/rampart -out BENCHMARKS.md; \
+	rc=$$?; rm -f $$out $$out.rc; exit $$rc
 
 # Load and crash harness (not part of `make test`): 200 clients for 60 s,
 # then the same with a SIGKILL half-way, enforcing in a namespace as root.

@@ -9,7 +9,9 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/labstack/echo/v4"
@@ -22,31 +24,36 @@ import (
 // WebEnv is the real server (store, reconciler with the preview backend,
 // web.Server) over loopback HTTP, filled with a dataset.
 type WebEnv struct {
+	Scale  Scale // groups of rules each; no server
 	DS     *Dataset
 	Rec    *enforcer.Reconciler
 	Srv    *web.Server
 	TS     *httptest.Server
-	Detail store.Group // a group with 100 rules
+	Detail store.Group // a group with DetailRules rules
 	cancel context.CancelFunc
 	done   chan struct{}
 }
 
+// DetailRules is the number of rules of WebEnv.Detail, and of every PUT.
+const DetailRules = 100
+
 // NewWebEnv fills a store in dir with groups groups of rules rules each
-// (and the first group with 100), and serves it. Logs are written as JSON
+// (and the first group with DetailRules), and serves it. Logs are written as JSON
 // to nowhere: formatted, as in production, but not kept.
 func NewWebEnv(ctx context.Context, dir string, groups, rules int) (*WebEnv, error) {
-	ds, err := Populate(ctx, dir, Scale{Groups: groups, Rules: rules})
+	sc := Scale{Groups: groups, Rules: rules}
+	ds, err := Populate(ctx, dir, sc)
 	if err != nil {
 		return nil, err
 	}
-	env := &WebEnv{DS: ds, done: make(chan struct{})}
-	if _, err := ds.DB.SetRules(ctx, ds.Org.ID, ds.Zone, ds.Groups[0].ID, RuleInputs(0, 100)); err != nil {
+	env := &WebEnv{Scale: sc, DS: ds, done: make(chan struct{})}
+	if _, err := ds.DB.SetRules(ctx, ds.Org.ID, ds.Zone, ds.Groups[0].ID, RuleInputs(0, DetailRules)); err != nil {
 		ds.DB.Close()
-		return nil, err
+		return nil, fmt.Errorf("set the detail group's rules: %w", err)
 	}
 	if env.Detail, err = ds.DB.Group(ctx, ds.Org.ID, ds.Zone, ds.Groups[0].ID); err != nil {
 		ds.DB.Close()
-		return nil, err
+		return nil, fmt.Errorf("read the detail group: %w", err)
 	}
 	logger := slog.New(slog.NewJSONHandler(io.Discard, nil))
 	env.Rec = enforcer.NewReconciler(ds.DB, enforcer.NewPreview("benchmark"), logger)
@@ -56,7 +63,7 @@ func NewWebEnv(ctx context.Context, dir string, groups, rules int) (*WebEnv, err
 	<-env.Rec.Ready()
 	if env.Srv, err = web.New(web.Config{Store: ds.DB, Enforcer: env.Rec, Logger: logger, Version: "bench"}); err != nil {
 		env.Close()
-		return nil, err
+		return nil, fmt.Errorf("web server: %w", err)
 	}
 	env.TS = httptest.NewServer(env.Srv)
 	return env, nil
@@ -74,63 +81,94 @@ func (env *WebEnv) Close() {
 
 // LoadResult holds the runs of one load test.
 type LoadResult struct {
-	Name   string
-	Bytes  int       // response body size
-	RPS    []float64 // per run
-	P50    Sample    // per run
-	P99    Sample    // per run
-	Errors int
+	Name  string
+	Bytes int       // response body size
+	RPS   []float64 // per run
+	P50   Sample    // per run
+	P99   Sample    // per run
 }
 
 // Rate returns the median requests per second.
 func (r LoadResult) Rate() float64 { return MedianFloat(r.RPS) }
 
-func (r *LoadResult) add(n int, lat Sample, d time.Duration, errs int) {
-	r.RPS = append(r.RPS, float64(n)/d.Seconds())
+func (r *LoadResult) add(lat Sample, d time.Duration) {
+	r.RPS = append(r.RPS, float64(len(lat))/d.Seconds())
 	r.P50 = append(r.P50, lat.Percentile(50))
 	r.P99 = append(r.P99, lat.Percentile(99))
-	r.Errors += errs
 }
 
-// loadGen sends requests from workers goroutines for d; mk builds the i-th
-// request of worker w. It returns the requests answered with want, their
-// latencies, and the others.
-func loadGen(client *http.Client, workers int, d time.Duration, want int, mk func(w, i int) *http.Request) (int, Sample, int) {
-	var mu sync.Mutex
-	var all Sample
-	errs := 0
-	var wg sync.WaitGroup
+// loadGen sends requests from workers goroutines for d: mk builds the i-th
+// request of worker w, and check inspects every answer (w is the worker)
+// once its latency is taken. It returns the latencies, or the first error:
+// a request that failed or an answer that check refused, after which every
+// worker stops. A load test never reports a figure made of failures.
+func loadGen(client *http.Client, workers int, d time.Duration, mk func(w, i int) (*http.Request, error), check func(w, status int, body []byte) error) (Sample, error) {
+	var (
+		mu       sync.Mutex
+		all      Sample
+		firstErr error
+		stop     atomic.Bool
+		wg       sync.WaitGroup
+	)
+	fail := func(err error) {
+		mu.Lock()
+		if firstErr == nil {
+			firstErr = err
+		}
+		mu.Unlock()
+		stop.Store(true)
+	}
 	deadline := time.Now().Add(d)
 	for w := 0; w < workers; w++ {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			var lat Sample
-			bad := 0
-			for i := 0; time.Now().Before(deadline); i++ {
-				req := mk(w, i)
+			var body bytes.Buffer
+			for i := 0; !stop.Load() && time.Now().Before(deadline); i++ {
+				req, err := mk(w, i)
+				if err != nil {
+					fail(err)
+					return
+				}
 				t0 := time.Now()
 				resp, err := client.Do(req)
 				if err != nil {
-					bad++
-					continue
+					fail(err)
+					return
 				}
-				_, _ = io.Copy(io.Discard, resp.Body)
+				body.Reset()
+				_, err = body.ReadFrom(resp.Body)
 				resp.Body.Close()
-				if resp.StatusCode != want {
-					bad++
-					continue
+				d := time.Since(t0)
+				if err != nil {
+					fail(fmt.Errorf("%s %s: read the answer: %w", req.Method, req.URL.Path, err))
+					return
 				}
-				lat = append(lat, time.Since(t0))
+				if err := check(w, resp.StatusCode, body.Bytes()); err != nil {
+					fail(fmt.Errorf("%s %s: %w", req.Method, req.URL.Path, err))
+					return
+				}
+				lat = append(lat, d)
 			}
 			mu.Lock()
 			all = append(all, lat...)
-			errs += bad
 			mu.Unlock()
 		}()
 	}
 	wg.Wait()
-	return len(all), all, errs
+	if firstErr != nil {
+		return nil, firstErr
+	}
+	if len(all) == 0 {
+		return nil, fmt.Errorf("no request answered in %s", d)
+	}
+	return all, nil
+}
+
+// anyWorker returns c as a check of loadGen, the same for every worker.
+func anyWorker(c Check) func(int, int, []byte) error {
+	return func(_, status int, body []byte) error { return c(status, body) }
 }
 
 func newClient(workers int) *http.Client {
@@ -139,23 +177,68 @@ func newClient(workers int) *http.Client {
 
 // APIResults are the API figures.
 type APIResults struct {
+	Scale    Scale // of the store: groups of rules each
 	Workers  int
 	Duration time.Duration
+	PerPage  int        // groups of the list request
 	Get      LoadResult // GET one group
 	GetBare  LoadResult // bare Echo handler, same body
-	List     LoadResult // GET 100 groups
+	List     LoadResult // GET PerPage groups
 	ListBare LoadResult
-	Put      LoadResult // PUT 100 rules, until the reconciler applied the last
+	PutRules int        // rules of each PUT
+	Put      LoadResult // PUT PutRules rules with the preview backend, until the reconciler applied the last
 	PutApply Sample     // per run: from the end of the run until applied
+}
+
+// Checks of the API's answers. Echo writes the keys of a map in order, and
+// a group's ID first: every answer starts with its top-level key.
+func groupCheck(id string) Check {
+	return ExpectJSON(http.StatusOK, `{"security_group":{"id":"`+id+`"`, "", -1)
+}
+
+func listCheck(n int) Check {
+	return ExpectJSON(http.StatusOK, `{"security_groups":[`, `"organization_default":`, n)
+}
+
+func putCheck(n int) Check {
+	return ExpectJSON(http.StatusOK, `{"rules":[`, `"editable":true`, n)
+}
+
+// putBodies returns two bodies of PUT …/rules with n TCP rules each, which
+// differ in every port, so that every PUT changes the group.
+func putBodies(zone string, n int) ([2][]byte, error) {
+	var bodies [2][]byte
+	for v := range bodies {
+		rules := make([]map[string]any, n)
+		for i, in := range RuleInputs(3, n) {
+			rules[i] = map[string]any{
+				"id": nil, "action": in.Action, "protocol": "TCP", "direction": in.Direction,
+				"ip_range": in.IPRange, "dest_ip_range": nil, "dest_port_from": 1 + i + n*v, "dest_port_to": nil,
+				"position": 0, "editable": true, "zone": zone,
+			}
+		}
+		var err error
+		if bodies[v], err = json.Marshal(map[string]any{"rules": rules}); err != nil {
+			return bodies, fmt.Errorf("encode a PUT body: %w", err)
+		}
+	}
+	return bodies, nil
 }
 
 // MeasureAPI loads the real API and a bare Echo handler answering the same
 // bytes, in alternation, runs rounds of d each with workers connections.
+// Every answer is checked; the first wrong one ends the benchmark with an
+// error.
 func MeasureAPI(ctx context.Context, env *WebEnv, runs, workers int, d time.Duration) (APIResults, error) {
-	res := APIResults{Workers: workers, Duration: d}
+	const perPage = 100
+	res := APIResults{Scale: env.Scale, Workers: workers, Duration: d, PerPage: perPage, PutRules: DetailRules}
+	if len(env.DS.Groups) < 2+workers || len(env.DS.Groups) < 2*perPage {
+		return res, fmt.Errorf("the store has %d groups, the API benchmark needs %d", len(env.DS.Groups), max(2+workers, 2*perPage))
+	}
 	base := env.TS.URL + "/instance/v1/zones/" + env.DS.Zone + "/security_groups"
-	getURL := base + "/" + env.DS.Groups[1].ID
-	listURL := base + "?per_page=100&page=2"
+	gid := env.DS.Groups[1].ID
+	getPath := "/" + gid
+	listQuery := fmt.Sprintf("?per_page=%d&page=2", perPage)
 	client := newClient(workers)
 	get := func(url string) (*http.Request, error) {
 		req, err := http.NewRequest(http.MethodGet, url, nil)
@@ -165,7 +248,7 @@ func MeasureAPI(ctx context.Context, env *WebEnv, runs, workers int, d time.Dura
 		req.Header.Set("X-Auth-Token", env.DS.Secret)
 		return req, nil
 	}
-	fetch := func(url string) ([]byte, error) {
+	fetch := func(url string, check Check) ([]byte, error) {
 		req, err := get(url)
 		if err != nil {
 			return nil, err
@@ -177,29 +260,23 @@ func MeasureAPI(ctx context.Context, env *WebEnv, runs, workers int, d time.Dura
 		defer resp.Body.Close()
 		b, err := io.ReadAll(resp.Body)
 		if err != nil {
-			return nil, err
+			return nil, fmt.Errorf("GET %s: %w", url, err)
 		}
-		if resp.StatusCode != http.StatusOK {
-			return nil, fmt.Errorf("GET %s: %s: %s", url, resp.Status, b)
+		if err := check(resp.StatusCode, b); err != nil {
+			return nil, fmt.Errorf("GET %s: %w", url, err)
 		}
 		return b, nil
 	}
-	oneBody, err := fetch(getURL)
+	oneBody, err := fetch(base+getPath, groupCheck(gid))
 	if err != nil {
 		return res, err
 	}
-	listBody, err := fetch(listURL)
+	listBody, err := fetch(base+listQuery, listCheck(perPage))
 	if err != nil {
 		return res, err
-	}
-	var list struct {
-		Groups []json.RawMessage `json:"security_groups"`
-	}
-	if err := json.Unmarshal(listBody, &list); err != nil || len(list.Groups) != 100 {
-		return res, fmt.Errorf("list answered %d groups, want 100 (%v)", len(list.Groups), err)
 	}
 	res.Get.Name, res.GetBare.Name = "GET one group", "bare Echo, same body"
-	res.List.Name, res.ListBare.Name = "GET 100 groups", "bare Echo, same body"
+	res.List.Name, res.ListBare.Name = fmt.Sprintf("GET %d groups", perPage), "bare Echo, same body"
 	res.Get.Bytes, res.GetBare.Bytes, res.List.Bytes, res.ListBare.Bytes = len(oneBody), len(oneBody), len(listBody), len(listBody)
 
 	// The bare handler: Echo, a route of the same shape, a fixed answer.
@@ -209,7 +286,7 @@ func MeasureAPI(ctx context.Context, env *WebEnv, runs, workers int, d time.Dura
 		return c.JSONBlob(http.StatusOK, oneBody)
 	})
 	bare.GET("/instance/v1/zones/:zone/security_groups", func(c echo.Context) error {
-		c.Response().Header().Set("X-Total-Count", "1000")
+		c.Response().Header().Set("X-Total-Count", strconv.Itoa(len(env.DS.Groups)))
 		return c.JSONBlob(http.StatusOK, listBody)
 	})
 	bts := httptest.NewServer(bare)
@@ -218,63 +295,70 @@ func MeasureAPI(ctx context.Context, env *WebEnv, runs, workers int, d time.Dura
 
 	// PUT: each worker its own group, two rule sets in turn so that every
 	// request changes the group.
-	var bodies [2][]byte
-	for v := range bodies {
-		rules := make([]map[string]any, 100)
-		for i, in := range RuleInputs(3, 100) {
-			port := 1 + i + 100*v
-			rules[i] = map[string]any{
-				"id": nil, "action": in.Action, "protocol": "TCP", "direction": in.Direction,
-				"ip_range": in.IPRange, "dest_ip_range": nil, "dest_port_from": port, "dest_port_to": nil,
-				"position": 0, "editable": true, "zone": env.DS.Zone,
-			}
-		}
-		if bodies[v], err = json.Marshal(map[string]any{"rules": rules}); err != nil {
-			return res, err
-		}
+	bodies, err := putBodies(env.DS.Zone, DetailRules)
+	if err != nil {
+		return res, err
 	}
-	res.Put.Name, res.Put.Bytes = "PUT 100 rules, until applied", len(bodies[0])
+	res.Put.Name, res.Put.Bytes = fmt.Sprintf("PUT %d rules, preview backend (no kernel), until applied", DetailRules), len(bodies[0])
 
-	mkGet := func(url string) func(int, int) *http.Request {
-		return func(int, int) *http.Request {
-			req, _ := get(url)
-			return req
-		}
+	mkGet := func(url string) func(int, int) (*http.Request, error) {
+		return func(int, int) (*http.Request, error) { return get(url) }
+	}
+	type load struct {
+		r     *LoadResult
+		url   string
+		check Check
+	}
+	pairs := [][2]load{
+		{{&res.Get, base + getPath, groupCheck(gid)}, {&res.GetBare, bareBase + getPath, groupCheck(gid)}},
+		{{&res.List, base + listQuery, listCheck(perPage)}, {&res.ListBare, bareBase + listQuery, listCheck(perPage)}},
 	}
 	for round := -1; round < runs; round++ {
 		dd := d
 		if round < 0 {
-			dd = d / 4
+			dd = d / 4 // warm-up: not recorded
 		}
-		for _, c := range []struct {
-			r   *LoadResult
-			url string
-		}{{&res.Get, getURL}, {&res.GetBare, bareBase + "/" + env.DS.Groups[1].ID}, {&res.List, listURL}, {&res.ListBare, bareBase + "?per_page=100&page=2"}} {
-			n, lat, errs := loadGen(client, workers, dd, http.StatusOK, mkGet(c.url))
-			if round >= 0 {
-				c.r.add(n, lat, dd, errs)
+		for _, pair := range pairs {
+			for _, i := range Order(round+1, len(pair)) {
+				c := pair[i]
+				lat, err := loadGen(client, workers, dd, mkGet(c.url), anyWorker(c.check))
+				if err != nil {
+					return res, fmt.Errorf("%s: %w", c.r.Name, err)
+				}
+				if round >= 0 {
+					c.r.add(lat, dd)
+				}
 			}
 		}
 		t0 := time.Now()
-		n, lat, errs := loadGen(client, workers, dd, http.StatusOK, func(w, i int) *http.Request {
-			req, _ := http.NewRequest(http.MethodPut, base+"/"+env.DS.Groups[2+w].ID+"/rules", bytes.NewReader(bodies[i%2]))
+		lat, err := loadGen(client, workers, dd, func(w, i int) (*http.Request, error) {
+			req, err := http.NewRequest(http.MethodPut, base+"/"+env.DS.Groups[2+w].ID+"/rules", bytes.NewReader(bodies[i%2]))
+			if err != nil {
+				return nil, err
+			}
 			req.Header.Set("X-Auth-Token", env.DS.Secret)
 			req.Header.Set("Content-Type", "application/json")
-			return req
-		})
+			return req, nil
+		}, anyWorker(putCheck(DetailRules)))
+		if err != nil {
+			return res, fmt.Errorf("%s: %w", res.Put.Name, err)
+		}
 		end := time.Now()
 		gen, err := env.DS.DB.Generation(ctx)
 		if err != nil {
-			return res, err
+			return res, fmt.Errorf("read the store's generation: %w", err)
 		}
 		for env.Rec.Stats().AppliedGeneration < gen {
 			if time.Since(end) > 30*time.Second {
-				return res, fmt.Errorf("reconciler did not reach generation %d", gen)
+				return res, fmt.Errorf("reconciler did not reach generation %d in 30 s (stats %+v)", gen, env.Rec.Stats())
 			}
 			time.Sleep(100 * time.Microsecond)
 		}
 		if round >= 0 {
-			res.Put.add(n, lat, time.Since(t0), errs)
+			elapsed := time.Since(t0)
+			res.Put.RPS = append(res.Put.RPS, float64(len(lat))/elapsed.Seconds())
+			res.Put.P50 = append(res.Put.P50, lat.Percentile(50))
+			res.Put.P99 = append(res.Put.P99, lat.Percentile(99))
 			res.PutApply = append(res.PutApply, time.Since(end))
 		}
 	}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"compress/gzip"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"io/fs"
@@ -40,48 +41,79 @@ type ConsoleResults struct {
 }
 
 // SignIn creates a console user and signs in through the real login form;
-// it returns the session's cookies.
+// it returns the session's cookies. Every step's answer is checked.
 func SignIn(ctx context.Context, env *WebEnv) ([]*http.Cookie, error) {
 	const email, password = "bench@example.com", "correct horse battery staple"
 	if _, err := env.DS.DB.CreateUser(ctx, env.DS.Org.ID, email, password); err != nil {
-		return nil, err
+		return nil, fmt.Errorf("create the console user: %w", err)
 	}
-	jar, _ := cookiejar.New(nil)
-	c := &http.Client{Jar: jar, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
-	resp, err := c.Get(env.TS.URL + "/login")
+	jar, err := cookiejar.New(nil)
 	if err != nil {
 		return nil, err
 	}
+	c := &http.Client{Jar: jar, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	resp, err := c.Get(env.TS.URL + "/login")
+	if err != nil {
+		return nil, fmt.Errorf("GET /login: %w", err)
+	}
 	resp.Body.Close()
-	u, _ := url.Parse(env.TS.URL)
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("GET /login: %s, want 200", resp.Status)
+	}
+	u, err := url.Parse(env.TS.URL)
+	if err != nil {
+		return nil, err
+	}
 	var csrf string
 	for _, ck := range jar.Cookies(u) {
 		if ck.Name == "rampart_csrf" {
 			csrf = ck.Value
 		}
 	}
+	if csrf == "" {
+		return nil, errors.New("GET /login set no rampart_csrf cookie")
+	}
 	resp, err = c.PostForm(env.TS.URL+"/login", url.Values{"email": {email}, "password": {password}, "_csrf": {csrf}})
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("POST /login: %w", err)
 	}
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusSeeOther {
-		return nil, fmt.Errorf("sign in: %s, want 303", resp.Status)
+		return nil, fmt.Errorf("POST /login: %s, want 303", resp.Status)
 	}
 	return jar.Cookies(u), nil
 }
 
-var assetRe = regexp.MustCompile(`(?:src|href)="(/static/[^"?]+\.(?:js|css))(?:\?[^"]*)?"`)
+var (
+	assetRe = regexp.MustCompile(`(?:src|href)="(/static/[^"?]+\.(?:js|css))(?:\?[^"]*)?"`)
+	uuidRe  = regexp.MustCompile(`[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}`)
+)
+
+// countShown returns how many of ids the page shows.
+func countShown(page []byte, ids map[string]bool) int {
+	seen := map[string]bool{}
+	for _, m := range uuidRe.FindAll(page, -1) {
+		if id := string(m); ids[id] {
+			seen[id] = true
+		}
+	}
+	return len(seen)
+}
 
 // MeasureConsole times the server side of the list page (every group of
-// the dataset) and of the detail page of the 100-rule group, n times each
-// through the real handler with a signed-in session, and sizes the assets.
+// the dataset) and of the detail page of the DetailRules-rule group, n
+// times each through the handler env serves, with a signed-in session,
+// and sizes the assets. Every render is checked: a 200 that shows every
+// group (list) or every rule (detail); anything else is an error.
 func MeasureConsole(ctx context.Context, env *WebEnv, n int) (ConsoleResults, error) {
 	var res ConsoleResults
 	cookies, err := SignIn(ctx, env)
 	if err != nil {
-		return res, err
+		return res, fmt.Errorf("console sign-in: %w", err)
 	}
+	// The handler the test server serves (env.Srv): timed without the
+	// network, as the server's own time.
+	h := env.TS.Config.Handler
 	get := func(path string, hdr ...string) (*httptest.ResponseRecorder, time.Duration) {
 		req := httptest.NewRequest(http.MethodGet, path, nil)
 		for _, ck := range cookies {
@@ -92,62 +124,61 @@ func MeasureConsole(ctx context.Context, env *WebEnv, n int) (ConsoleResults, er
 		}
 		rec := httptest.NewRecorder()
 		t0 := time.Now()
-		env.Srv.ServeHTTP(rec, req)
+		h.ServeHTTP(rec, req)
 		return rec, time.Since(t0)
 	}
+	groupIDs := map[string]bool{}
+	for _, g := range env.DS.Groups {
+		groupIDs[g.ID] = true
+	}
+	rules, err := env.DS.DB.Rules(ctx, env.DS.Org.ID, env.DS.Zone, env.Detail.ID)
+	if err != nil {
+		return res, fmt.Errorf("read the detail group's rules: %w", err)
+	}
+	ruleIDs := map[string]bool{}
+	for _, r := range rules {
+		if r.Editable {
+			ruleIDs[r.ID] = true
+		}
+	}
+	res.ListGroups, res.DetailRules = len(groupIDs), len(ruleIDs)
 	detailPath := "/security-groups/" + env.Detail.ID
+	pages := []struct {
+		path  string
+		s     *Sample
+		size  *int
+		ids   map[string]bool
+		shows string
+	}{
+		{"/security-groups", &res.List, &res.ListBytes, groupIDs, "groups"},
+		{detailPath, &res.Detail, &res.DetailBytes, ruleIDs, "rules"},
+	}
 	for i := -1; i < n; i++ {
-		for _, p := range []struct {
-			path string
-			s    *Sample
-			size *int
-		}{{"/security-groups", &res.List, &res.ListBytes}, {detailPath, &res.Detail, &res.DetailBytes}} {
+		for _, p := range pages {
 			rec, d := get(p.path)
 			if rec.Code != http.StatusOK {
-				return res, fmt.Errorf("GET %s: %d: %.300s", p.path, rec.Code, rec.Body.String())
+				return res, fmt.Errorf("GET %s: %d: %s", p.path, rec.Code, snippet(rec.Body.Bytes()))
+			}
+			if got := countShown(rec.Body.Bytes(), p.ids); got != len(p.ids) {
+				return res, fmt.Errorf("GET %s shows %d of the %d %s", p.path, got, len(p.ids), p.shows)
 			}
 			if i >= 0 {
 				*p.s = append(*p.s, d)
 			}
 			*p.size = rec.Body.Len()
 			if i < 0 && p.path == detailPath {
-				page := rec.Body.String()
-				rules, err := env.DS.DB.Rules(ctx, env.DS.Org.ID, env.DS.Zone, env.Detail.ID)
-				if err != nil {
-					return res, err
-				}
-				for _, r := range rules {
-					if r.Editable && strings.Contains(page, r.ID) {
-						res.DetailRules++
-					}
-				}
-				for _, m := range assetRe.FindAllStringSubmatch(page, -1) {
+				for _, m := range assetRe.FindAllStringSubmatch(rec.Body.String(), -1) {
 					if slices.ContainsFunc(res.Page, func(a Asset) bool { return a.Path == m[1] }) {
 						continue
 					}
-					rec, _ := get(m[1], "Accept-Encoding", "gzip")
-					if rec.Code != http.StatusOK {
-						return res, fmt.Errorf("GET %s: %d", m[1], rec.Code)
+					a, err := fetchAsset(get, m[1])
+					if err != nil {
+						return res, err
 					}
-					body := rec.Body.Bytes()
-					raw := body
-					enc := rec.Header().Get("Content-Encoding")
-					if enc == "gzip" {
-						zr, err := gzip.NewReader(bytes.NewReader(body))
-						if err != nil {
-							return res, err
-						}
-						raw, _ = io.ReadAll(zr)
-					}
-					res.Page = append(res.Page, Asset{Path: m[1], Bytes: len(body), Gzip: gzipSize(raw), Encoding: enc})
+					res.Page = append(res.Page, a)
 				}
-			}
-			if i < 0 && p.path == "/security-groups" {
-				page := rec.Body.String()
-				for _, g := range env.DS.Groups {
-					if strings.Contains(page, g.ID) {
-						res.ListGroups++
-					}
+				if len(res.Page) == 0 {
+					return res, fmt.Errorf("GET %s loads no script or style sheet", p.path)
 				}
 			}
 		}
@@ -163,12 +194,44 @@ func MeasureConsole(ctx context.Context, env *WebEnv, n int) (ConsoleResults, er
 		res.AllStatic = append(res.AllStatic, Asset{Path: "/static/" + path, Bytes: len(b), Gzip: gzipSize(b)})
 		return nil
 	})
-	return res, err
+	if err != nil {
+		return res, fmt.Errorf("walk the embedded static files: %w", err)
+	}
+	return res, nil
+}
+
+// fetchAsset gets a static file as a browser accepting gzip does and
+// checks that the answer is the file (decompressed when gzip-encoded).
+func fetchAsset(get func(string, ...string) (*httptest.ResponseRecorder, time.Duration), path string) (Asset, error) {
+	rec, _ := get(path, "Accept-Encoding", "gzip")
+	if rec.Code != http.StatusOK {
+		return Asset{}, fmt.Errorf("GET %s: %d", path, rec.Code)
+	}
+	body := rec.Body.Bytes()
+	raw := body
+	enc := rec.Header().Get("Content-Encoding")
+	if enc == "gzip" {
+		zr, err := gzip.NewReader(bytes.NewReader(body))
+		if err != nil {
+			return Asset{}, fmt.Errorf("GET %s: gzip answer: %w", path, err)
+		}
+		if raw, err = io.ReadAll(zr); err != nil {
+			return Asset{}, fmt.Errorf("GET %s: gzip answer: %w", path, err)
+		}
+	}
+	want, err := static.FS.ReadFile(strings.TrimPrefix(path, "/static/"))
+	if err != nil {
+		return Asset{}, fmt.Errorf("GET %s: not an embedded file: %w", path, err)
+	}
+	if !bytes.Equal(raw, want) {
+		return Asset{}, fmt.Errorf("GET %s: answered %d bytes that are not the file's %d", path, len(raw), len(want))
+	}
+	return Asset{Path: path, Bytes: len(body), Gzip: gzipSize(raw), Encoding: enc}, nil
 }
 
 func gzipSize(b []byte) int {
 	var buf bytes.Buffer
-	zw, _ := gzip.NewWriterLevel(&buf, 6)
+	zw, _ := gzip.NewWriterLevel(&buf, 6) // a valid level: no error
 	zw.Write(b)
 	zw.Close()
 	return buf.Len()

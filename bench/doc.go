@@ -6,7 +6,13 @@
 // memory. The driver bench/cmd/benchreport runs it all (`make bench`) and
 // writes BENCHMARKS.md.
 //
+// Every benchmark checks the answers it times (HTTP status and body, the
+// kernel's ruleset and rule counters) and returns an error at the first
+// wrong one: a figure is never the speed of an error. Configurations that
+// are compared take turns in alternating order (Order).
+//
 // Everything that touches the network happens in network namespaces that
 // the benchmark creates and deletes; the host's own ruleset is never read or
-// changed. Nothing here runs under `go test`: the package has no timed tests.
+// changed. Nothing is timed under `go test`: the tests check the checks, at
+// a tiny scale.
 package bench

@@ -72,6 +72,21 @@ func (ns *NS) Exec(stdin io.Reader, args ...string) error {
 	return err
 }
 
+// Output runs a command inside the namespace as Exec does and returns
+// its standard output.
+func (ns *NS) Output(args ...string) ([]byte, error) {
+	return InNS(ns, func() ([]byte, error) {
+		cmd := exec.Command(args[0], args[1:]...)
+		var stderr bytes.Buffer
+		cmd.Stderr = &stderr
+		out, err := cmd.Output()
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w: %s", strings.Join(args, " "), err, firstLines(stderr.String(), 5))
+		}
+		return out, nil
+	})
+}
+
 // InNS runs f on an OS thread switched into ns and returns its result.
 // Sockets made by f stay in ns. The thread is never switched back: it ends
 // locked with its goroutine, and the runtime discards it.

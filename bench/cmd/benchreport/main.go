@@ -32,29 +32,47 @@ func main() {
 }
 
 type config struct {
-	out, goBench, bin string
-	runs              int
-	quick             bool
-	sections          map[string]bool
-	command           string
+	out, goBench, goBenchCmd, bin string
+	runs                          int
+	quick                         bool
+	sections                      map[string]bool
+	command                       string
 }
+
+// allSections are the parts of the report, in the order they run.
+const allSections = "enforcer,store,datapath,api,put,console,binary"
+
+// The stores the web and binary benchmarks serve: groups of rules each
+// (the binary's and the PUT's with as many servers as groups).
+var (
+	webScale    = bench.Scale{Groups: 1000, Rules: 10}
+	loadedScale = bench.Scale{Servers: 1000, Groups: 1000, Rules: 10}
+)
 
 func run(ctx context.Context, args []string, logw io.Writer) error {
 	fs := flag.NewFlagSet("benchreport", flag.ContinueOnError)
 	var c config
 	fs.StringVar(&c.out, "out", "BENCHMARKS.md", "report to write")
 	fs.StringVar(&c.goBench, "gobench", "", "output of `go test -bench` to include")
+	fs.StringVar(&c.goBenchCmd, "gobench-cmd", "", "the command that wrote -gobench, as printed in the report")
 	fs.StringVar(&c.bin, "bin", "bin/rampart", "the built binary (make build)")
 	fs.IntVar(&c.runs, "runs", 5, "runs of each measurement; figures are their median")
 	fs.BoolVar(&c.quick, "quick", false, "smallest matrix and short runs, to check the harness")
-	sections := fs.String("sections", "enforcer,store,datapath,api,console,binary", "sections to run")
+	sections := fs.String("sections", allSections, "sections to run")
 	fs.StringVar(&c.command, "command", "make bench", "the command that reproduces the report, as printed in it")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
+	if c.runs < 1 {
+		return fmt.Errorf("-runs %d: need at least one run", c.runs)
+	}
 	c.sections = map[string]bool{}
 	for _, s := range strings.Split(*sections, ",") {
-		c.sections[strings.TrimSpace(s)] = true
+		s = strings.TrimSpace(s)
+		if !slices.Contains(strings.Split(allSections, ","), s) {
+			return fmt.Errorf("-sections: unknown section %q (known: %s)", s, allSections)
+		}
+		c.sections[s] = true
 	}
 	tmp, err := os.MkdirTemp("", "rampart-bench-")
 	if err != nil {
@@ -74,7 +92,9 @@ func run(ctx context.Context, args []string, logw io.Writer) error {
 				return fmt.Errorf("the Go benchmarks failed (%s): %s", c.goBench, l)
 			}
 		}
-		r.goBench = parseGoBench(string(b))
+		if r.goBench = parseGoBench(string(b)); len(r.goBench) == 0 {
+			return fmt.Errorf("%s holds no benchmark result", c.goBench)
+		}
 	}
 	root := os.Geteuid() == 0
 	matrix := fullMatrix()
@@ -85,11 +105,28 @@ func run(ctx context.Context, args []string, logw io.Writer) error {
 	if c.quick {
 		dur = 500 * time.Millisecond
 	}
+	mkdir := func(name string) (string, error) {
+		dir, err := os.MkdirTemp(tmp, name)
+		if err != nil {
+			return "", fmt.Errorf("%s: %w", name, err)
+		}
+		return dir, nil
+	}
+	needRoot := func(section string) bool {
+		if c.sections[section] && !root {
+			r.skipped = append(r.skipped, section)
+			return false
+		}
+		return c.sections[section]
+	}
 
-	if c.sections["enforcer"] && root {
+	if needRoot("enforcer") {
 		for _, sc := range matrix {
 			logf("enforcer apply: %s", sc)
-			dir, _ := os.MkdirTemp(tmp, "apply")
+			dir, err := mkdir("apply")
+			if err != nil {
+				return err
+			}
 			res, err := bench.MeasureApply(ctx, sc, c.runs, 30, dir)
 			if err != nil {
 				return fmt.Errorf("enforcer %s: %w", sc, err)
@@ -97,10 +134,13 @@ func run(ctx context.Context, args []string, logw io.Writer) error {
 			r.apply = append(r.apply, res)
 		}
 	}
-	if c.sections["store"] && root {
+	if needRoot("store") {
 		for _, sc := range matrix {
 			logf("store to kernel: %s", sc)
-			dir, _ := os.MkdirTemp(tmp, "store")
+			dir, err := mkdir("store")
+			if err != nil {
+				return err
+			}
 			res, err := bench.MeasureStoreApply(ctx, sc, 15, dir)
 			if err != nil {
 				return fmt.Errorf("store to kernel %s: %w", sc, err)
@@ -108,7 +148,7 @@ func run(ctx context.Context, args []string, logw io.Writer) error {
 			r.store = append(r.store, res)
 		}
 	}
-	if c.sections["datapath"] && root {
+	if needRoot("datapath") {
 		logf("datapath")
 		cfgs := []bench.DatapathConfig{
 			{Name: "no ruleset", Servers: 1, Kind: "none"},
@@ -117,64 +157,87 @@ func run(ctx context.Context, args []string, logw io.Writer) error {
 			{Name: "iptables, linear dispatch", Servers: 1, Kind: "iptables"},
 			{Name: "iptables, linear dispatch", Servers: 5000, Kind: "iptables"},
 		}
-		dir, _ := os.MkdirTemp(tmp, "dp")
+		dir, err := mkdir("dp")
+		if err != nil {
+			return err
+		}
 		res, err := bench.MeasureDatapath(ctx, cfgs, c.runs, 4, dur, dir)
 		if err != nil {
-			return err
+			return fmt.Errorf("datapath: %w", err)
 		}
-		r.datapath = res
-		r.dpWorkers, r.dpDur = 4, dur
+		r.datapath = &res
 	}
 	if c.sections["api"] || c.sections["console"] {
-		logf("web: filling a store with 1,000 groups")
-		dir, _ := os.MkdirTemp(tmp, "web")
-		env, err := bench.NewWebEnv(ctx, dir, 1000, 10)
+		logf("web: filling a store with %s", webScale)
+		dir, err := mkdir("web")
 		if err != nil {
 			return err
 		}
-		if c.sections["console"] {
-			logf("console")
-			res, err := bench.MeasureConsole(ctx, env, max(25, c.runs))
-			if err != nil {
-				r.consoleErr = err
-			} else {
-				r.console = &res
-			}
+		env, err := bench.NewWebEnv(ctx, dir, webScale.Groups, webScale.Rules)
+		if err != nil {
+			return fmt.Errorf("web: %w", err)
 		}
-		if c.sections["api"] {
-			logf("api")
-			res, err := bench.MeasureAPI(ctx, env, c.runs, 8, dur)
-			if err != nil {
-				env.Close()
-				return err
-			}
-			r.api = &res
-		}
+		err = measureWeb(ctx, r, env, c, dur, logf)
 		env.Close()
+		if err != nil {
+			return err
+		}
+	}
+	if needRoot("put") {
+		logf("PUT with nftables: %s", c.bin)
+		dir, err := mkdir("put")
+		if err != nil {
+			return err
+		}
+		res, err := bench.MeasurePut(ctx, c.bin, dir, loadedScale, c.runs, 8, 25, dur)
+		if err != nil {
+			return fmt.Errorf("PUT with nftables: %w", err)
+		}
+		r.put = &res
 	}
 	if c.sections["binary"] {
 		logf("binary: %s", c.bin)
-		if err := buildDBs(ctx, tmp); err != nil {
-			return err
-		}
-		secret, _ := os.ReadFile(filepath.Join(tmp, "loaded", "secret"))
-		res, err := bench.MeasureBinary(c.bin, filepath.Join(tmp, "empty", "rampart.db"), filepath.Join(tmp, "loaded", "rampart.db"), string(secret), 10, 3*time.Second)
+		secret, zone, err := buildDBs(ctx, tmp)
 		if err != nil {
 			return err
+		}
+		res, err := bench.MeasureBinary(c.bin, filepath.Join(tmp, "empty", "rampart.db"), filepath.Join(tmp, "loaded", "rampart.db"),
+			loadedScale, zone, secret, 10, 5, 3*time.Second)
+		if err != nil {
+			return fmt.Errorf("binary: %w", err)
 		}
 		r.binary = &res
 	}
 	r.end = time.Now()
 	r.loadEnd = loadAvg()
-	if !root {
-		r.notes = append(r.notes, "Not run as root: the enforcer, store-to-kernel and datapath sections were skipped (they need network namespaces).")
-	}
 	var sb strings.Builder
 	r.write(&sb)
 	if err := os.WriteFile(c.out, []byte(sb.String()), 0o644); err != nil {
 		return err
 	}
 	logf("wrote %s in %s", c.out, r.end.Sub(r.start).Round(time.Second))
+	return nil
+}
+
+// measureWeb runs the API and console sections on env. An error of either
+// ends the report: a section is measured or the report is not written.
+func measureWeb(ctx context.Context, r *report, env *bench.WebEnv, c config, dur time.Duration, logf func(string, ...any)) error {
+	if c.sections["console"] {
+		logf("console")
+		res, err := bench.MeasureConsole(ctx, env, max(25, c.runs))
+		if err != nil {
+			return fmt.Errorf("console: %w", err)
+		}
+		r.console = &res
+	}
+	if c.sections["api"] {
+		logf("api")
+		res, err := bench.MeasureAPI(ctx, env, c.runs, 8, dur)
+		if err != nil {
+			return fmt.Errorf("api: %w", err)
+		}
+		r.api = &res
+	}
 	return nil
 }
 
@@ -193,30 +256,27 @@ func fullMatrix() []bench.Scale {
 }
 
 // buildDBs makes the databases the binary starts on: empty/ (migrated,
-// no group) and loaded/ (1,000 groups of 10 rules, 1,000 servers, and an
-// API token in loaded/secret).
-func buildDBs(ctx context.Context, tmp string) error {
+// no group) and loaded/ (at loadedScale). It returns an API token of the
+// loaded one and its zone.
+func buildDBs(ctx context.Context, tmp string) (secret, zone string, err error) {
 	for _, d := range []struct {
 		name string
 		sc   bench.Scale
-	}{{"empty", bench.Scale{}}, {"loaded", bench.Scale{Servers: 1000, Groups: 1000, Rules: 10}}} {
+	}{{"empty", bench.Scale{}}, {"loaded", loadedScale}} {
 		dir := filepath.Join(tmp, d.name)
 		if err := os.MkdirAll(dir, 0o750); err != nil {
-			return err
+			return "", "", err
 		}
 		ds, err := bench.Populate(ctx, dir, d.sc)
 		if err != nil {
-			return err
+			return "", "", fmt.Errorf("database %s: %w", d.name, err)
 		}
-		err = os.WriteFile(filepath.Join(dir, "secret"), []byte(ds.Secret), 0o600)
-		if cerr := ds.DB.Close(); err == nil {
-			err = cerr
-		}
-		if err != nil {
-			return err
+		secret, zone = ds.Secret, ds.Zone
+		if err := ds.DB.Close(); err != nil {
+			return "", "", fmt.Errorf("database %s: %w", d.name, err)
 		}
 	}
-	return nil
+	return secret, zone, nil
 }
 
 type machine struct {
