@@ -56,23 +56,21 @@ func SignIn(ctx context.Context, env *WebEnv) ([]*http.Cookie, error) {
 	if err != nil {
 		return nil, fmt.Errorf("GET /login: %w", err)
 	}
+	page, err := io.ReadAll(resp.Body)
 	resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("GET /login: %s, want 200", resp.Status)
+	if err != nil || resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("GET /login: %s %v, want 200", resp.Status, err)
 	}
 	u, err := url.Parse(env.TS.URL)
 	if err != nil {
 		return nil, err
 	}
-	var csrf string
-	for _, ck := range jar.Cookies(u) {
-		if ck.Name == "rampart_csrf" {
-			csrf = ck.Value
-		}
+	// The form carries the token, bound to this browser's session.
+	m := csrfRe.FindSubmatch(page)
+	if m == nil {
+		return nil, errors.New("GET /login: no CSRF token in the form")
 	}
-	if csrf == "" {
-		return nil, errors.New("GET /login set no rampart_csrf cookie")
-	}
+	csrf := string(m[1])
 	resp, err = c.PostForm(env.TS.URL+"/login", url.Values{"email": {email}, "password": {password}, "_csrf": {csrf}})
 	if err != nil {
 		return nil, fmt.Errorf("POST /login: %w", err)
@@ -85,6 +83,7 @@ func SignIn(ctx context.Context, env *WebEnv) ([]*http.Cookie, error) {
 }
 
 var (
+	csrfRe  = regexp.MustCompile(`name="_csrf" value="([^"]+)"`)
 	assetRe = regexp.MustCompile(`(?:src|href)="(/static/[^"?]+\.(?:js|css))(?:\?[^"]*)?"`)
 	uuidRe  = regexp.MustCompile(`[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}`)
 )
