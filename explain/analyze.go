@@ -3,6 +3,7 @@ package explain
 import (
 	"cmp"
 	"fmt"
+	"net/netip"
 	"slices"
 	"strings"
 
@@ -179,6 +180,7 @@ func (c *chain) redundant(i int, match [][]box, reach []set) (Finding, bool) {
 func (c *chain) conflict(i int, match [][]box, reach []set) (Finding, bool) {
 	var by []RuleRef
 	var example *Packet
+	var text string
 	for j := range i {
 		if c.action(j) == c.action(i) {
 			continue
@@ -191,13 +193,14 @@ func (c *chain) conflict(i int, match [][]box, reach []set) (Finding, bool) {
 		if example == nil {
 			p := x[0].point(c.dir)
 			example = &p
+			text = x[0].describe(c.dir)
 		}
 	}
 	if len(by) == 0 {
 		return Finding{}, false
 	}
 	msg := fmt.Sprintf("part of the packets it would %s are %s first by %s, such as %s",
-		c.action(i), past(opposite(c.action(i))), names(by), describe(*example))
+		c.action(i), past(opposite(c.action(i))), names(by), text)
 	return Finding{RuleID: c.refs[i].RuleID, Kind: Conflict, By: ids(by), Message: msg, Example: example}, true
 }
 
@@ -258,13 +261,6 @@ func (c *chain) actionsOf(refs []RuleRef) []store.Policy {
 	return out
 }
 
-func verb(p store.Policy) string {
-	if p == store.Accept {
-		return "accepts"
-	}
-	return "drops"
-}
-
 func opposite(p store.Policy) store.Policy {
 	if p == store.Accept {
 		return store.Drop
@@ -308,13 +304,23 @@ func join(list []string) string {
 	return strings.Join(list[:len(list)-1], ", ") + " and " + list[len(list)-1]
 }
 
-// describe renders a packet for a message: "TCP from 192.0.2.10 to port 22".
+// describe renders a packet of b for a message, "TCP from 192.0.2.10 to
+// port 22", without the local address when b holds them all.
+func (b box) describe(dir store.Direction) string {
+	p := b.point(dir)
+	if b.dims[dimLocal] == addrSpace(b.fam) {
+		p.Local = netip.Addr{}
+	}
+	return describe(p)
+}
+
+// describe renders a packet for a message.
 func describe(p Packet) string {
 	var b strings.Builder
-	b.WriteString(protocolText(p.Protocol))
 	if p.Protocol == store.ICMP && !p.Remote.Is4() {
-		b.Reset()
 		b.WriteString("ICMPv6")
+	} else {
+		b.WriteString(protocolText(p.Protocol))
 	}
 	if p.Direction == store.Inbound {
 		fmt.Fprintf(&b, " from %s", p.Remote)

@@ -20,6 +20,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/netip"
+	"slices"
 	"strconv"
 
 	"github.com/rampart-fw/rampart/enforcer"
@@ -179,10 +180,16 @@ func (fe *fieldErrors) add(field, reason, format string, args ...any) {
 	*fe = append(*fe, store.FieldError{Field: field, Reason: reason, Message: fmt.Sprintf(format, args...)})
 }
 
+// fieldOrder is the order in which errors name fields: that of a request.
+var fieldOrder = []string{"direction", "protocol", "remote_ip", "local_ip", "source_ip", "dest_ip", "dest_port", "state"}
+
 func (fe fieldErrors) err() error {
 	if len(fe) == 0 {
 		return nil
 	}
+	slices.SortStableFunc(fe, func(a, b store.FieldError) int {
+		return slices.Index(fieldOrder, a.Field) - slices.Index(fieldOrder, b.Field)
+	})
 	return &store.Error{Code: store.CodeInvalid, Message: "invalid argument(s)", Fields: fe}
 }
 
@@ -211,11 +218,17 @@ func parsePort(fe *fieldErrors, field string, proto store.Protocol, port *int) u
 	case *port < 0 || *port > 65535:
 		fe.add(field, "constraint", "a port is from 0 to 65535 (got %d)", *port)
 		return 0
-	case !proto.HasPorts() && protocolOK(proto):
+	case portless(proto):
 		fe.add(field, "constraint", "ports apply to TCP and UDP only, not %s", protocolText(proto))
 		return 0
 	}
 	return uint16(*port)
+}
+
+// portless reports whether proto is a valid packet protocol without ports,
+// so that a port given with it is the problem rather than the protocol.
+func portless(proto store.Protocol) bool {
+	return proto == store.ICMP || protocolOK(proto) && !proto.HasPorts() && proto != "6" && proto != "17"
 }
 
 // protocolOK reports whether proto is a valid packet protocol name, leaving
@@ -283,7 +296,7 @@ func checkState(fe *fieldErrors, s State) {
 }
 
 func checkPort(fe *fieldErrors, proto store.Protocol, port uint16) {
-	if port != 0 && !proto.HasPorts() && protocolOK(proto) {
+	if port != 0 && portless(proto) {
 		fe.add("dest_port", "constraint", "ports apply to TCP and UDP only, not %s", protocolText(proto))
 	}
 }
