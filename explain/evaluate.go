@@ -442,11 +442,7 @@ type pkt struct {
 }
 
 func packetOf(p Packet) pkt {
-	q := pkt{fam: enforcer.FamilyIPv6, remote: p.Remote, local: p.Local, l4: l4Of(p), port: p.Port, established: p.State == Established}
-	if p.Remote.Is4() {
-		q.fam = enforcer.FamilyIPv4
-	}
-	return q
+	return pkt{fam: famOf(p.Remote), remote: p.Remote, local: p.Local, l4: l4Of(p), port: p.Port, established: p.State == Established}
 }
 
 func (c *chain) localPrefix(r enforcer.Rule) netip.Prefix {

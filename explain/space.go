@@ -51,6 +51,13 @@ func addrU128(a netip.Addr) u128 {
 	return u128{binary.BigEndian.Uint64(b[:8]), binary.BigEndian.Uint64(b[8:])}
 }
 
+func famOf(a netip.Addr) enforcer.Family {
+	if a.Is4() {
+		return enforcer.FamilyIPv4
+	}
+	return enforcer.FamilyIPv6
+}
+
 func (a u128) addr(fam enforcer.Family) netip.Addr {
 	if fam == enforcer.FamilyIPv4 {
 		var b [4]byte
