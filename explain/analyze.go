@@ -2,6 +2,7 @@ package explain
 
 import (
 	"cmp"
+	"errors"
 	"fmt"
 	"net/netip"
 	"slices"
@@ -32,9 +33,9 @@ const (
 
 var kindOrder = map[FindingKind]int{Shadowed: 0, Redundant: 1, Conflict: 2, Broad: 3}
 
-// BroadPorts are the ports whose exposure to any address makes a rule
+// broadPorts are the ports whose exposure to any address makes a rule
 // broad, with what usually listens there.
-var BroadPorts = map[uint16]string{
+var broadPorts = map[uint16]string{
 	22: "SSH", 23: "Telnet", 2375: "Docker", 2379: "etcd", 3306: "MySQL", 3389: "RDP",
 	5432: "PostgreSQL", 5900: "VNC", 6379: "Redis", 9200: "Elasticsearch", 11211: "Memcached",
 	27017: "MongoDB",
@@ -72,11 +73,24 @@ type Analysis struct {
 // packets: established ones are either accepted by the stateful rule
 // before any rule sees them, or, in a stateless group, matched by the
 // rules regardless of their state.
-func (g *Group) Analyze() Analysis {
-	a := Analysis{Findings: []Finding{}, Witnesses: map[string]Packet{}}
+//
+// The work is bounded: a group whose rules cut the packet space into too
+// many pieces (hundreds of rules that cross each other's ranges) gives
+// ErrTooComplex rather than an answer minutes later.
+func (g *Group) Analyze() (a Analysis, err error) {
+	m := &meter{left: maxWork}
+	defer func() {
+		if r := recover(); r != nil {
+			if _, ok := r.(tooComplex); !ok {
+				panic(r)
+			}
+			a, err = Analysis{}, fmt.Errorf("analyse group %s: %w", g.id, ErrTooComplex)
+		}
+	}()
+	a = Analysis{Findings: []Finding{}, Witnesses: map[string]Packet{}}
 	pos := map[string]int{}
 	for _, c := range []*chain{&g.in, &g.out} {
-		c.analyze(&a)
+		c.analyze(&a, m)
 		for _, ref := range c.refs {
 			pos[ref.RuleID] = ref.Position
 		}
@@ -85,10 +99,18 @@ func (g *Group) Analyze() Analysis {
 		return cmp.Or(cmp.Compare(pos[x.RuleID], pos[y.RuleID]), strings.Compare(x.RuleID, y.RuleID),
 			cmp.Compare(kindOrder[x.Kind], kindOrder[y.Kind]))
 	})
-	return a
+	return a, nil
 }
 
-func (c *chain) analyze(a *Analysis) {
+// ErrTooComplex is returned (wrapped) by Analyze for a group whose
+// analysis would take too long.
+var ErrTooComplex = errors.New("too many rules crossing each other's ranges to analyse")
+
+// maxWork bounds the box comparisons of one analysis: about a second. It
+// is a variable for tests.
+var maxWork = 50_000_000
+
+func (c *chain) analyze(a *Analysis, m *meter) {
 	n := len(c.rules)
 	match := make([][]box, n)
 	for i, r := range c.rules {
@@ -100,7 +122,7 @@ func (c *chain) analyze(a *Analysis) {
 	for i := range n {
 		s := set(slices.Clone(match[i]))
 		for j := 0; j < i && !s.empty(); j++ {
-			s = s.minus(match[j])
+			s = s.minus(match[j], m)
 		}
 		reach[i] = s
 	}
@@ -112,12 +134,12 @@ func (c *chain) analyze(a *Analysis) {
 			continue // SMTP rows and the fixed rules are not the user's to change
 		}
 		if reach[i].empty() {
-			a.Findings = append(a.Findings, c.shadowed(i, match, reach))
+			a.Findings = append(a.Findings, c.shadowed(i, match, reach, m))
 		} else {
-			if f, ok := c.redundant(i, match, reach); ok {
+			if f, ok := c.redundant(i, match, reach, m); ok {
 				a.Findings = append(a.Findings, f)
 			}
-			if f, ok := c.conflict(i, match, reach); ok {
+			if f, ok := c.conflict(i, match, reach, m); ok {
 				a.Findings = append(a.Findings, f)
 			}
 		}
@@ -130,10 +152,10 @@ func (c *chain) analyze(a *Analysis) {
 func (c *chain) action(i int) store.Policy { return store.Policy(c.rules[i].Verdict.Kind) }
 
 // shadowed names the earlier rules that decide the packets of rule i.
-func (c *chain) shadowed(i int, match [][]box, reach []set) Finding {
+func (c *chain) shadowed(i int, match [][]box, reach []set, m *meter) Finding {
 	var by []RuleRef
 	for j := range i {
-		if reach[j].intersects(match[i]) {
+		if reach[j].intersects(match[i], m) {
 			by = append(by, c.refs[j])
 		}
 	}
@@ -149,12 +171,12 @@ func (c *chain) shadowed(i int, match [][]box, reach []set) Finding {
 
 // redundant reports whether removing rule i changes no verdict: every
 // packet it decides would be decided the same way by the rules after it.
-func (c *chain) redundant(i int, match [][]box, reach []set) (Finding, bool) {
-	s := reach[i]
+func (c *chain) redundant(i int, match [][]box, reach []set, m *meter) (Finding, bool) {
+	s := slices.Clone(reach[i]) // minus reuses its storage
 	var by []RuleRef
 	defaultToo := false
 	for k := i + 1; k < len(c.rules) && !s.empty(); k++ {
-		if !s.intersects(match[k]) {
+		if !s.intersects(match[k], m) {
 			continue
 		}
 		if c.action(k) != c.action(i) {
@@ -165,7 +187,7 @@ func (c *chain) redundant(i int, match [][]box, reach []set) (Finding, bool) {
 		} else {
 			by = append(by, c.refs[k])
 		}
-		s = s.minus(match[k])
+		s = s.minus(match[k], m)
 	}
 	who := names(by)
 	if defaultToo {
@@ -177,7 +199,7 @@ func (c *chain) redundant(i int, match [][]box, reach []set) (Finding, bool) {
 
 // conflict names the earlier rules of the opposite action that decide
 // part of the packets rule i matches; rule i is not shadowed, so part only.
-func (c *chain) conflict(i int, match [][]box, reach []set) (Finding, bool) {
+func (c *chain) conflict(i int, match [][]box, reach []set, m *meter) (Finding, bool) {
 	var by []RuleRef
 	var example *Packet
 	var text string
@@ -185,7 +207,7 @@ func (c *chain) conflict(i int, match [][]box, reach []set) (Finding, bool) {
 		if c.action(j) == c.action(i) {
 			continue
 		}
-		x := reach[j].intersect(match[i])
+		x := reach[j].intersect(match[i], m)
 		if x.empty() {
 			continue
 		}
@@ -205,7 +227,7 @@ func (c *chain) conflict(i int, match [][]box, reach []set) (Finding, bool) {
 }
 
 // broad reports an inbound accept from any address of every protocol or
-// of ports that include one of BroadPorts.
+// of ports that include one of broadPorts.
 func (c *chain) broad(i int) (Finding, bool) {
 	r := c.rules[i]
 	if c.dir != store.Inbound || r.Verdict.Kind != "accept" || r.SAddr.IsValid() {
@@ -228,7 +250,7 @@ func (c *chain) broad(i int) (Finding, bool) {
 			lo, hi = r.DPortFrom, max(r.DPortFrom, r.DPortTo)
 		}
 		var ports []uint16
-		for p := range BroadPorts {
+		for p := range broadPorts {
 			if p >= lo && p <= hi {
 				ports = append(ports, p)
 			}
@@ -239,7 +261,7 @@ func (c *chain) broad(i int) (Finding, bool) {
 		slices.Sort(ports)
 		list := make([]string, len(ports))
 		for k, p := range ports {
-			list[k] = fmt.Sprintf("%d (%s)", p, BroadPorts[p])
+			list[k] = fmt.Sprintf("%d (%s)", p, broadPorts[p])
 		}
 		what = l4Name(uint8(r.L4)) + " " + join(list)
 	default:

@@ -1,6 +1,7 @@
 package explain
 
 import (
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -277,7 +278,7 @@ func TestAnalyze(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			g := build(t, tt.g, tt.rules...)
-			a := g.Analyze()
+			a := mustAnalyze(t, g)
 			var got []finding
 			for _, f := range a.Findings {
 				got = append(got, finding{f.RuleID, f.Kind, strings.Join(f.By, ",")})
@@ -340,9 +341,31 @@ func TestAnalyzeWitnessOfANY(t *testing.T) {
 		in("udp", store.UDP, store.Accept, "192.0.2.0/24", 0, 0),
 		in("icmp", store.ICMP, store.Accept, "192.0.2.0/24", 0, 0),
 		in("any", store.ANY, store.Accept, "192.0.2.0/24", 0, 0))
-	a := g.Analyze()
+	a := mustAnalyze(t, g)
 	w := a.Witnesses["any"]
 	if w.Protocol != "47" || !w.Remote.Is4() {
 		t.Errorf("witness of the ANY rule = %s, want GRE over IPv4", describe(w))
+	}
+}
+
+// TestAnalyzeTooComplex checks that rules crossing each other's ranges,
+// which cut the packet space into a number of pieces that grows with the
+// cube of their number, stop the analysis with ErrTooComplex.
+func TestAnalyzeTooComplex(t *testing.T) {
+	var rules []store.Rule
+	for i := range 50 {
+		rules = append(rules,
+			in(fmt.Sprintf("port%d", i), store.TCP, store.Accept, "0.0.0.0/0", uint16(1000+2*i), 0),
+			in(fmt.Sprintf("addr%d", i), store.TCP, store.Drop, fmt.Sprintf("10.0.0.%d/32", 2*i), 0, 0))
+	}
+	rules = append(rules, in("last", store.TCP, store.Accept, "10.0.0.0/8", 0, 0))
+	g := build(t, group(gA, true, store.Drop, store.Accept, false), rules...)
+	if _, err := g.Analyze(); err != nil {
+		t.Fatalf("within the default budget: %v", err)
+	}
+	defer func(w int) { maxWork = w }(maxWork)
+	maxWork = 100_000
+	if _, err := g.Analyze(); !errors.Is(err, ErrTooComplex) {
+		t.Fatalf("err = %v, want ErrTooComplex", err)
 	}
 }

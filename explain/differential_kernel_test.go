@@ -188,8 +188,8 @@ func (d *differential) round(ctx context.Context, round, perGroup int) {
 	}
 	ea, eb := explainer(ga, rulesA), explainer(gb, rulesB)
 	sides := [2]*side{
-		{e: d.n.s1, s: s1, g: ea, rules: rulesA, witnesses: ea.Analyze().Witnesses},
-		{e: d.n.s2, s: s2, g: eb, rules: rulesB, witnesses: eb.Analyze().Witnesses},
+		{e: d.n.s1, s: s1, g: ea, rules: rulesA, witnesses: mustAnalyze(t, ea).Witnesses},
+		{e: d.n.s2, s: s2, g: eb, rules: rulesB, witnesses: mustAnalyze(t, eb).Witnesses},
 	}
 	describeGroups := func() string {
 		var b strings.Builder

@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net/netip"
-	"strconv"
 
 	"github.com/rampart-fw/rampart/store"
 )
@@ -181,14 +180,6 @@ func nearPrefix(rng *rand.Rand, p netip.Prefix) netip.Addr {
 	}
 	a, _ := netip.AddrFromSlice(b)
 	return a
-}
-
-// protoName renders a packet protocol, for test names.
-func protoName(p store.Protocol) string {
-	if _, err := strconv.Atoi(string(p)); err == nil {
-		return "proto" + string(p)
-	}
-	return string(p)
 }
 
 // Dense groups draw from few ranges, ports and protocols, so that unions,

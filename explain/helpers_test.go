@@ -74,3 +74,12 @@ func addr(s string) netip.Addr { return netip.MustParseAddr(s) }
 
 // smtpID returns the ID of SMTP row pos (1..6) of group id.
 func smtpID(id string, pos int) string { return store.SMTPRules(id)[pos-1].ID }
+
+func mustAnalyze(tb testing.TB, g *Group) Analysis {
+	tb.Helper()
+	a, err := g.Analyze()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return a
+}

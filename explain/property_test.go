@@ -76,7 +76,7 @@ func TestPropertyWitnesses(t *testing.T) {
 			g, rules = denseGroup(rng, gA)
 		}
 		eg := mustGroup(t, g, rules)
-		a := eg.Analyze()
+		a := mustAnalyze(t, eg)
 		shadowed := findingsOf(a, Shadowed)
 		for _, id := range ruleIDs(eg) {
 			w, ok := a.Witnesses[id]
@@ -124,7 +124,7 @@ func TestPropertyRedundant(t *testing.T) {
 			g, rules = denseGroup(rng, gA)
 		}
 		eg := mustGroup(t, g, rules)
-		a := eg.Analyze()
+		a := mustAnalyze(t, eg)
 		for id := range findingsOf(a, Redundant) {
 			without := positioned(g.ID, slices.DeleteFunc(slices.Clone(rules), func(r store.Rule) bool { return r.ID == id }))
 			eg2 := mustGroup(t, g, without)
@@ -132,7 +132,7 @@ func TestPropertyRedundant(t *testing.T) {
 			for _, w := range a.Witnesses {
 				ps = append(ps, w)
 			}
-			for _, w := range eg2.Analyze().Witnesses {
+			for _, w := range mustAnalyze(t, eg2).Witnesses {
 				ps = append(ps, w)
 			}
 			for range 150 {
@@ -219,7 +219,7 @@ func TestAnalyzeExhaustive(t *testing.T) {
 		}
 		eg := mustGroup(t, g, rules)
 		got := map[finding]bool{}
-		for _, f := range eg.Analyze().Findings {
+		for _, f := range mustAnalyze(t, eg).Findings {
 			if f.Kind != Broad {
 				got[finding{f.RuleID, f.Kind, strings.Join(f.By, ",")}] = true
 			}
@@ -352,7 +352,7 @@ func TestAnalyzeLargeGroup(t *testing.T) {
 	}
 	rules = positioned(gA, rules)
 	eg := mustGroup(t, g, rules)
-	a := eg.Analyze()
+	a := mustAnalyze(t, eg)
 	kinds := map[FindingKind]int{}
 	for _, f := range a.Findings {
 		kinds[f.Kind]++

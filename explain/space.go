@@ -212,21 +212,46 @@ type set []box
 
 func (s set) empty() bool { return len(s) == 0 }
 
-func (s set) minus(bs []box) set {
+// meter counts the box comparisons of an analysis. Rules can cut the
+// packet space into a number of pieces that grows with the cube of their
+// number (ranges of addresses against ranges of ports, say); the meter
+// makes such a group fail fast rather than take minutes.
+type meter struct{ left int }
+
+// tooComplex is the panic value of a meter that ran out; Analyze
+// recovers it.
+type tooComplex struct{}
+
+func (m *meter) spend(n int) {
+	m.left -= n
+	if m.left < 0 {
+		panic(tooComplex{})
+	}
+}
+
+// minus returns s without the boxes bs. It reuses s's storage: a caller
+// that keeps s passes a clone.
+func (s set) minus(bs []box, m *meter) set {
+	var frags []box
 	for _, c := range bs {
-		if len(s) == 0 {
-			return s
+		m.spend(len(s))
+		frags = frags[:0]
+		for i := 0; i < len(s); {
+			if !s[i].intersects(c) {
+				i++
+				continue
+			}
+			frags = s[i].minus(c, frags)
+			s[i] = s[len(s)-1]
+			s = s[:len(s)-1]
 		}
-		var out set
-		for _, b := range s {
-			out = b.minus(c, out)
-		}
-		s = out
+		s = append(s, frags...)
 	}
 	return s
 }
 
-func (s set) intersect(bs []box) set {
+func (s set) intersect(bs []box, m *meter) set {
+	m.spend(len(s) * len(bs))
 	var out set
 	for _, b := range s {
 		for _, c := range bs {
@@ -238,7 +263,8 @@ func (s set) intersect(bs []box) set {
 	return out
 }
 
-func (s set) intersects(bs []box) bool {
+func (s set) intersects(bs []box, m *meter) bool {
+	m.spend(len(s) * len(bs))
 	for _, b := range s {
 		for _, c := range bs {
 			if b.intersects(c) {
