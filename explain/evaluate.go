@@ -205,7 +205,8 @@ func unconditional(r enforcer.Rule) bool {
 }
 
 // needLocalError is why a packet without a local address cannot be
-// decided: the rule at index rule of the chain narrows the local side.
+// decided: a rule that narrows the local side to prefix, and whose other
+// matches all hold, must be decided.
 type needLocalError struct {
 	ref    RuleRef
 	prefix netip.Prefix
@@ -243,8 +244,8 @@ func (g *Group) Evaluate(p Packet) (Decision, error) {
 // which must be one of the group's servers. An unset p.Local is taken from
 // the server's addresses of p's family when a rule needs it: if they
 // decide differently, local_ip is required. A server bound to no interface
-// and not local is not enforced on this host: the decision is accept, of
-// kind KindNotEnforced.
+// and not local is not enforced on this host, nor is the local server's
+// traffic to itself: the decision is accept, of kind KindNotEnforced.
 func (g *Group) EvaluateServer(s store.Server, p Packet) (Decision, error) {
 	if s.SecurityGroup.ID != g.id {
 		return Decision{}, fmt.Errorf("explain server %s: it is in group %s, not %s", s.ID, s.SecurityGroup.ID, g.id)
@@ -256,6 +257,11 @@ func (g *Group) EvaluateServer(s store.Server, p Packet) (Decision, error) {
 	}
 	if !enforced(s) {
 		return notEnforced(p, fmt.Sprintf("server %s is bound to no interface and is not this host: no chain here sees its traffic", s.Name)), nil
+	}
+	if s.Local && (p.Remote.IsLoopback() || slices.Contains(s.Addresses, p.Remote)) {
+		// The host's chains accept what goes over lo before they jump to
+		// the group's.
+		return notEnforced(p, "this host's traffic to itself goes over lo, which is accepted before its group is consulted"), nil
 	}
 	return g.chain(p.Direction).walkServer(p, s, packetFields)
 }
@@ -541,19 +547,4 @@ func ruleName(ref RuleRef) string {
 		return "the compile-error rule"
 	}
 	return string(ref.Kind)
-}
-
-// sortRefs orders rule references by kind (SMTP rows first) and position.
-func sortRefs(refs []RuleRef) {
-	slices.SortFunc(refs, func(a, b RuleRef) int {
-		if a.Kind != b.Kind {
-			if a.Kind == KindSMTP {
-				return -1
-			}
-			if b.Kind == KindSMTP {
-				return 1
-			}
-		}
-		return a.Position - b.Position
-	})
 }

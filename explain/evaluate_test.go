@@ -326,6 +326,10 @@ func TestEvaluateServer(t *testing.T) {
 		{"addresses disagree", srv("vs1", false, "192.0.2.1", "192.0.2.200"), web, "", "", "local_ip"},
 		{"no address of the family", srv("vs1", false, "2001:db8::1"), web, "", "", "local_ip"},
 		{"local not needed", srv("vs1", false), ssh, store.Accept, KindRule, ""},
+		{"local server to itself", srv("", true, "192.0.2.1"),
+			Packet{Direction: store.Inbound, Protocol: store.TCP, Remote: addr("192.0.2.1"), Port: 9}, store.Accept, KindNotEnforced, ""},
+		{"local server, loopback", srv("", true),
+			Packet{Direction: store.Outbound, Protocol: store.UDP, Remote: addr("::1"), Port: 9}, store.Accept, KindNotEnforced, ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
