@@ -5,7 +5,7 @@ LDFLAGS := -s -w -X main.version=$(VERSION)
 DB ?= data/rampart.db
 LISTEN ?= 127.0.0.1:8080
 
-.PHONY: run build test unit e2e bench generate deps lint soak
+.PHONY: run build test unit e2e bench generate deps lint soak differential
 
 build:
 	CGO_ENABLED=0 go build -trimpath -ldflags "$(LDFLAGS)" -o bin/rampart ./cmd/rampart
@@ -36,6 +36,14 @@ unit:
 
 e2e: deps build
 	RAMPART_BIN=$(CURDIR)/bin/rampart go test -count=1 -timeout 15m -v ./e2e
+
+# The packet tester (package explain) against the kernel, larger than in
+# `make test`: 10,000 packets through random groups that the enforcer
+# applies in network namespaces (root). RAMPART_DIFFERENTIAL_PACKETS and
+# RAMPART_DIFFERENTIAL_SEED change the size and replay a run.
+differential: deps
+	RAMPART_DIFFERENTIAL_PACKETS=$${RAMPART_DIFFERENTIAL_PACKETS:-10000} \
+		go test -count=1 -timeout 30m -run '^TestDifferentialKernel$$' -v ./explain
 
 # Benchmarks, side by side with nft -f, iptables-restore and a bare Echo
 # handler; writes BENCHMARKS.md (about 5 minutes; root for the enforcer,

@@ -5,17 +5,14 @@ package enforcer
 import (
 	"bufio"
 	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"net"
-	"os"
 	"os/exec"
-	"runtime"
-	"strings"
 	"testing"
 	"time"
 
+	"github.com/rampart-fw/rampart/internal/netnstest"
 	"github.com/vishvananda/netns"
 	"golang.org/x/net/icmp"
 	"golang.org/x/net/ipv4"
@@ -27,64 +24,13 @@ const (
 	probeTimeout = 300 * time.Millisecond
 )
 
-// requireRoot skips a test that needs root, nft and ip, or fails it when
-// RAMPART_REQUIRE_ALL=1 (CI), so that a kernel test never silently vanishes.
-func requireRoot(tb testing.TB) {
-	tb.Helper()
-	var why string
-	switch {
-	case os.Geteuid() != 0:
-		why = "needs root (network namespaces, nftables)"
-	default:
-		for _, bin := range []string{"ip", "nft"} {
-			if _, err := exec.LookPath(bin); err != nil {
-				why = "needs the " + bin + " binary"
-			}
-		}
-	}
-	if why == "" {
-		return
-	}
-	if os.Getenv("RAMPART_REQUIRE_ALL") == "1" {
-		tb.Fatalf("RAMPART_REQUIRE_ALL=1: %s", why)
-	}
-	tb.Skip(why)
-}
-
-func runCmd(tb testing.TB, args ...string) string {
-	tb.Helper()
-	out, err := exec.Command(args[0], args[1:]...).CombinedOutput()
-	if err != nil {
-		tb.Fatalf("%s: %v\n%s", strings.Join(args, " "), err, out)
-	}
-	return string(out)
-}
-
-// newNS creates a network namespace with a unique name, deleted when the
-// test ends (failed or not), and returns its name and a handle to it.
-func newNS(tb testing.TB, role string) (string, netns.NsHandle) {
-	tb.Helper()
-	var b [4]byte
-	_, _ = rand.Read(b[:])
-	name := "rpt" + hex.EncodeToString(b[:]) + role
-	runCmd(tb, "ip", "netns", "add", name)
-	h, err := netns.GetFromName(name)
-	if err != nil {
-		_ = exec.Command("ip", "netns", "del", name).Run()
-		tb.Fatalf("open netns %s: %v", name, err)
-	}
-	tb.Cleanup(func() {
-		_ = h.Close()
-		if out, err := exec.Command("ip", "netns", "del", name).CombinedOutput(); err != nil {
-			tb.Errorf("delete netns %s: %v %s", name, err, out)
-		}
-	})
-	runCmd(tb, "ip", "-n", name, "link", "set", "lo", "up")
-	// No duplicate address detection: addresses (link-local included) are
-	// usable at once, so the first IPv6 probe does not race DAD.
-	runCmd(tb, "ip", "netns", "exec", name, "sysctl", "-qw", "net.ipv6.conf.all.accept_dad=0", "net.ipv6.conf.default.accept_dad=0")
-	return name, h
-}
+// The namespace helpers live in internal/netnstest, shared with the
+// explain package's differential test.
+var (
+	requireRoot = netnstest.RequireRoot
+	runCmd      = netnstest.Run
+	newNS       = netnstest.NewNS
+)
 
 // node is one namespace of the topology with its addresses.
 type node struct {
@@ -149,28 +95,8 @@ func newTopo(tb testing.TB) *topo {
 	return t
 }
 
-// inNS runs f on an OS thread switched into namespace h. Sockets made by f
-// stay in h after f returns. The thread is never switched back: it exits
-// with the goroutine, locked, and the runtime discards it.
-func inNS[T any](h netns.NsHandle, f func() (T, error)) (T, error) {
-	type result struct {
-		v   T
-		err error
-	}
-	ch := make(chan result, 1)
-	go func() {
-		runtime.LockOSThread()
-		if err := netns.Set(h); err != nil {
-			var zero T
-			ch <- result{zero, fmt.Errorf("setns: %w", err)}
-			return
-		}
-		v, err := f()
-		ch <- result{v, err}
-	}()
-	r := <-ch
-	return r.v, r.err
-}
+// inNS runs f on an OS thread switched into namespace h (see netnstest.InNS).
+func inNS[T any](h netns.NsHandle, f func() (T, error)) (T, error) { return netnstest.InNS(h, f) }
 
 // serveTCP listens on every address of n (IPv4 and IPv6) on port and
 // answers each connection with "ok\n".
