@@ -198,7 +198,7 @@ func (d *differential) round(ctx context.Context, round, perGroup int) {
 			rules []store.Rule
 		}{{ga, rulesA}, {gb, rulesB}} {
 			fmt.Fprintf(&b, "\n  group %s stateful=%v in=%s out=%s smtp=%v", x.g.ID[:8], x.g.Stateful,
-				x.g.InboundDefaultPolicy, x.g.OutboundDefaultPolicy, x.g.EnableDefaultSecurity)
+				x.g.InboundDefaultPolicy, x.g.OutboundDefaultPolicy, !x.g.SMTPEnabled)
 			for _, r := range x.rules {
 				fmt.Fprintf(&b, "\n    %d %s %s %s %s", r.Position, r.Direction, r.Protocol, r.Action, r.IPRange)
 				if r.DestIPRange.IsValid() {

@@ -163,9 +163,11 @@ func TestEvaluateStateless(t *testing.T) {
 
 func TestEvaluateCompileError(t *testing.T) {
 	g := group(gA, true, store.Accept, store.Accept, false)
-	bad := in("bad", store.TCP, store.Accept, "0.0.0.0/0", 90, 80) // reversed: cannot be compiled
+	bad := in("bad", store.TCP, store.Accept, "0.0.0.0/0", 90, 0)
 	rules := positioned(gA, []store.Rule{bad})
-	rs := enforcer.Compile(store.Snapshot{Groups: []store.Group{g}, Rules: map[string][]store.Rule{gA: rules}})
+	// A row the store could not read: the group fails closed.
+	rs := enforcer.Compile(store.Snapshot{Groups: []store.Group{g}, Rules: map[string][]store.Rule{gA: rules},
+		Unreadable: map[string][]string{gA: {"rule bad: dest_port_to: unreadable"}}})
 	if rs.Errors[gA] == nil {
 		t.Fatal("want a compile error")
 	}

@@ -16,7 +16,7 @@ const (
 
 func group(id string, stateful bool, in, out store.Policy, smtp bool) store.Group {
 	return store.Group{ID: id, Name: id[:8], Stateful: stateful, InboundDefaultPolicy: in,
-		OutboundDefaultPolicy: out, EnableDefaultSecurity: smtp, Generation: 1}
+		OutboundDefaultPolicy: out, SMTPEnabled: !smtp, Generation: 1}
 }
 
 func rule(id string, dir store.Direction, proto store.Protocol, action store.Policy, ipRange string, from, to uint16) store.Rule {
