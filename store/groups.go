@@ -212,50 +212,24 @@ func (db *DB) Groups(ctx context.Context, orgID, zone string, f GroupFilter) ([]
 	if err := db.checkZone(zone); err != nil {
 		return nil, 0, err
 	}
-	where := []string{"organization_id = ?", "zone = ?"}
-	args := []any{orgID, zone}
-	if f.Name != "" {
-		where = append(where, "instr(lower(name), lower(?)) > 0")
-		args = append(args, f.Name)
-	}
+	var q filter
+	q.and("organization_id = ? AND zone = ?", orgID, zone)
+	q.nameContains("name", f.Name)
 	if f.ProjectID != "" {
-		where = append(where, "project_id = ?")
-		args = append(args, f.ProjectID)
+		q.and("project_id = ?", f.ProjectID)
 	}
 	if f.ProjectDefault != nil {
-		where = append(where, "organization_default = ?")
-		args = append(args, boolInt(*f.ProjectDefault))
+		q.and("organization_default = ?", boolInt(*f.ProjectDefault))
 	}
-	for _, t := range f.Tags {
-		where = append(where, "EXISTS (SELECT 1 FROM json_each(tags) WHERE value = ?)")
-		args = append(args, t)
-	}
-	limit, offset, err := f.Page.bounds(50)
-	if err != nil {
-		return nil, 0, err
-	}
-	if f.All {
-		limit, offset = -1, 0 // LIMIT -1: no limit
-	}
-	var groups []Group
-	var total int
-	err = db.read(ctx, func(tx *sql.Tx) error {
-		cond := strings.Join(where, " AND ")
-		if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM security_groups WHERE `+cond, args...).Scan(&total); err != nil {
-			return err
-		}
-		var err error
-		groups, err = queryAll(ctx, tx, scanGroup, `SELECT `+groupColumns+` FROM security_groups WHERE `+cond+
-			` ORDER BY created_at, id LIMIT ? OFFSET ?`, append(args, limit, offset)...)
-		if err != nil {
-			return err
-		}
-		ptrs := make([]*Group, len(groups))
-		for i := range groups {
-			ptrs[i] = &groups[i]
-		}
-		return loadGroupServers(ctx, tx, ptrs)
-	})
+	q.hasTags("tags", f.Tags)
+	groups, total, err := listPage(ctx, db, q, f.Page, f.All, groupColumns, "FROM security_groups", "created_at, id",
+		scanGroup, func(ctx context.Context, tx *sql.Tx, groups []Group) error {
+			ptrs := make([]*Group, len(groups))
+			for i := range groups {
+				ptrs[i] = &groups[i]
+			}
+			return loadGroupServers(ctx, tx, ptrs)
+		})
 	if err != nil {
 		return nil, 0, fmt.Errorf("list groups: %w", err)
 	}

@@ -607,17 +607,52 @@ func (db *DB) SetRules(ctx context.Context, orgID, zone, groupID string, ins []R
 	if err := db.checkZone(zone); err != nil {
 		return nil, err
 	}
+	items, err := db.setAllItems(groupID, ins)
+	if err != nil {
+		return nil, err
+	}
+	var result []Rule
+	var g Group
+	err = db.change(ctx, func(tx *sql.Tx, gen int64) error {
+		var err error
+		if g, err = findGroup(ctx, tx, orgID, zone, groupID); err != nil {
+			return err
+		}
+		existing, err := findRules(ctx, tx, groupID)
+		if err != nil {
+			return err
+		}
+		if result, err = replaceRules(ctx, tx, groupID, existing, items); err != nil {
+			return err
+		}
+		return db.rulesChanged(ctx, tx, gen, change{org: orgID, zone: zone, group: groupID, resource: ResourceRule, id: groupID, action: "set_rules", before: existing, after: result})
+	})
+	if err != nil {
+		return nil, fmt.Errorf("set rules of group %s: %w", groupID, err)
+	}
+	if !g.SMTPEnabled {
+		result = append(SMTPRules(g.ID), result...)
+	}
+	return result, nil
+}
+
+// setAllItem is one rule of a set-all, checked, with the request index
+// its errors name.
+type setAllItem struct {
+	rule  Rule
+	index int
+}
+
+// setAllItems checks the elements of a set-all and returns the editable
+// ones in the order of their positions (0 keeps the array's order).
+func (db *DB) setAllItems(groupID string, ins []RuleInput) ([]setAllItem, error) {
 	smtp := map[string]bool{}
 	for _, r := range SMTPRules(groupID) {
 		smtp[r.ID] = true
 	}
 	var fe fieldErrors
-	type item struct {
-		rule  Rule
-		key   int
-		index int
-	}
-	items := make([]item, 0, len(ins))
+	items := make([]setAllItem, 0, len(ins))
+	keys := make([]int, 0, len(ins))
 	key := 0
 	seen := map[string]bool{}
 	for i, in := range ins {
@@ -633,11 +668,11 @@ func (db *DB) SetRules(ctx context.Context, orgID, zone, groupID string, ins []R
 			}
 			seen[r.ID] = true
 		}
-		// Position 0 keeps the element where the array puts it.
 		if in.Position > 0 {
 			key = in.Position
 		}
-		items = append(items, item{rule: r, key: key, index: i})
+		items = append(items, setAllItem{rule: r, index: i})
+		keys = append(keys, key)
 	}
 	if len(items) > db.MaxRules {
 		fe.add("rules", "constraint", "a group holds at most %d rules (got %d)", db.MaxRules, len(items))
@@ -645,72 +680,67 @@ func (db *DB) SetRules(ctx context.Context, orgID, zone, groupID string, ins []R
 	if err := fe.err(); err != nil {
 		return nil, err
 	}
-	sort.SliceStable(items, func(a, b int) bool { return items[a].key < items[b].key })
-	var result []Rule
-	var g Group
-	err := db.change(ctx, func(tx *sql.Tx, gen int64) error {
-		var err error
-		if g, err = findGroup(ctx, tx, orgID, zone, groupID); err != nil {
-			return err
-		}
-		existing, err := findRules(ctx, tx, groupID)
-		if err != nil {
-			return err
-		}
-		have := map[string]bool{}
-		for _, r := range existing {
-			have[r.ID] = true
-		}
-		var fe fieldErrors
-		for _, it := range items {
-			if it.rule.ID != "" && !have[it.rule.ID] {
-				fe.add(fmt.Sprintf("rules[%d].id", it.index), "constraint", "rule %s is not a rule of this group", it.rule.ID)
-			}
-		}
-		if err := fe.err(); err != nil {
-			return err
-		}
-		var gone []any
-		for _, r := range existing {
-			if !seen[r.ID] {
-				gone = append(gone, r.ID)
-			}
-		}
-		if len(gone) > 0 {
-			if _, err := tx.ExecContext(ctx, `DELETE FROM rules WHERE id IN (`+placeholders(len(gone))+`)`, gone...); err != nil {
-				return err
-			}
-		}
-		old := make(map[string]Rule, len(existing))
-		for _, r := range existing {
-			old[r.ID] = r
-		}
-		result = make([]Rule, len(items))
-		var added []Rule
-		for i, it := range items {
-			r := it.rule
-			r.GroupID, r.Position = groupID, i+1
-			switch {
-			case r.ID == "":
-				r.ID = uuid.NewString()
-				added = append(added, r)
-			case old[r.ID] != r:
-				if err := updateRule(ctx, tx, r); err != nil {
-					return err
-				}
-			}
-			result[i] = r
-		}
-		if err := insertRules(ctx, tx, added); err != nil {
-			return err
-		}
-		return db.rulesChanged(ctx, tx, gen, change{org: orgID, zone: zone, group: groupID, resource: ResourceRule, id: groupID, action: "set_rules", before: existing, after: result})
-	})
-	if err != nil {
-		return nil, fmt.Errorf("set rules of group %s: %w", groupID, err)
+	order := make([]int, len(items))
+	for i := range order {
+		order[i] = i
 	}
-	if !g.SMTPEnabled {
-		result = append(SMTPRules(g.ID), result...)
+	sort.SliceStable(order, func(a, b int) bool { return keys[order[a]] < keys[order[b]] })
+	sorted := make([]setAllItem, len(items))
+	for i, o := range order {
+		sorted[i] = items[o]
 	}
-	return result, nil
+	return sorted, nil
+}
+
+// replaceRules makes the group's rules be items, in their order, with as
+// few statements as it can: the rules left out deleted in one, those that
+// did not change left alone, the new ones inserted a few dozen at a time.
+// It returns the resulting rules.
+func replaceRules(ctx context.Context, tx *sql.Tx, groupID string, existing []Rule, items []setAllItem) ([]Rule, error) {
+	old := make(map[string]Rule, len(existing))
+	for _, r := range existing {
+		old[r.ID] = r
+	}
+	var fe fieldErrors
+	kept := map[string]bool{}
+	for _, it := range items {
+		if it.rule.ID == "" {
+			continue
+		}
+		if _, ok := old[it.rule.ID]; !ok {
+			fe.add(fmt.Sprintf("rules[%d].id", it.index), "constraint", "rule %s is not a rule of this group", it.rule.ID)
+		}
+		kept[it.rule.ID] = true
+	}
+	if err := fe.err(); err != nil {
+		return nil, err
+	}
+	var gone []any
+	for _, r := range existing {
+		if !kept[r.ID] {
+			gone = append(gone, r.ID)
+		}
+	}
+	if len(gone) > 0 {
+		if _, err := tx.ExecContext(ctx, `DELETE FROM rules WHERE id IN (`+placeholders(len(gone))+`)`, gone...); err != nil {
+			return nil, err
+		}
+	}
+	result := make([]Rule, len(items))
+	var added []Rule
+	for i, it := range items {
+		r := it.rule
+		r.GroupID, r.Position = groupID, i+1
+		switch {
+		case r.ID == "":
+			r.ID = uuid.NewString()
+			added = append(added, r)
+		case old[r.ID] != r:
+			if err := updateRule(ctx, tx, r); err != nil {
+				return nil, err
+			}
+		}
+		result[i] = r
+	}
+	return result, insertRules(ctx, tx, added)
 }

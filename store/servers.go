@@ -107,35 +107,11 @@ func (db *DB) Servers(ctx context.Context, orgID, zone string, f ServerFilter) (
 	if err := db.checkZone(zone); err != nil {
 		return nil, 0, err
 	}
-	where := []string{"s.organization_id = ?", "s.zone = ?"}
-	args := []any{orgID, zone}
-	if f.Name != "" {
-		where = append(where, "instr(lower(s.name), lower(?)) > 0")
-		args = append(args, f.Name)
-	}
-	for _, t := range f.Tags {
-		where = append(where, "EXISTS (SELECT 1 FROM json_each(s.tags) WHERE value = ?)")
-		args = append(args, t)
-	}
-	limit, offset, err := f.Page.bounds(50)
-	if err != nil {
-		return nil, 0, err
-	}
-	if f.All {
-		limit, offset = -1, 0 // LIMIT -1: no limit
-	}
-	var servers []Server
-	var total int
-	err = db.read(ctx, func(tx *sql.Tx) error {
-		cond := strings.Join(where, " AND ")
-		if err := tx.QueryRowContext(ctx, `SELECT count(*)`+serverFrom+` WHERE `+cond, args...).Scan(&total); err != nil {
-			return err
-		}
-		var err error
-		servers, err = queryAll(ctx, tx, scanServer, `SELECT `+serverColumns+serverFrom+` WHERE `+cond+
-			` ORDER BY s.created_at DESC, s.id LIMIT ? OFFSET ?`, append(args, limit, offset)...)
-		return err
-	})
+	var q filter
+	q.and("s.organization_id = ? AND s.zone = ?", orgID, zone)
+	q.nameContains("s.name", f.Name)
+	q.hasTags("s.tags", f.Tags)
+	servers, total, err := listPage(ctx, db, q, f.Page, f.All, serverColumns, serverFrom, "s.created_at DESC, s.id", scanServer, nil)
 	if err != nil {
 		return nil, 0, fmt.Errorf("list servers: %w", err)
 	}
