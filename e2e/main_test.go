@@ -13,7 +13,7 @@ import (
 	"github.com/playwright-community/playwright-go"
 )
 
-// What the suite needs from the machine (DESIGN.md §6). Nothing is ever
+// What the suite needs from the machine (ARCHITECTURE.md, "Tests"). Nothing is ever
 // downloaded: the driver is the playwright-core npm package that
 // package-lock.json pins, run by the system's node, and the browser is
 // Debian's chromium package.

@@ -257,6 +257,32 @@ func (b *batch) appendRule(chain string, r Rule) error {
 	b.attrString(unix.NFTA_RULE_TABLE, b.t.Name)
 	b.attrString(unix.NFTA_RULE_CHAIN, chain)
 	list := b.nest(unix.NFTA_RULE_EXPRESSIONS)
+	// The matches in the order Rule declares them (preview.go renders the
+	// same order), then the action.
+	b.matchInterfaces(r)
+	b.matchAddresses(r)
+	b.matchTransport(r)
+	if err := b.dispatch(r); err != nil {
+		return err
+	}
+	if r.Counter {
+		e := b.exprStart("counter")
+		b.attrU64(unix.NFTA_COUNTER_BYTES, 0)
+		b.attrU64(unix.NFTA_COUNTER_PACKETS, 0)
+		b.exprEnd(e)
+	}
+	if err := b.verdict(r.Verdict); err != nil {
+		return err
+	}
+	b.unnest(list)
+	b.ud = userdata.AppendString(b.ud[:0], userdata.TypeComment, r.Tag)
+	b.attr(unix.NFTA_RULE_USERDATA, b.ud)
+	b.end(start)
+	return nil
+}
+
+// matchInterfaces encodes iifname/oifname and ct state.
+func (b *batch) matchInterfaces(r Rule) {
 	if r.IIFName != "" {
 		b.exprMeta(expr.MetaKeyIIFNAME)
 		b.exprCmp(expr.CmpOpEq, ifnameKey(r.IIFName))
@@ -275,41 +301,50 @@ func (b *batch) appendRule(chain string, r Rule) error {
 		b.exprBitwise(mask[:], make([]byte, 4))
 		b.exprCmp(expr.CmpOpNeq, make([]byte, 4))
 	}
+}
+
+// matchAddresses encodes meta nfproto and the source and destination
+// prefixes, at their offsets in the IPv4 or IPv6 header.
+func (b *batch) matchAddresses(r Rule) {
 	if r.Family != FamilyAny {
 		b.exprMeta(expr.MetaKeyNFPROTO)
 		b.exprCmp(expr.CmpOpEq, []byte{byte(r.Family)})
 	}
+	saddr, daddr := uint32(12), uint32(16)
+	if r.Family == FamilyIPv6 {
+		saddr, daddr = 8, 24
+	}
 	if r.SAddr.IsValid() {
-		off := uint32(12)
-		if r.Family == FamilyIPv6 {
-			off = 8
-		}
-		b.exprPrefix(r.SAddr, off)
+		b.exprPrefix(r.SAddr, saddr)
 	}
 	if r.DAddr.IsValid() {
-		off := uint32(16)
-		if r.Family == FamilyIPv6 {
-			off = 24
-		}
-		b.exprPrefix(r.DAddr, off)
+		b.exprPrefix(r.DAddr, daddr)
 	}
+}
+
+// matchTransport encodes meta l4proto and the destination port or range.
+func (b *batch) matchTransport(r Rule) {
 	if r.L4 != L4Any {
 		b.exprMeta(expr.MetaKeyL4PROTO)
 		b.exprCmp(expr.CmpOpEq, []byte{byte(r.L4)})
 	}
-	var port [2]byte
-	switch {
-	case r.DPortFrom != 0 && r.DPortTo != 0:
-		b.exprPayload(expr.PayloadBaseTransportHeader, 2, 2)
-		binary.BigEndian.PutUint16(port[:], r.DPortFrom)
-		b.exprCmp(expr.CmpOpGte, port[:])
-		binary.BigEndian.PutUint16(port[:], r.DPortTo)
-		b.exprCmp(expr.CmpOpLte, port[:])
-	case r.DPortFrom != 0:
-		b.exprPayload(expr.PayloadBaseTransportHeader, 2, 2)
-		binary.BigEndian.PutUint16(port[:], r.DPortFrom)
-		b.exprCmp(expr.CmpOpEq, port[:])
+	if r.DPortFrom == 0 {
+		return
 	}
+	var port [2]byte
+	b.exprPayload(expr.PayloadBaseTransportHeader, 2, 2)
+	binary.BigEndian.PutUint16(port[:], r.DPortFrom)
+	if r.DPortTo == 0 {
+		b.exprCmp(expr.CmpOpEq, port[:])
+		return
+	}
+	b.exprCmp(expr.CmpOpGte, port[:])
+	binary.BigEndian.PutUint16(port[:], r.DPortTo)
+	b.exprCmp(expr.CmpOpLte, port[:])
+}
+
+// dispatch encodes the verdict-map lookups of the base chains.
+func (b *batch) dispatch(r Rule) error {
 	for _, vm := range []struct {
 		key  expr.MetaKey
 		name string
@@ -324,27 +359,22 @@ func (b *batch) appendRule(chain string, r Rule) error {
 		b.exprMeta(vm.key)
 		b.exprLookup(set, true)
 	}
-	if r.Counter {
-		e := b.exprStart("counter")
-		b.attrU64(unix.NFTA_COUNTER_BYTES, 0)
-		b.attrU64(unix.NFTA_COUNTER_PACKETS, 0)
-		b.exprEnd(e)
-	}
-	switch r.Verdict.Kind {
+	return nil
+}
+
+// verdict encodes what a matching rule does.
+func (b *batch) verdict(v Verdict) error {
+	switch v.Kind {
 	case "accept":
 		b.exprVerdict(expr.VerdictAccept, "")
 	case "drop":
 		b.exprVerdict(expr.VerdictDrop, "")
 	case "jump":
-		b.exprVerdict(expr.VerdictJump, r.Verdict.Chain)
+		b.exprVerdict(expr.VerdictJump, v.Chain)
 	case "":
 	default:
-		return fmt.Errorf("unknown verdict %q", r.Verdict.Kind)
+		return fmt.Errorf("unknown verdict %q", v.Kind)
 	}
-	b.unnest(list)
-	b.ud = userdata.AppendString(b.ud[:0], userdata.TypeComment, r.Tag)
-	b.attr(unix.NFTA_RULE_USERDATA, b.ud)
-	b.end(start)
 	return nil
 }
 

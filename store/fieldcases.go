@@ -68,7 +68,7 @@ var FieldCases = []FieldCase{
 	{Input: "server", Field: "zone", Values: map[string]string{"zone": "xx-nowhere-1"}},
 	{Input: "add-server", Field: "server_id", Values: map[string]string{"server_id": ""}},
 	{Input: "add-server", Field: "server_id", Values: map[string]string{"server_id": "00000000-0000-4000-8000-000000000000"}},
-	{Input: "server", Field: "local", Values: map[string]string{"local": "on"}, Setup: "local"},
+	{Input: "server", Field: "local", Values: map[string]string{"local": "on", "interface": ""}, Setup: "local"},
 
 	{Input: "token", Field: "description", Values: map[string]string{"description": strings.Repeat("t", MaxTokenDescription+1)}},
 	{Input: "token", Field: "description", Values: map[string]string{"description": "ci\x07"}},

@@ -44,6 +44,14 @@ func newConsoleEnv(tb testing.TB, secure bool) *consoleEnv {
 // changed by mod.
 func newConsoleEnvWith(tb testing.TB, mod func(*web.Config)) *consoleEnv {
 	tb.Helper()
+	return newConsoleEnvRun(tb, true, mod)
+}
+
+// newConsoleEnvRun is newConsoleEnvWith, with the reconciler left idle
+// when run is false (its reads of the store would mix with the requests'
+// when a test counts them).
+func newConsoleEnvRun(tb testing.TB, run bool, mod func(*web.Config)) *consoleEnv {
+	tb.Helper()
 	ctx := context.Background()
 	db, err := store.Open(ctx, filepath.Join(tb.TempDir(), "rampart.db"), []string{"fr-par-1", "nl-ams-1"})
 	if err != nil {
@@ -57,7 +65,11 @@ func newConsoleEnvWith(tb testing.TB, mod func(*web.Config)) *consoleEnv {
 	rec := enforcer.NewReconciler(db, backend, logger)
 	rctx, cancel := context.WithCancel(ctx)
 	done := make(chan struct{})
-	go func() { rec.Run(rctx); close(done) }()
+	if run {
+		go func() { rec.Run(rctx); close(done) }()
+	} else {
+		close(done)
+	}
 	cfg := web.Config{Store: db, Enforcer: rec, Logger: logger}
 	mod(&cfg)
 	srv, err := web.New(cfg)

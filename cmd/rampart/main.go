@@ -216,6 +216,21 @@ func parsePrefixes(s string) ([]netip.Prefix, error) {
 	return out, nil
 }
 
+// openOrganization opens the store at dbPath (creating it if needed) and
+// the organization called name (created if missing).
+func openOrganization(ctx context.Context, dbPath, name string) (*store.DB, store.Organization, error) {
+	db, err := store.Open(ctx, dbPath, nil)
+	if err != nil {
+		return nil, store.Organization{}, err
+	}
+	o, err := db.EnsureOrganization(ctx, name)
+	if err != nil {
+		db.Close()
+		return nil, store.Organization{}, err
+	}
+	return db, o, nil
+}
+
 func runTokenCreate(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("token create", flag.ContinueOnError)
 	fs.SetOutput(stderr)
@@ -228,15 +243,11 @@ func runTokenCreate(ctx context.Context, args []string, stdout, stderr io.Writer
 	if *dbPath == "" {
 		return errors.New("token create: --db is required")
 	}
-	db, err := store.Open(ctx, *dbPath, nil)
+	db, o, err := openOrganization(ctx, *dbPath, *org)
 	if err != nil {
 		return err
 	}
 	defer db.Close()
-	o, err := db.EnsureOrganization(ctx, *org)
-	if err != nil {
-		return err
-	}
 	tok, secret, err := db.CreateToken(ctx, o.ID, *desc)
 	if err != nil {
 		return err
@@ -266,15 +277,11 @@ func runUserCreate(ctx context.Context, args []string, stdin io.Reader, stdout, 
 		return fmt.Errorf("read password: %w", err)
 	}
 	password := strings.TrimRight(line, "\r\n")
-	db, err := store.Open(ctx, *dbPath, nil)
+	db, o, err := openOrganization(ctx, *dbPath, *org)
 	if err != nil {
 		return err
 	}
 	defer db.Close()
-	o, err := db.EnsureOrganization(ctx, *org)
-	if err != nil {
-		return err
-	}
 	u, err := db.CreateUser(ctx, o.ID, *email, password)
 	if err != nil {
 		return err

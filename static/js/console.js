@@ -13,7 +13,7 @@
   document.addEventListener("change", function (ev) {
     var el = ev.target;
     if (el.matches && el.matches("select[data-autosubmit]") && el.form) {
-      el.form.requestSubmit ? el.form.requestSubmit() : el.form.submit();
+      el.form.requestSubmit();
     }
   });
 
@@ -93,18 +93,11 @@
     var row = targetRow(ev);
     if (!row) return;
     ev.preventDefault();
-    var url = dragged.getAttribute("data-move-url");
-    var position = row.getAttribute("data-position");
-    if (window.htmx) {
-      htmx.ajax("POST", url, {
-        target: "#rules", swap: "outerHTML",
-        values: { position: position },
-        headers: { "X-CSRF-Token": csrfToken() }
-      });
-    } else {
-      var body = new URLSearchParams({ position: position });
-      fetch(url, { method: "POST", body: body, headers: { "X-CSRF-Token": csrfToken() }, credentials: "same-origin" })
-        .then(function () { window.location.reload(); });
-    }
+    // htmx is on every page that has rule rows (the layout loads it).
+    htmx.ajax("POST", dragged.getAttribute("data-move-url"), {
+      target: "#rules", swap: "outerHTML",
+      values: { position: row.getAttribute("data-position") },
+      headers: { "X-CSRF-Token": csrfToken() }
+    });
   });
 })();
