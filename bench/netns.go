@@ -7,9 +7,9 @@ import (
 	"fmt"
 	"io"
 	"os/exec"
-	"runtime"
 	"strings"
 
+	"github.com/rampart-fw/rampart/internal/netnstest"
 	"github.com/vishvananda/netns"
 )
 
@@ -87,27 +87,10 @@ func (ns *NS) Output(args ...string) ([]byte, error) {
 	})
 }
 
-// InNS runs f on an OS thread switched into ns and returns its result.
-// Sockets made by f stay in ns. The thread is never switched back: it ends
-// locked with its goroutine, and the runtime discards it.
+// InNS runs f on an OS thread switched into ns and returns its result;
+// sockets made by f stay in ns.
 func InNS[T any](ns *NS, f func() (T, error)) (T, error) {
-	type result struct {
-		v   T
-		err error
-	}
-	ch := make(chan result, 1)
-	go func() {
-		runtime.LockOSThread()
-		if err := netns.Set(ns.H); err != nil {
-			var zero T
-			ch <- result{zero, fmt.Errorf("setns %s: %w", ns.Name, err)}
-			return
-		}
-		v, err := f()
-		ch <- result{v, err}
-	}()
-	r := <-ch
-	return r.v, r.err
+	return netnstest.InNS(ns.H, f)
 }
 
 func run(args ...string) error {
