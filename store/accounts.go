@@ -38,10 +38,23 @@ func (db *DB) EnsureOrganization(ctx context.Context, name string) (Organization
 		if !errors.Is(err, sql.ErrNoRows) {
 			return err
 		}
+		var n int
+		if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM organizations`).Scan(&n); err != nil {
+			return err
+		}
 		org = Organization{ID: uuid.NewString(), Name: name, CreatedAt: db.Now().UTC()}
-		_, err = tx.ExecContext(ctx, `INSERT INTO organizations (id, name, created_at) VALUES (?, ?, ?)`,
-			org.ID, org.Name, formatTime(org.CreatedAt))
-		return err
+		if _, err = tx.ExecContext(ctx, `INSERT INTO organizations (id, name, created_at) VALUES (?, ?, ?)`,
+			org.ID, org.Name, formatTime(org.CreatedAt)); err != nil {
+			return err
+		}
+		if n > 0 {
+			return nil
+		}
+		// The first organization may bind every interface and the host
+		// itself, on every host: a single-tenant install works as before
+		// grants existed.
+		return insertGrant(ctx, tx, Grant{ID: uuid.NewString(), OrganizationID: org.ID, Interfaces: []string{"*"},
+			Local: true, CreatedAt: org.CreatedAt})
 	})
 	if err != nil {
 		return Organization{}, fmt.Errorf("ensure organization %q: %w", name, err)
@@ -136,8 +149,13 @@ func (db *DB) CreateUser(ctx context.Context, orgID, email, password string) (Us
 		if n > 0 {
 			return invalid("email", "constraint", "a user with this email already exists")
 		}
-		_, err := tx.ExecContext(ctx, `INSERT INTO users (id, organization_id, email, password_hash, created_at)
-			VALUES (?, ?, ?, ?, ?)`, u.ID, u.OrganizationID, u.Email, hash, formatTime(u.CreatedAt))
+		// The first user of a database administers it.
+		if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM users`).Scan(&n); err != nil {
+			return err
+		}
+		u.Operator = n == 0
+		_, err := tx.ExecContext(ctx, `INSERT INTO users (id, organization_id, email, password_hash, created_at, operator)
+			VALUES (?, ?, ?, ?, ?, ?)`, u.ID, u.OrganizationID, u.Email, hash, formatTime(u.CreatedAt), boolInt(u.Operator))
 		return err
 	})
 	if err != nil {
@@ -196,9 +214,11 @@ func (db *DB) Account(ctx context.Context, userID string) (User, Organization, e
 	var u User
 	var o Organization
 	var created, orgCreated string
-	err := db.db.QueryRowContext(ctx, `SELECT u.id, u.organization_id, u.email, u.created_at, o.name, o.created_at
+	var op int
+	err := db.db.QueryRowContext(ctx, `SELECT u.id, u.organization_id, u.email, u.created_at, u.operator, o.name, o.created_at
 		FROM users u JOIN organizations o ON o.id = u.organization_id WHERE u.id = ?`, userID).
-		Scan(&u.ID, &u.OrganizationID, &u.Email, &created, &o.Name, &orgCreated)
+		Scan(&u.ID, &u.OrganizationID, &u.Email, &created, &op, &o.Name, &orgCreated)
+	u.Operator = op == 1
 	if errors.Is(err, sql.ErrNoRows) {
 		return User{}, Organization{}, notFound("user", userID)
 	}
@@ -209,19 +229,79 @@ func (db *DB) Account(ctx context.Context, userID string) (User, Organization, e
 	return u, o, nil
 }
 
+// SetOperator makes a user an operator of the install, or not.
+func (db *DB) SetOperator(ctx context.Context, userID string, operator bool) (User, error) {
+	var u User
+	err := db.change(ctx, func(tx *sql.Tx, gen int64) error {
+		res, err := tx.ExecContext(ctx, `UPDATE users SET operator = ? WHERE id = ?`, boolInt(operator), userID)
+		if err != nil {
+			return err
+		}
+		if n, _ := res.RowsAffected(); n == 0 {
+			return notFound("user", userID)
+		}
+		return nil
+	})
+	if err != nil {
+		return User{}, fmt.Errorf("set operator: %w", err)
+	}
+	u, err = db.User(ctx, userID)
+	return u, err
+}
+
+// Organizations lists every organization, by name: what operators see.
+func (db *DB) Organizations(ctx context.Context) ([]Organization, error) {
+	var orgs []Organization
+	err := db.read(ctx, func(tx *sql.Tx) error {
+		var err error
+		orgs, err = queryAll(ctx, tx, func(sc scanner) (Organization, error) {
+			var o Organization
+			var created string
+			err := sc.Scan(&o.ID, &o.Name, &created)
+			o.CreatedAt = parseTime(created)
+			return o, err
+		}, `SELECT id, name, created_at FROM organizations ORDER BY name`)
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list organizations: %w", err)
+	}
+	return orgs, nil
+}
+
+// AllUsers lists every user of every organization, by email: what
+// operators see.
+func (db *DB) AllUsers(ctx context.Context) ([]User, error) {
+	var users []User
+	err := db.read(ctx, func(tx *sql.Tx) error {
+		var err error
+		users, err = queryAll(ctx, tx, scanUser, `SELECT id, organization_id, email, operator, created_at FROM users ORDER BY email`)
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list users: %w", err)
+	}
+	return users, nil
+}
+
+func scanUser(sc scanner) (User, error) {
+	var u User
+	var op int
+	var created string
+	err := sc.Scan(&u.ID, &u.OrganizationID, &u.Email, &op, &created)
+	u.Operator, u.CreatedAt = op == 1, parseTime(created)
+	return u, err
+}
+
 // User returns a user by ID.
 func (db *DB) User(ctx context.Context, id string) (User, error) {
-	var u User
-	var created string
-	err := db.db.QueryRowContext(ctx, `SELECT id, organization_id, email, created_at FROM users WHERE id = ?`, id).
-		Scan(&u.ID, &u.OrganizationID, &u.Email, &created)
+	u, err := scanUser(db.db.QueryRowContext(ctx, `SELECT id, organization_id, email, operator, created_at FROM users WHERE id = ?`, id))
 	if errors.Is(err, sql.ErrNoRows) {
 		return User{}, notFound("user", id)
 	}
 	if err != nil {
 		return User{}, fmt.Errorf("get user: %w", err)
 	}
-	u.CreatedAt = parseTime(created)
 	return u, nil
 }
 

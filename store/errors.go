@@ -25,6 +25,8 @@ const (
 	ResourceRule   = "instance_security_group_rule"
 	ResourceServer = "instance_server"
 	ResourceToken  = "token"
+	ResourceHost   = "host"
+	ResourceGrant  = "grant"
 )
 
 // FieldError says what is wrong with one field of a request.

@@ -11,6 +11,7 @@ import "strings"
 //	rule:         CreateRule         user:   CreateUser
 //	move:         MoveRule           login:  Authenticate
 //	list:         a list's paging    add-server: AddServer
+//	grant:        CreateGrant        host:       CreateHost
 //
 // Tests of every layer take their cases from FieldCases, so that a new
 // check is covered everywhere once its case is added here; a store test
@@ -68,6 +69,10 @@ var FieldCases = []FieldCase{
 	{Input: "server", Field: "zone", Values: map[string]string{"zone": "xx-nowhere-1"}},
 	{Input: "add-server", Field: "server_id", Values: map[string]string{"server_id": ""}},
 	{Input: "add-server", Field: "server_id", Values: map[string]string{"server_id": "00000000-0000-4000-8000-000000000000"}},
+	{Input: "server", Field: "host", Values: map[string]string{"host": "nowhere"}},
+	{Input: "grant", Field: "interfaces", Values: map[string]string{"interfaces": "tap 0*"}},
+	{Input: "grant", Field: "interfaces", Values: map[string]string{"interfaces": "", "local": ""}},
+	{Input: "host", Field: "name", Values: map[string]string{"name": "db host!"}},
 	{Input: "server", Field: "local", Values: map[string]string{"local": "on", "interface": ""}, Setup: "local"},
 
 	{Input: "token", Field: "description", Values: map[string]string{"description": strings.Repeat("t", MaxTokenDescription+1)}},

@@ -22,6 +22,7 @@ type ServerInput struct {
 	Local           bool
 	Tags            []string
 	SecurityGroupID string // "" gives the zone's organization default
+	Host            string // a host's name; "" for the default host
 }
 
 // ServerPatch changes the fields that are not nil.
@@ -33,6 +34,7 @@ type ServerPatch struct {
 	Local           *bool
 	Tags            *[]string
 	SecurityGroupID *string
+	Host            *string // "" moves the server to the default host
 }
 
 // ServerFilter selects servers of one organization and zone.
@@ -44,9 +46,12 @@ type ServerFilter struct {
 }
 
 const serverColumns = `s.id, s.organization_id, s.project_id, s.zone, s.name, s.type, s.interface, s.addresses, s.local,
-	s.tags, s.security_group_id, g.name, s.created_at, s.modified_at`
+	s.tags, s.security_group_id, g.name, s.created_at, s.modified_at, s.host_id, COALESCE(h.id, ''), COALESCE(h.name, '')`
 
-const serverFrom = ` FROM servers s JOIN security_groups g ON g.id = s.security_group_id`
+// serverFrom joins a server's group and its host: its own, or the default
+// host when it names none.
+const serverFrom = ` FROM servers s JOIN security_groups g ON g.id = s.security_group_id
+	LEFT JOIN hosts h ON h.id = CASE WHEN s.host_id <> '' THEN s.host_id ELSE (SELECT id FROM hosts WHERE is_default = 1) END`
 
 // scanServer reads a server; what the enforcer relies on (type,
 // interface, local, addresses) is checked as it was on the way in, and a
@@ -56,7 +61,7 @@ func scanServer(sc scanner) (Server, error) {
 	var addrs, tags, created, modified string
 	var local int
 	err := sc.Scan(&s.ID, &s.OrganizationID, &s.ProjectID, &s.Zone, &s.Name, &s.Type, &s.Interface, &addrs, &local,
-		&tags, &s.SecurityGroup.ID, &s.SecurityGroup.Name, &created, &modified)
+		&tags, &s.SecurityGroup.ID, &s.SecurityGroup.Name, &created, &modified, &s.PinnedHost, &s.HostID, &s.Host)
 	if err != nil {
 		return Server{}, err
 	}
@@ -152,19 +157,32 @@ func checkEnforced(fe *fieldErrors, s *Server, iface string, addrs []string) {
 	}
 }
 
-// conflictOnUnique turns a unique-index violation into a field error.
-func conflictOnUnique(err error, s Server) error {
-	if err == nil {
-		return nil
+// resolveHost returns the host a server names (name, "" for the default
+// host): what to store (its ID, or "" for the default) and the host it is
+// on (the default host's ID, or "" while no host exists). A host the
+// organization has no grant on answers as one that does not exist.
+func resolveHost(ctx context.Context, tx *sql.Tx, orgID, name string) (stored, effective string, err error) {
+	if name == "" {
+		err := tx.QueryRowContext(ctx, `SELECT COALESCE((SELECT id FROM hosts WHERE is_default = 1), '')`).Scan(&effective)
+		return "", effective, err
 	}
-	msg := err.Error()
-	switch {
-	case strings.Contains(msg, "servers.interface"):
-		return invalid("interface", "constraint", "interface %s already carries another server", s.Interface)
-	case strings.Contains(msg, "servers.local"):
-		return invalid("local", "constraint", "another server is already the local host")
+	missing := invalid("host", "constraint", "there is no host called %s", name)
+	h, err := findHostByName(ctx, tx, name)
+	if ErrorCode(err) == CodeNotFound {
+		return "", "", missing
 	}
-	return err
+	if err != nil {
+		return "", "", err
+	}
+	var n int
+	if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM grants WHERE organization_id = ? AND (host_id = '' OR host_id = ?)`,
+		orgID, h.ID).Scan(&n); err != nil {
+		return "", "", err
+	}
+	if n == 0 {
+		return "", "", missing
+	}
+	return h.ID, h.ID, nil
 }
 
 // CreateServer registers a server. Without a group it gets the zone's
@@ -193,6 +211,13 @@ func (db *DB) CreateServer(ctx context.Context, orgID, zone string, in ServerInp
 		return Server{}, err
 	}
 	err := db.change(ctx, func(tx *sql.Tx, gen int64) error {
+		var err error
+		if s.PinnedHost, s.HostID, err = resolveHost(ctx, tx, orgID, strings.TrimSpace(in.Host)); err != nil {
+			return err
+		}
+		if err := checkBinding(ctx, tx, orgID, s.ID, s.HostID, s.Interface, s.Local); err != nil {
+			return err
+		}
 		g, err := db.groupForServer(ctx, tx, gen, orgID, zone, in.SecurityGroupID, "security_group")
 		if err != nil {
 			return err
@@ -201,10 +226,13 @@ func (db *DB) CreateServer(ctx context.Context, orgID, zone string, in ServerInp
 			return err
 		}
 		_, err = tx.ExecContext(ctx, `INSERT INTO servers (id, organization_id, project_id, zone, name, type, interface,
-			addresses, local, tags, security_group_id, created_at, modified_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+			addresses, local, tags, security_group_id, created_at, modified_at, host_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 			s.ID, s.OrganizationID, s.ProjectID, s.Zone, s.Name, s.Type, s.Interface, encodeList(s.Addresses),
-			boolInt(s.Local), encodeList(s.Tags), g.ID, formatTime(now), formatTime(now))
-		if err := conflictOnUnique(err, s); err != nil {
+			boolInt(s.Local), encodeList(s.Tags), g.ID, formatTime(now), formatTime(now), s.PinnedHost)
+		if err != nil {
+			return err
+		}
+		if s.Host, err = hostName(ctx, tx, s.HostID); err != nil {
 			return err
 		}
 		s.SecurityGroup = ServerRef{ID: g.ID, Name: g.Name}
@@ -319,6 +347,18 @@ func (db *DB) UpdateServer(ctx context.Context, orgID, zone, id string, p Server
 		if err := fe.err(); err != nil {
 			return err
 		}
+		if p.Host != nil {
+			if s.PinnedHost, s.HostID, err = resolveHost(ctx, tx, orgID, strings.TrimSpace(*p.Host)); err != nil {
+				return err
+			}
+		}
+		// A binding made before grants (or under a grant since removed)
+		// stays as it is; changing it needs a grant.
+		if s.Interface != before.Interface || s.Local != before.Local || s.HostID != before.HostID {
+			if err := checkBinding(ctx, tx, orgID, s.ID, s.HostID, s.Interface, s.Local); err != nil {
+				return err
+			}
+		}
 		groupID := s.SecurityGroup.ID
 		field := "type"
 		if p.SecurityGroupID != nil {
@@ -336,10 +376,13 @@ func (db *DB) UpdateServer(ctx context.Context, orgID, zone, id string, p Server
 		}
 		s.ModifiedAt = db.Now().UTC()
 		_, err = tx.ExecContext(ctx, `UPDATE servers SET name = ?, type = ?, interface = ?, addresses = ?, local = ?,
-			tags = ?, security_group_id = ?, modified_at = ? WHERE id = ?`,
+			tags = ?, security_group_id = ?, modified_at = ?, host_id = ? WHERE id = ?`,
 			s.Name, s.Type, s.Interface, encodeList(s.Addresses), boolInt(s.Local), encodeList(s.Tags), g.ID,
-			formatTime(s.ModifiedAt), s.ID)
-		if err := conflictOnUnique(err, s); err != nil {
+			formatTime(s.ModifiedAt), s.PinnedHost, s.ID)
+		if err != nil {
+			return err
+		}
+		if s.Host, err = hostName(ctx, tx, s.HostID); err != nil {
 			return err
 		}
 		if err := db.touchGroup(ctx, tx, gen, s.SecurityGroup.ID); err != nil {

@@ -85,7 +85,10 @@ func (db *DB) Snapshot(ctx context.Context) (Snapshot, error) {
 		for _, r := range rules {
 			snap.Rules[r.GroupID] = append(snap.Rules[r.GroupID], r)
 		}
-		snap.Servers, err = queryAll(ctx, tx, scanServer, `SELECT `+serverColumns+serverFrom+` ORDER BY s.id`)
+		if snap.Servers, err = queryAll(ctx, tx, scanServer, `SELECT `+serverColumns+serverFrom+` ORDER BY s.id`); err != nil {
+			return err
+		}
+		snap.Hosts, err = queryAll(ctx, tx, scanHost, `SELECT `+hostColumns+` FROM hosts ORDER BY name`)
 		return err
 	})
 	if err != nil {
@@ -94,6 +97,34 @@ func (db *DB) Snapshot(ctx context.Context) (Snapshot, error) {
 	snap.linkServers()
 	snap.markUnreadable()
 	return snap, nil
+}
+
+// ForHost returns the part of snap that the host hostID enforces: its
+// servers and the groups they are in, with their rules. It shares slices
+// with snap, which must not be modified.
+func (snap Snapshot) ForHost(hostID string) Snapshot {
+	out := Snapshot{Generation: snap.Generation, Rules: map[string][]Rule{}, Hosts: snap.Hosts,
+		Unreadable: map[string][]string{}}
+	used := map[string]bool{}
+	for _, s := range snap.Servers {
+		if s.HostID == hostID {
+			out.Servers = append(out.Servers, s)
+			used[s.SecurityGroup.ID] = true
+		}
+	}
+	for _, g := range snap.Groups {
+		if !used[g.ID] {
+			continue
+		}
+		out.Groups = append(out.Groups, g)
+		if rules, ok := snap.Rules[g.ID]; ok {
+			out.Rules[g.ID] = rules
+		}
+		if u, ok := snap.Unreadable[g.ID]; ok {
+			out.Unreadable[g.ID] = u
+		}
+	}
+	return out
 }
 
 // SMTPRules returns the six non-editable rules that a group blocking SMTP
@@ -230,7 +261,8 @@ func (db *DB) SnapshotSince(ctx context.Context, prev Snapshot) (Snapshot, error
 			}
 			snap.Groups = append(snap.Groups, g)
 		}
-		return nil
+		snap.Hosts, err = queryAll(ctx, tx, scanHost, `SELECT `+hostColumns+` FROM hosts ORDER BY name`)
+		return err
 	})
 	if err != nil {
 		return Snapshot{}, fmt.Errorf("snapshot since %d: %w", prev.Generation, err)

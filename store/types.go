@@ -78,7 +78,10 @@ type User struct {
 	ID             string
 	OrganizationID string
 	Email          string
-	CreatedAt      time.Time
+	// Operator users administer the whole install (hosts, organizations,
+	// users, grants) besides their organization. The first user is one.
+	Operator  bool
+	CreatedAt time.Time
 }
 
 // Token is an API key. Only a hash of its secret is stored.
@@ -155,6 +158,11 @@ type Server struct {
 	SecurityGroup  ServerRef
 	CreatedAt      time.Time
 	ModifiedAt     time.Time
+	// HostID and Host are the host the server is on: the one it names
+	// (PinnedHost), or the default host; "" while no host exists.
+	HostID     string
+	Host       string
+	PinnedHost string // the host ID stored, "" for the default host
 	// Unreadable says why the stored row is not a valid server, or "".
 	Unreadable string
 }
@@ -166,6 +174,7 @@ type Snapshot struct {
 	Groups     []Group           // ordered by ID
 	Rules      map[string][]Rule // by group ID, in position order (editable rules only)
 	Servers    []Server          // ordered by ID
+	Hosts      []Host            // ordered by name; without their reports
 	// Unreadable lists, by group ID, the stored rows of a group (its own,
 	// its rules', its servers') that could not be read as valid. Nothing
 	// may be guessed from them: the enforcer fails such a group closed,

@@ -49,8 +49,9 @@ func ErrorsOf(err error, fields ...string) (FieldErrors, string) {
 		return nil, ""
 	}
 	if len(se.Fields) == 0 {
-		if se.Code == store.CodeNotFound && se.Resource == "zone" && contains(fields, "zone") {
-			return FieldErrors{"zone": se.Message}, ""
+		// A missing zone, or a binding not granted, is about one field.
+		if (se.Code == store.CodeNotFound || se.Code == store.CodeForbidden) && se.Resource != "" && contains(fields, se.Resource) {
+			return FieldErrors{se.Resource: se.Message}, ""
 		}
 		return nil, se.Message
 	}
