@@ -33,7 +33,7 @@ func (db *DB) EnsureOrganization(ctx context.Context, name string) (Organization
 		var err error
 		org, err = findOrganizationByName(ctx, tx, name)
 		if err == nil {
-			return nil
+			return errNoChange
 		}
 		if !errors.Is(err, sql.ErrNoRows) {
 			return err
@@ -69,6 +69,23 @@ func findOrganizationByName(ctx context.Context, tx *sql.Tx, name string) (Organ
 		Scan(&org.ID, &org.Name, &created)
 	org.CreatedAt = parseTime(created)
 	return org, err
+}
+
+// OrganizationByName returns the organization called name.
+func (db *DB) OrganizationByName(ctx context.Context, name string) (Organization, error) {
+	var org Organization
+	err := db.read(ctx, func(tx *sql.Tx) error {
+		var err error
+		org, err = findOrganizationByName(ctx, tx, name)
+		if errors.Is(err, sql.ErrNoRows) {
+			return notFound("organization", name)
+		}
+		return err
+	})
+	if err != nil {
+		return Organization{}, fmt.Errorf("get organization %q: %w", name, err)
+	}
+	return org, nil
 }
 
 // Organization returns the organization with the given ID.

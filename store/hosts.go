@@ -43,6 +43,33 @@ type GroupReport struct {
 	Error             string // why the group could not be applied there
 }
 
+// HostState says how a host follows the store.
+type HostState string
+
+// Host states.
+const (
+	HostPending HostState = "pending" // enrolled (or created), never reported
+	HostReady   HostState = "ready"   // holds the view of the current generation
+	HostSyncing HostState = "syncing" // a newer view is on its way
+	HostError   HostState = "error"   // its last apply failed
+	HostLost    HostState = "lost"    // silent for longer than the console waits
+)
+
+// HostStatus is a host with its state, as the console shows it.
+type HostStatus struct {
+	Host
+	State  HostState
+	Detail string // why, for error and lost
+}
+
+// GroupOnHost is how one host holds one group.
+type GroupOnHost struct {
+	HostID   string
+	HostName string
+	State    SyncState
+	Detail   string
+}
+
 // DefaultJoinTokenTTL is how long a join token may be redeemed.
 const DefaultJoinTokenTTL = time.Hour
 

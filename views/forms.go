@@ -109,12 +109,13 @@ type ServerForm struct {
 	Addresses     string // comma-separated
 	Local         bool
 	SecurityGroup string // "" for the zone's default
+	Host          string // "" for the default host
 	Errors        FieldErrors
 	Message       string
 }
 
 // ServerFormFields are the fields of ServerForm, as posted.
-var ServerFormFields = []string{"name", "zone", "type", "interface", "addresses", "local", "security_group"}
+var ServerFormFields = []string{"name", "zone", "type", "interface", "addresses", "local", "security_group", "host"}
 
 // ServerFormOf fills the form from a server.
 func ServerFormOf(s store.Server) ServerForm {
@@ -123,7 +124,16 @@ func ServerFormOf(s store.Server) ServerForm {
 		addrs[i] = a.String()
 	}
 	return ServerForm{ID: s.ID, Name: s.Name, Zone: s.Zone, Type: string(s.Type), Interface: s.Interface,
-		Addresses: strings.Join(addrs, ", "), Local: s.Local, SecurityGroup: s.SecurityGroup.ID}
+		Addresses: strings.Join(addrs, ", "), Local: s.Local, SecurityGroup: s.SecurityGroup.ID, Host: hostOf(s)}
+}
+
+// hostOf is what the form shows of a server's host: the one it names, ""
+// when it is on the default host without naming it.
+func hostOf(s store.Server) string {
+	if s.PinnedHost == "" {
+		return ""
+	}
+	return s.Host
 }
 
 // AddressList splits the addresses field.

@@ -67,3 +67,30 @@ func addressList(s store.Server) string {
 	}
 	return out
 }
+
+func orgName(orgs []store.Organization, id string) string {
+	for _, o := range orgs {
+		if o.ID == id {
+			return o.Name
+		}
+	}
+	return id
+}
+
+func joinComma(list []string) string {
+	out := ""
+	for i, s := range list {
+		if i > 0 {
+			out += ", "
+		}
+		out += s
+	}
+	return out
+}
+
+func hostLabel(name string) string {
+	if name == "" {
+		return "every host"
+	}
+	return name
+}

@@ -26,6 +26,7 @@ type Page struct {
 	ModeReason string
 	CSRF       string
 	Flash      Flash
+	Operator   bool // shows the Operator area
 }
 
 // Flash is a one-time message shown at the top of a page or section.

@@ -77,6 +77,9 @@ type serverJSON struct {
 	Interface string   `json:"interface"`
 	Addresses []string `json:"addresses"`
 	Local     bool     `json:"local"`
+	// Host is the name of the host the server is on (the default host's
+	// when it names none), "" while no host exists.
+	Host string `json:"host"`
 }
 
 func (s *Server) groupJSON(g store.Group) groupJSON {
@@ -159,6 +162,6 @@ func serverToJSON(sv store.Server) serverJSON {
 		ID: sv.ID, Name: sv.Name, Organization: sv.OrganizationID, Project: sv.ProjectID, Zone: sv.Zone,
 		Tags: tags, State: "running", CreationDate: scwTime(sv.CreatedAt), ModificationDate: scwTime(sv.ModifiedAt),
 		SecurityGroup: refJSON(sv.SecurityGroup), Volumes: map[string]string{}, PublicIPs: []struct{}{},
-		Type: string(sv.Type), Interface: sv.Interface, Addresses: addrs, Local: sv.Local,
+		Type: string(sv.Type), Interface: sv.Interface, Addresses: addrs, Local: sv.Local, Host: sv.Host,
 	}
 }

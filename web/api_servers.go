@@ -41,6 +41,7 @@ type serverBody struct {
 	Interface     *string         `json:"interface"`
 	Addresses     *[]string       `json:"addresses"`
 	Local         *bool           `json:"local"`
+	Host          *string         `json:"host"`
 }
 
 // securityGroupID reads security_group as an ID string (the SDK's create
@@ -75,7 +76,7 @@ func (s *Server) handleServerCreate(c echo.Context) error {
 	}
 	in := store.ServerInput{
 		Name: deref(b.Name), Tags: deref(b.Tags), Type: store.ServerType(deref(b.Type)), Interface: deref(b.Interface),
-		Addresses: deref(b.Addresses), Local: deref(b.Local), SecurityGroupID: deref(sg),
+		Addresses: deref(b.Addresses), Local: deref(b.Local), SecurityGroupID: deref(sg), Host: deref(b.Host),
 	}
 	if b.Project != nil {
 		in.ProjectID = *b.Project
@@ -111,6 +112,7 @@ func (s *Server) handleServerPatch(c echo.Context) error {
 	}
 	p := store.ServerPatch{
 		Name: b.Name, Tags: b.Tags, Interface: b.Interface, Addresses: b.Addresses, Local: b.Local, SecurityGroupID: sg,
+		Host: b.Host,
 	}
 	if b.Type != nil {
 		t := store.ServerType(*b.Type)

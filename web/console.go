@@ -163,9 +163,10 @@ func (con *console) requireUser(next echo.HandlerFunc) echo.HandlerFunc {
 		mode, reason := con.enf.Mode()
 		c.SetRequest(c.Request().WithContext(store.WithActor(ctx, "user "+u.Email)))
 		c.Set(ctxOrg, org.ID)
+		c.Set(ctxOperator, u.Operator)
 		c.Set(ctxPage, views.Page{
 			Org: org.Name, Email: u.Email, Zone: zone, Zones: con.db.Zones,
-			Mode: mode, ModeReason: reason, CSRF: csrfToken(c), Path: "/security-groups",
+			Mode: mode, ModeReason: reason, CSRF: csrfToken(c), Path: "/security-groups", Operator: u.Operator,
 		})
 		return next(c)
 	}
@@ -233,6 +234,8 @@ func (con *console) page(c echo.Context, title, section string) views.Page {
 		p.Path = "/servers"
 	case "tokens":
 		p.Path = "/tokens"
+	case "hosts", "organizations", "users", "grants":
+		p.Path = "/operator/" + section
 	default:
 		p.Path = "/security-groups"
 	}

@@ -100,6 +100,9 @@ func (con *console) detail(c echo.Context, sd store.GroupDetail) views.GroupDeta
 		}
 	}
 	d.Rules = con.rulesView(c, g, sd.Rules)
+	if f := con.srv.cfg.Fleet; f != nil {
+		d.Hosts = f.GroupHosts(g.ID, g.Generation)
+	}
 	return d
 }
 

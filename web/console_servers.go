@@ -17,7 +17,7 @@ func serverForm(c echo.Context) views.ServerForm {
 	return views.ServerForm{
 		Name: c.FormValue("name"), Zone: c.FormValue("zone"), Type: c.FormValue("type"),
 		Interface: strings.TrimSpace(c.FormValue("interface")), Addresses: c.FormValue("addresses"),
-		Local: checked(c, "local"), SecurityGroup: c.FormValue("security_group"),
+		Local: checked(c, "local"), SecurityGroup: c.FormValue("security_group"), Host: strings.TrimSpace(c.FormValue("host")),
 	}
 }
 
@@ -59,7 +59,7 @@ func (con *console) handleServerRegisterForm(c echo.Context) error {
 	f := serverForm(c)
 	s, err := con.db.CreateServer(c.Request().Context(), consoleOrg(c), f.Zone, store.ServerInput{
 		Name: f.Name, Type: store.ServerType(f.Type), Interface: f.Interface, Addresses: f.AddressList(),
-		Local: f.Local, SecurityGroupID: f.SecurityGroup,
+		Local: f.Local, SecurityGroupID: f.SecurityGroup, Host: f.Host,
 	})
 	if refused(err) || store.ErrorCode(err) == store.CodeNotFound {
 		f.Errors, f.Message = views.ErrorsOf(err, views.ServerFormFields...)
@@ -98,7 +98,7 @@ func (con *console) handleServerEditForm(c echo.Context) error {
 	f := serverForm(c)
 	f.ID, f.Zone = c.Param("server"), con.zone(c)
 	typ, addrs := store.ServerType(f.Type), f.AddressList()
-	patch := store.ServerPatch{Name: &f.Name, Type: &typ, Interface: &f.Interface, Addresses: &addrs, Local: &f.Local}
+	patch := store.ServerPatch{Name: &f.Name, Type: &typ, Interface: &f.Interface, Addresses: &addrs, Local: &f.Local, Host: &f.Host}
 	if f.SecurityGroup != "" {
 		patch.SecurityGroupID = &f.SecurityGroup
 	}

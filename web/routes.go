@@ -88,4 +88,18 @@ func (s *Server) registerRoutes() {
 	e.GET("/tokens", con.handleTokensPage, user...)
 	e.POST("/tokens", con.handleTokenGenerateForm, user...)
 	e.POST("/tokens/:key/revoke", con.handleTokenRevokeForm, user...)
+
+	// The Operator area: the whole install, for operators only.
+	op := append(user[:len(user):len(user)], con.requireOperator)
+	e.GET("/operator/hosts", con.handleHostsPage, op...)
+	e.POST("/operator/hosts", con.handleHostAddForm, op...)
+	e.POST("/operator/hosts/:name/remove", con.handleHostRemoveForm, op...)
+	e.POST("/operator/hosts/:name/default", con.handleHostDefaultForm, op...)
+	e.GET("/operator/organizations", con.handleOrganizationsPage, op...)
+	e.POST("/operator/organizations", con.handleOrganizationAddForm, op...)
+	e.GET("/operator/users", con.handleUsersPage, op...)
+	e.POST("/operator/users", con.handleUserAddForm, op...)
+	e.GET("/operator/grants", con.handleGrantsPage, op...)
+	e.POST("/operator/grants", con.handleGrantAddForm, op...)
+	e.POST("/operator/grants/:id/delete", con.handleGrantDeleteForm, op...)
 }

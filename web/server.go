@@ -48,6 +48,24 @@ type Config struct {
 	// Timeouts of the HTTP server (see HTTPServer); zero fields take
 	// DefaultTimeouts.
 	Timeouts Timeouts
+	// Fleet tells the states of hosts and of a group on each host; nil
+	// shows what the store knows.
+	Fleet Fleet
+	// JoinToken turns a host's join secret into the token its agent is
+	// given (which pins the console's CA); nil gives the secret as is.
+	JoinToken func(ctx context.Context, secret string) (string, error)
+	// JoinTokenTTL is how long a join token made in the console works;
+	// zero is the store's default (an hour).
+	JoinTokenTTL time.Duration
+}
+
+// Fleet is what the console shows of the hosts Rampart programs.
+type Fleet interface {
+	// Hosts returns every host with its state.
+	Hosts(ctx context.Context) ([]store.HostStatus, error)
+	// GroupHosts returns how each host that holds a server of the group
+	// holds it at generation.
+	GroupHosts(groupID string, generation int64) []store.GroupOnHost
 }
 
 // Server is the HTTP handler of the console and the API.

@@ -41,7 +41,8 @@ func main() {
 const usage = `usage:
   rampart serve [--listen 127.0.0.1:8080] [--db data/rampart.db] [--zones fr-par-1,nl-ams-1] [--enforcer auto|nftables|preview]
   rampart token create --db PATH [--org NAME]
-  rampart user create --db PATH --email E [--org NAME]   (password read from standard input)
+  rampart user create --db PATH --email E [--org NAME] [--operator]   (password read from standard input)
+  rampart grant --db PATH --org NAME [--host NAME] --interfaces 'tap-acme-*,vnet1*' [--local]
   rampart enforcer remove                                 (deletes the inet rampart table)
   rampart version
 `
@@ -66,6 +67,8 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 			return errors.New("usage: rampart user create --db PATH --email E [--org NAME]")
 		}
 		return runUserCreate(ctx, rest[1:], stdin, stdout, stderr)
+	case "grant":
+		return runGrant(ctx, rest, stdout, stderr)
 	case "enforcer":
 		if len(rest) == 0 || rest[0] != "remove" {
 			return errors.New("usage: rampart enforcer remove")
@@ -266,6 +269,7 @@ func runUserCreate(ctx context.Context, args []string, stdin io.Reader, stdout, 
 	dbPath := fs.String("db", envOr("RAMPART_DB", ""), "SQLite database file")
 	email := fs.String("email", "", "the user's email, used to sign in")
 	org := fs.String("org", "default", "organization name (created if missing)")
+	operator := fs.Bool("operator", false, "the user also administers the install (hosts, organizations, users, grants); the first user always does")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -286,6 +290,15 @@ func runUserCreate(ctx context.Context, args []string, stdin io.Reader, stdout, 
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(stdout, "created user %s in organization %s (%s)\n", u.Email, o.Name, o.ID)
+	if *operator && !u.Operator {
+		if u, err = db.SetOperator(ctx, u.ID, true); err != nil {
+			return err
+		}
+	}
+	role := "member"
+	if u.Operator {
+		role = "operator"
+	}
+	fmt.Fprintf(stdout, "created user %s (%s) in organization %s (%s)\n", u.Email, role, o.Name, o.ID)
 	return nil
 }

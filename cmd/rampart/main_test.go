@@ -108,3 +108,31 @@ func TestServeAnswersHealthzAndStops(t *testing.T) {
 		t.Fatalf("first serve without users does not say how to create one:\n%s", logs.String())
 	}
 }
+
+// TestOperatorsAndGrants: the first user is an operator, --operator makes
+// another; `grant` lets an organization bind interfaces on a host, and
+// refuses a bad pattern naming it.
+func TestOperatorsAndGrants(t *testing.T) {
+	db := filepath.Join(t.TempDir(), "rampart.db")
+	if out := runCmd(t, "a long password\n", "user", "create", "--db", db, "--email", "first@acme.test"); !strings.Contains(out, "(operator)") {
+		t.Errorf("first user: %q, want an operator", out)
+	}
+	if out := runCmd(t, "a long password\n", "user", "create", "--db", db, "--email", "second@acme.test"); !strings.Contains(out, "(member)") {
+		t.Errorf("second user: %q, want a member", out)
+	}
+	if out := runCmd(t, "a long password\n", "user", "create", "--db", db, "--email", "third@globex.test", "--org", "globex", "--operator"); !strings.Contains(out, "(operator)") {
+		t.Errorf("--operator: %q", out)
+	}
+	var g map[string]any
+	if err := json.Unmarshal([]byte(runCmd(t, "", "grant", "--db", db, "--org", "globex", "--interfaces", "tap-g-*, vnet1*", "--local")), &g); err != nil {
+		t.Fatal(err)
+	}
+	if g["organization"] != "globex" || g["local"] != true || len(g["interfaces"].([]any)) != 2 || g["host"] != "" {
+		t.Errorf("grant = %v", g)
+	}
+	var out, errOut bytes.Buffer
+	err := run(context.Background(), []string{"grant", "--db", db, "--org", "globex", "--interfaces", "tap 0"}, strings.NewReader(""), &out, &errOut)
+	if err == nil || !strings.Contains(err.Error(), "interfaces") {
+		t.Errorf("bad pattern: %v", err)
+	}
+}
