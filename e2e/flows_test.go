@@ -681,3 +681,28 @@ func mustText(t *testing.T, l playwright.Locator) string {
 	}
 	return s
 }
+
+// TestOperatorArea: an operator adds a host (its join token shown once)
+// and grants an organization interfaces on it; every page of the Operator
+// area passes axe.
+func TestOperatorArea(t *testing.T) {
+	srv := suite.srv
+	a := srv.newAccount(t, "ops", "--operator")
+	p := newTab(t, srv)
+	p.signIn(a)
+	p.click(p.link("Hosts"), "the Operator area's Hosts")
+	p.see("hosts")
+	p.fill("Name", "e2e-edge")
+	p.click(p.button("Add host"), "Add host")
+	p.visible(p.text("Host e2e-edge added."), "the join token")
+	p.see("host-added")
+	p.click(p.link("Grants"), "Grants")
+	p.fill("Interfaces", "tap-e2e-*")
+	p.click(p.main().GetByRole("button", playwright.LocatorGetByRoleOptions{Name: "Grant", Exact: playwright.Bool(true)}), "Grant")
+	p.visible(p.role("cell", "tap-e2e-*"), "the grant")
+	p.see("grants")
+	p.click(p.link("Organizations"), "Organizations")
+	p.see("organizations")
+	p.click(p.link("Users"), "Users")
+	p.see("users")
+}

@@ -149,10 +149,10 @@ type account struct {
 
 // newAccount creates a user in organization org with
 // `rampart user create`, the password on standard input.
-func (s *server) newAccount(t *testing.T, org string) account {
+func (s *server) newAccount(t *testing.T, org string, flags ...string) account {
 	t.Helper()
 	a := account{Email: org + "@example.com", Password: "pw-" + randomHex(8), Org: org}
-	cmd := exec.Command(suite.bin, "user", "create", "--db", s.db, "--email", a.Email, "--org", org)
+	cmd := exec.Command(suite.bin, append([]string{"user", "create", "--db", s.db, "--email", a.Email, "--org", org}, flags...)...)
 	cmd.Stdin = strings.NewReader(a.Password + "\n")
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("rampart user create: %v\n%s", err, out)
