@@ -29,6 +29,8 @@ func (s *Server) registerRoutes() {
 	z.DELETE("/security_groups/:id", s.handleGroupDelete)
 	z.GET("/security_groups/:id/events", s.handleGroupEvents)
 	z.GET("/security_groups/:id/ruleset", s.handleGroupRuleset)
+	z.POST("/security_groups/:id/evaluate", s.handleGroupEvaluate)
+	z.GET("/security_groups/:id/analysis", s.handleGroupAnalysis)
 	z.GET("/security_groups/:id/rules", s.handleRuleList)
 	z.POST("/security_groups/:id/rules", s.handleRuleCreate)
 	z.PUT("/security_groups/:id/rules", s.handleRuleSetAll)
@@ -40,6 +42,7 @@ func (s *Server) registerRoutes() {
 	z.GET("/servers/:server", s.handleServerGet)
 	z.PATCH("/servers/:server", s.handleServerPatch)
 	z.DELETE("/servers/:server", s.handleServerDelete)
+	z.POST("/servers/:server/evaluate", s.handleServerEvaluate)
 
 	// The legacy API of the original documentation, in the default zone.
 	legacy := []echo.MiddlewareFunc{s.requireToken, s.legacyZone}
