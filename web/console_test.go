@@ -873,7 +873,7 @@ func TestConsoleRules(t *testing.T) {
 		if got := len(ruleRows(p, "inbound")); got != 1 {
 			t.Fatalf("%d inbound rows, want 1", got)
 		}
-		if !strings.Contains(p.doc.Find("#rules-flash").Text(), "Rule added") {
+		if !strings.Contains(p.doc.Find("#rules-flash").Text(), "Rule 1 added") {
 			t.Fatal("no confirmation")
 		}
 		if p.doc.Find(`[data-testid=smtp-rules] tbody tr`).Length() != 6 {

@@ -81,12 +81,14 @@ func (s *Server) registerRoutes() {
 	e.POST("/security-groups/:id/rules/:rule", con.handleRuleEditForm, user...)
 	e.POST("/security-groups/:id/rules/:rule/move", con.handleRuleMoveForm, user...)
 	e.POST("/security-groups/:id/rules/:rule/delete", con.handleRuleDeleteForm, user...)
+	e.POST("/security-groups/:id/evaluate", con.handleGroupEvaluateForm, user...)
 
 	e.GET("/servers", con.handleServersPage, user...)
 	e.POST("/servers", con.handleServerRegisterForm, user...)
 	e.GET("/servers/:server", con.handleServerPage, user...)
 	e.POST("/servers/:server", con.handleServerEditForm, user...)
 	e.POST("/servers/:server/delete", con.handleServerRemoveForm, user...)
+	e.POST("/servers/:server/evaluate", con.handleServerEvaluateForm, user...)
 
 	e.GET("/tokens", con.handleTokensPage, user...)
 	e.POST("/tokens", con.handleTokenGenerateForm, user...)
