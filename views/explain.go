@@ -1,6 +1,10 @@
 package views
 
-import "github.com/rampart-fw/rampart/store"
+import (
+	"strings"
+
+	"github.com/rampart-fw/rampart/store"
+)
 
 // TesterForm is the packet tester's form. Its field names are the API's:
 // direction, protocol, ip (the remote address), local_ip (the protected
@@ -108,12 +112,20 @@ func findingLabel(kind string) string {
 	return kind
 }
 
-// resultLabel is how the tester's answer says what happened.
-func resultLabel(p store.Policy) string {
+// resultVerb is how the tester's answer says what happened.
+func resultVerb(p store.Policy) string {
 	if p == store.Drop {
-		return "Dropped"
+		return "dropped"
 	}
-	return "Accepted"
+	return "accepted"
+}
+
+// capital starts s with a capital letter, as a table cell does.
+func capital(s string) string {
+	if s == "" {
+		return s
+	}
+	return strings.ToUpper(s[:1]) + s[1:]
 }
 
 // peerChoices lists the servers a packet may come from.

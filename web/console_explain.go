@@ -258,7 +258,7 @@ func refName(r explain.RuleRef) string {
 	return string(r.Kind)
 }
 
-// describePacket renders a packet for a person: "inbound TCP from
+// describePacket renders a packet for a person: "Inbound TCP from
 // 203.0.113.7 to port 22, new connection".
 func describePacket(p explain.Packet) string {
 	var b strings.Builder
@@ -267,17 +267,23 @@ func describePacket(p explain.Packet) string {
 		proto = "ICMPv6"
 	}
 	fmt.Fprintf(&b, "%s %s", p.Direction, proto)
-	local := "the server"
-	if p.Local.IsValid() {
-		local = p.Local.String()
-	}
-	if p.Direction == store.Inbound {
-		fmt.Fprintf(&b, " from %s to %s", p.Remote, local)
-	} else {
-		fmt.Fprintf(&b, " from %s to %s", local, p.Remote)
+	switch {
+	case p.Direction == store.Inbound:
+		fmt.Fprintf(&b, " from %s", p.Remote)
+		if p.Local.IsValid() {
+			fmt.Fprintf(&b, " to %s", p.Local)
+		}
+	case p.Local.IsValid():
+		fmt.Fprintf(&b, " from %s to %s", p.Local, p.Remote)
+	default:
+		fmt.Fprintf(&b, " to %s", p.Remote)
 	}
 	if p.Protocol.HasPorts() {
-		fmt.Fprintf(&b, " port %d", p.Port)
+		if p.Local.IsValid() || p.Direction == store.Outbound {
+			fmt.Fprintf(&b, " port %d", p.Port)
+		} else {
+			fmt.Fprintf(&b, " to port %d", p.Port)
+		}
 	}
 	if p.State == explain.Established {
 		b.WriteString(", a reply")
