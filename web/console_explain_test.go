@@ -247,7 +247,7 @@ func TestConsoleFindings(t *testing.T) {
 		t.Error("the finding is not under its rule")
 	}
 	edit := p.doc.Find(`#rule-` + f.rules[1].ID + ` a[aria-label="Edit rule 2"]`)
-	if got := edit.AttrOr("aria-describedby", ""); got != "findings-"+f.rules[1].ID {
+	if got := edit.AttrOr("aria-describedby", ""); got != "finding-"+f.rules[1].ID+"-0" {
 		t.Errorf("Edit rule 2 aria-describedby = %q, want its findings", got)
 	}
 	if got := p.doc.Find("#findings-"+f.rules[0].ID+" [data-kind]").AttrOr("data-kind", ""); got != "broad" {
