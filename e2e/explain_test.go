@@ -86,6 +86,28 @@ func TestPacketTester(t *testing.T) {
 	}
 	p.see("tester-error")
 
+	// A server's page tests a packet from another server: the sender's
+	// outbound group, then the receiver's inbound group.
+	vm := srv.createServer(t, tok, map[string]any{"name": "explain-vm", "interface": "vnet7", "addresses": []string{"192.0.2.7"},
+		"security_group": g.ID})
+	srv.createServer(t, tok, map[string]any{"name": "explain-peer", "interface": "vnet8", "addresses": []string{"192.0.2.8"}})
+	p.open("/servers/"+vm+"?zone="+zone, "server")
+	flow := p.role("form", "From another server")
+	if _, err := roleIn(flow, "combobox", "From server").SelectOption(playwright.SelectOptionValues{
+		Labels: &[]string{"explain-peer (group “Default security group”)"}}); err != nil {
+		t.Fatalf("choose the sender: %v", err)
+	}
+	if err := roleIn(flow, "textbox", "Destination port").Fill("22"); err != nil {
+		t.Fatal(err)
+	}
+	p.click(roleIn(flow, "button", "Test packet from server"), "Test packet from server")
+	p.visible(p.main().GetByText("Accepted: it leaves explain-peer and comes into explain-vm.", playwright.LocatorGetByTextOptions{Exact: playwright.Bool(true)}),
+		"the answer for a packet between two servers")
+	if err := expect.Locator(p.main().GetByTestId("trace")).ToHaveCount(2); err != nil {
+		t.Errorf("traces: %v", err)
+	}
+	p.see("server-tester")
+
 	// The list counts the group's findings: rule 1 is broad (SSH from
 	// anywhere), rule 2 shadowed.
 	p.open("/security-groups?zone="+zone, "list")
