@@ -361,7 +361,7 @@ func TestConsoleCSRF(t *testing.T) {
 	for _, path := range []string{
 		"/security-groups/new", groupPath(g, ""), groupPath(g, "/default"), groupPath(g, "/delete"),
 		groupPath(g, "/servers"), groupPath(g, "/rules"), groupPath(g, "/rules/"+r.ID),
-		groupPath(g, "/rules/"+r.ID+"/move"), groupPath(g, "/rules/"+r.ID+"/delete"),
+		groupPath(g, "/rules/"+r.ID+"/move"), groupPath(g, "/rules/"+r.ID+"/delete"), groupPath(g, "/evaluate"),
 		"/servers", "/tokens", "/logout", "/login",
 	} {
 		t.Run(path, func(t *testing.T) {
