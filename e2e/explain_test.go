@@ -11,7 +11,8 @@ import (
 // TestPacketTester is the Explain flow: a rule added behind a broader one
 // shows that it is shadowed, as it is added and beside its row; the Test a
 // packet form answers inline, naming the rule that decides and marking its
-// row, and refuses a bad address beside its field.
+// row, answers again when the rules move, and refuses a bad address beside
+// its field; a server's page tests a packet from another server.
 func TestPacketTester(t *testing.T) {
 	srv := suite.srv
 	a := srv.newAccount(t, "explain")
@@ -61,6 +62,21 @@ func TestPacketTester(t *testing.T) {
 	}
 	p.see("tester-rule-1")
 
+	// Moving the drop first tests the packet again: it is dropped now, by
+	// the rule that became rule 1.
+	p.click(p.inRules("inbound", "button", "Move rule 2 up"), "Move rule 2 up")
+	p.expectRules("inbound", "1 Drop TCP 203.0.113.0/24 22", "2 Accept TCP 0.0.0.0/0 22")
+	p.visible(answer.GetByText("Dropped by rule 1.", playwright.LocatorGetByTextOptions{Exact: playwright.Bool(true)}),
+		"the answer for the rules as they are now")
+	if err := expect.Locator(p.Locator("#rule-" + rules[1].ID)).ToHaveClass(regexp.MustCompile(`\bdecides\b`)); err != nil {
+		t.Errorf("the drop's row is not marked after the move: %v", err)
+	}
+	if err := expect.Locator(p.Locator("#rules tr.decides")).ToHaveCount(1); err != nil {
+		t.Errorf("rows marked: %v", err)
+	}
+	p.flushProblems() // the rules' and the tester's swaps settled, for the screenshot
+	p.see("tester-after-move")
+
 	// Another port: the default policy decides, and no row is marked.
 	p.fill("Destination port", "23")
 	p.click(roleIn(tester, "button", "Test packet"), "Test packet")
@@ -108,8 +124,9 @@ func TestPacketTester(t *testing.T) {
 	}
 	p.see("server-tester")
 
-	// The list counts the group's findings: rule 1 is broad (SSH from
-	// anywhere), rule 2 shadowed.
+	// The list counts the group's findings: the accept of SSH from
+	// anywhere, now rule 2, is broad, and in conflict with the drop
+	// before it.
 	p.open("/security-groups?zone="+zone, "list")
 	if got := p.cellTexts(p.groupRow(g.Name)); got[len(got)-1] != "2 findings" {
 		t.Errorf("findings of %s in the list = %q, want 2 findings", g.Name, got[len(got)-1])

@@ -71,6 +71,11 @@ func TestConsoleGroupTester(t *testing.T) {
 				if got := p.doc.Find("#t-ip").AttrOr("value", ""); got != testerValues(tc.set).Get("ip") {
 					t.Errorf("ip kept = %q", got)
 				}
+				// Answered, the form tests the packet again after each
+				// change of the rules, which moves their positions.
+				if got := p.doc.Find(`[data-testid=tester]`).AttrOr("hx-trigger", ""); !strings.Contains(got, "rules-changed from:body") {
+					t.Errorf("hx-trigger = %q", got)
+				}
 			})
 		}
 	})
@@ -110,6 +115,9 @@ func TestConsoleGroupTester(t *testing.T) {
 					}
 					if p.doc.Find(`[data-testid=tester-answer]`).Length() != 0 {
 						t.Error("an answer shown with the errors")
+					}
+					if got := p.doc.Find(`[data-testid=tester]`).AttrOr("hx-trigger", ""); got != "submit" {
+						t.Errorf("hx-trigger of a refused form = %q, want submit only", got)
 					}
 					if !hx && p.doc.Find(".sidebar").Length() != 1 {
 						t.Error("without JavaScript, the answer is not the page")
