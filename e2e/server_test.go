@@ -335,6 +335,21 @@ func (s *server) addRule(t *testing.T, tok apiToken, groupID, direction string, 
 	}
 }
 
+// createServer registers a server through the API and returns its ID.
+func (s *server) createServer(t *testing.T, tok apiToken, in map[string]any) string {
+	t.Helper()
+	var body struct {
+		Server struct {
+			ID string `json:"id"`
+		} `json:"server"`
+	}
+	path := "/instance/v1/zones/" + zone + "/servers"
+	if code := s.api(t, http.MethodPost, path, tok.SecretKey, in, &body); code != http.StatusCreated {
+		t.Fatalf("POST %s = %d, want 201", path, code)
+	}
+	return body.Server.ID
+}
+
 // group reads a group through the API.
 func (s *server) group(t *testing.T, tok apiToken, id string) apiGroup {
 	t.Helper()

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"log/slog"
 	"net/netip"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -294,6 +295,15 @@ func TestReconcilerPreview(t *testing.T) {
 	if !strings.Contains(r.RulesetText(), "table inet rampart {") {
 		t.Error("no ruleset text")
 	}
+	// Chains are those Compile gives for the same snapshot, with the
+	// group generation they were compiled from.
+	first, _ := Compile(oneGroup(group(gA, true, store.Drop, store.Accept, false))).Group(gA)
+	if got, ok := r.Chains(gA); !ok || !reflect.DeepEqual(got, first) {
+		t.Errorf("Chains(%s) = %+v, %v, want %+v", gA, got, ok, first)
+	}
+	if _, ok := r.Chains("unknown"); ok {
+		t.Error("Chains of an unknown group found")
+	}
 
 	// A rule the store could not read: the group reports why, and keeps
 	// its previous chains rather than the fail-closed ones.
@@ -317,6 +327,11 @@ func TestReconcilerPreview(t *testing.T) {
 	}
 	if txt := r.GroupText(gA); strings.Contains(txt, TagCompileError) || !strings.Contains(txt, TagDefaultIn) {
 		t.Errorf("group text after compile error:\n%s", txt)
+	}
+	// The kept chains are those of the generation before: a reader who
+	// wants the chains of the stored generation sees that they are not.
+	if got, ok := r.Chains(gA); !ok || got.Generation != first.Generation || !reflect.DeepEqual(got.In, first.In) {
+		t.Errorf("Chains after a compile error = %+v, %v, want the chains of generation %d", got, ok, first.Generation)
 	}
 	if st, _ := r.GroupState(gB, gen); st != store.Available {
 		t.Errorf("other group state = %s, want available", st)

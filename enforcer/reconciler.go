@@ -395,6 +395,21 @@ func (r *Reconciler) GroupText(groupID string) string {
 	return r.desired.GroupText(groupID)
 }
 
+// Chains returns the chains the reconciler last compiled for a group,
+// applied or not, and false when it has compiled none for it yet (a group
+// created a moment ago). Their Generation is the group generation they
+// were compiled from; for a group whose stored rows could not be read,
+// they are the chains it keeps from an earlier generation. The chains are
+// shared and must not be modified.
+func (r *Reconciler) Chains(groupID string) (GroupChains, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.desired == nil {
+		return GroupChains{}, false
+	}
+	return r.desired.Group(groupID)
+}
+
 // RulesetText returns the whole table, as last compiled, as an nft script.
 func (r *Reconciler) RulesetText() string {
 	r.mu.Lock()

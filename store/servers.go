@@ -106,6 +106,54 @@ func (db *DB) Server(ctx context.Context, orgID, zone, id string) (Server, error
 	return s, nil
 }
 
+// ServerGroup is a server with the group that protects it and that
+// group's rules as ListRules lists them.
+type ServerGroup struct {
+	Server Server
+	Group  Group
+	Rules  []Rule
+}
+
+// ServerGroups reads servers of the organization in the zone, each with its
+// group and the group's rules, in one transaction: each server is in the
+// group read with it, and the rules are those of that group's generation.
+// A missing server, or another organization's, gives a not-found error
+// naming it.
+func (db *DB) ServerGroups(ctx context.Context, orgID, zone string, ids ...string) ([]ServerGroup, error) {
+	if err := db.checkZone(zone); err != nil {
+		return nil, err
+	}
+	out := make([]ServerGroup, len(ids))
+	err := db.read(ctx, func(tx *sql.Tx) error {
+		for i, id := range ids {
+			s, err := findServer(ctx, tx, orgID, zone, id)
+			if err != nil {
+				return err
+			}
+			g, err := findGroup(ctx, tx, orgID, zone, s.SecurityGroup.ID)
+			if ErrorCode(err) == CodeNotFound {
+				// The schema keeps a server's group in its organization
+				// and zone: this is damage, not a request for a missing
+				// group.
+				return fmt.Errorf("server %s names group %s, which is not of its organization and zone", s.ID, s.SecurityGroup.ID)
+			}
+			if err != nil {
+				return err
+			}
+			rules, err := listedRules(ctx, tx, g)
+			if err != nil {
+				return err
+			}
+			out[i] = ServerGroup{Server: s, Group: g, Rules: rules}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("get servers %s: %w", strings.Join(ids, ", "), err)
+	}
+	return out, nil
+}
+
 // Servers lists the organization's servers in a zone, newest first, with
 // the number matching across all pages.
 func (db *DB) Servers(ctx context.Context, orgID, zone string, f ServerFilter) ([]Server, int, error) {

@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"path/filepath"
@@ -738,4 +739,58 @@ func normalise(s Snapshot) Snapshot {
 		}
 	}
 	return s
+}
+
+// TestServerGroups: each server comes with its own group and that group's
+// rules as listed; another organization's server is not found, as a
+// missing one is.
+func TestServerGroups(t *testing.T) {
+	ctx := context.Background()
+	f := newFixture(t)
+	r := mustCreateRule(t, f.db, f.org, "fr-par-1", f.stateful.ID, RuleInput{Direction: Inbound, Protocol: TCP, Action: Accept, DestPortFrom: ptr(22)})
+	if _, err := f.db.CreateGrant(ctx, f.other, "", []string{"vnet*"}, false); err != nil {
+		t.Fatal(err)
+	}
+	theirs := mustCreateServer(t, f.db, f.other, "fr-par-1", ServerInput{Name: "their vm", Interface: "vnet9"})
+
+	got, err := f.db.ServerGroups(ctx, f.org, "fr-par-1", f.instance.ID, f.bare.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 2 || got[0].Server.ID != f.instance.ID || got[1].Server.ID != f.bare.ID {
+		t.Fatalf("servers = %+v, want vm then metal", got)
+	}
+	for _, sg := range got {
+		want, rules, err := f.db.GroupRules(ctx, f.org, "fr-par-1", sg.Server.SecurityGroup.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if sg.Group.ID != want.ID || sg.Group.Generation != want.Generation || !reflect.DeepEqual(sg.Rules, rules) {
+			t.Errorf("server %s: group %s (generation %d) with %d rules, want %s (generation %d) with %d",
+				sg.Server.Name, sg.Group.ID, sg.Group.Generation, len(sg.Rules), want.ID, want.Generation, len(rules))
+		}
+	}
+	if rules := got[0].Rules; len(rules) != 7 || rules[6].ID != r.ID {
+		t.Errorf("rules of vm's group = %s, want the six SMTP rules then rule %s", positions(rules), r.ID)
+	}
+
+	for _, tt := range []struct {
+		name, org, zone, id string
+		resource            string
+	}{
+		{"another organization's server", f.org, "fr-par-1", theirs.ID, ResourceServer},
+		{"a missing server", f.org, "fr-par-1", "00000000-0000-4000-8000-000000000000", ResourceServer},
+		{"a zone not served", f.org, "pl-waw-1", f.instance.ID, "zone"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := f.db.ServerGroups(ctx, tt.org, tt.zone, f.instance.ID, tt.id)
+			var se *Error
+			if !errors.As(err, &se) || se.Code != CodeNotFound || se.Resource != tt.resource {
+				t.Fatalf("err = %v, want not found (%s)", err, tt.resource)
+			}
+			if tt.resource == ResourceServer && se.ResourceID != tt.id {
+				t.Errorf("not found names %s, want %s", se.ResourceID, tt.id)
+			}
+		})
+	}
 }

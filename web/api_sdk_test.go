@@ -22,6 +22,7 @@ import (
 // testEnv is a real server on a temporary SQLite file, with the enforcer in
 // preview mode, and an organization with an API token.
 type testEnv struct {
+	srv    *web.Server
 	db     *store.DB
 	url    string
 	org    store.Organization
@@ -55,7 +56,7 @@ func newTestEnv(tb testing.TB) *testEnv {
 		<-done
 		db.Close()
 	})
-	env := &testEnv{db: db, url: ts.URL}
+	env := &testEnv{srv: srv, db: db, url: ts.URL}
 	env.org, env.access, env.secret = env.newOrg(tb, "acme")
 	return env
 }

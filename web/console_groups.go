@@ -24,6 +24,7 @@ func (con *console) handleGroupsPage(c echo.Context) error {
 	for i, g := range groups {
 		state, reason := con.enf.GroupState(g.ID, g.Generation)
 		rows[i] = views.GroupRow{Group: g, State: state, Reason: reason}
+		rows[i].Findings, rows[i].FindingsNote = con.findingCount(c.Request().Context(), consoleOrg(c), g)
 	}
 	return render(c, http.StatusOK, views.GroupsPage(p, rows))
 }
@@ -103,6 +104,7 @@ func (con *console) detail(c echo.Context, sd store.GroupDetail) views.GroupDeta
 	if f := con.srv.cfg.Fleet; f != nil {
 		d.Hosts = f.GroupHosts(g.ID, g.Generation)
 	}
+	d.Tester = views.GroupTester{Group: g, CSRF: csrfToken(c), Form: views.NewTesterForm()}
 	return d
 }
 

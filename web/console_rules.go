@@ -11,13 +11,15 @@ import (
 )
 
 // rulesView makes the Rules section of g from its rules as the store lists
-// them: the SMTP rules, then inbound and outbound, each in position order,
-// with their counters and same-direction neighbours.
+// them (read with g, at one generation): the SMTP rules, then inbound and
+// outbound, each in position order, with their counters, same-direction
+// neighbours and what the rule analysis finds about them.
 func (con *console) rulesView(c echo.Context, g store.Group, rules []store.Rule) views.RulesView {
 	counters := con.enf.Counters(c.Request().Context(), g.ID)
-	v := views.RulesView{Group: g, CSRF: csrfToken(c), Add: views.NewRuleForm()}
+	findings, note := con.findingsOf(g, rules)
+	v := views.RulesView{Group: g, CSRF: csrfToken(c), Add: views.NewRuleForm(), AnalysisNote: note}
 	for _, r := range rules {
-		row := views.RuleRow{Rule: r, Packets: counters[r.ID].Packets, Bytes: counters[r.ID].Bytes}
+		row := views.RuleRow{Rule: r, Packets: counters[r.ID].Packets, Bytes: counters[r.ID].Bytes, Findings: findings[r.ID]}
 		switch {
 		case !r.Editable:
 			v.SMTP = append(v.SMTP, row)
@@ -42,6 +44,19 @@ func (con *console) rulesView(c echo.Context, g store.Group, rules []store.Rule)
 func (con *console) rulesAnswer(c echo.Context, status int, edit func(*views.RulesView)) error {
 	ref := con.groupRef(c)
 	if status < 300 && !isHX(c) {
+		if edit != nil {
+			// The change's message (with what the analysis finds about
+			// the rule) goes with the redirect.
+			g, rules, err := con.db.GroupRules(c.Request().Context(), consoleOrg(c), ref.Zone, ref.ID)
+			if err != nil {
+				return err
+			}
+			v := con.rulesView(c, g, rules)
+			edit(&v)
+			if v.Flash.Message != "" {
+				con.flash(c, v.Flash.Kind, v.Flash.Message)
+			}
+		}
 		return redirect(c, views.GroupURL(ref, "")+"#rules")
 	}
 	if !isHX(c) {
@@ -104,8 +119,9 @@ func (con *console) handleRulesPartial(c echo.Context) error {
 func (con *console) handleRuleAddForm(c echo.Context) error {
 	ref := con.groupRef(c)
 	f, in, err := ruleForm(c)
+	var r store.Rule
 	if err == nil {
-		_, err = con.db.CreateRule(c.Request().Context(), consoleOrg(c), ref.Zone, ref.ID, in)
+		r, err = con.db.CreateRule(c.Request().Context(), consoleOrg(c), ref.Zone, ref.ID, in)
 	}
 	if refused(err) {
 		f.Errors, f.Message = views.ErrorsOf(err, views.RuleFormFields...)
@@ -114,9 +130,7 @@ func (con *console) handleRuleAddForm(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	return con.rulesAnswer(c, http.StatusOK, func(v *views.RulesView) {
-		v.Flash = views.Flash{Kind: "success", Message: "Rule added."}
-	})
+	return con.rulesAnswer(c, http.StatusOK, func(v *views.RulesView) { v.Flash = changeFlash(*v, r, "added") })
 }
 
 // handleRuleEditPage handles "GET /security-groups/:id/rules/:rule/edit":
@@ -150,9 +164,7 @@ func (con *console) handleRuleEditForm(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	return con.rulesAnswer(c, http.StatusOK, func(v *views.RulesView) {
-		v.Flash = views.Flash{Kind: "success", Message: "Rule " + strconv.Itoa(r.Position) + " saved."}
-	})
+	return con.rulesAnswer(c, http.StatusOK, func(v *views.RulesView) { v.Flash = changeFlash(*v, r, "saved") })
 }
 
 // orZero makes an empty port of a form a port of 0, which a patch reads

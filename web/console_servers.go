@@ -72,13 +72,13 @@ func (con *console) handleServerRegisterForm(c echo.Context) error {
 	return redirect(c, "/servers?zone="+url.QueryEscape(s.Zone))
 }
 
-func (con *console) renderServer(c echo.Context, status int, f views.ServerForm) error {
+func (con *console) renderServer(c echo.Context, status int, f views.ServerForm, t views.ServerTester) error {
 	p := con.page(c, f.Name, "servers")
 	groups, err := con.groupsOfZones(c.Request().Context(), consoleOrg(c), f.Zone)
 	if err != nil {
 		return err
 	}
-	return render(c, status, views.ServerPage(p, f, groups))
+	return render(c, status, views.ServerPage(p, f, groups, t))
 }
 
 // handleServerPage handles "GET /servers/:server".
@@ -90,7 +90,11 @@ func (con *console) handleServerPage(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	return con.renderServer(c, http.StatusOK, views.ServerFormOf(s))
+	t, err := con.serverTester(c, s)
+	if err != nil {
+		return err
+	}
+	return con.renderServer(c, http.StatusOK, views.ServerFormOf(s), t)
 }
 
 // handleServerEditForm handles "POST /servers/:server".
@@ -105,7 +109,17 @@ func (con *console) handleServerEditForm(c echo.Context) error {
 	s, err := con.db.UpdateServer(c.Request().Context(), consoleOrg(c), f.Zone, f.ID, patch)
 	if refused(err) {
 		f.Errors, f.Message = views.ErrorsOf(err, views.ServerFormFields...)
-		return con.renderServer(c, formStatus(err), f)
+		// The tester is about the server as stored, which the refused
+		// change left as it was.
+		stored, serr := con.db.Server(c.Request().Context(), consoleOrg(c), f.Zone, f.ID)
+		if serr != nil {
+			return serr
+		}
+		t, terr := con.serverTester(c, stored)
+		if terr != nil {
+			return terr
+		}
+		return con.renderServer(c, formStatus(err), f, t)
 	}
 	if err != nil {
 		return err

@@ -373,7 +373,7 @@ func TestConsoleCSRF(t *testing.T) {
 	for _, path := range []string{
 		"/security-groups/new", groupPath(g, ""), groupPath(g, "/default"), groupPath(g, "/delete"),
 		groupPath(g, "/servers"), groupPath(g, "/rules"), groupPath(g, "/rules/"+r.ID),
-		groupPath(g, "/rules/"+r.ID+"/move"), groupPath(g, "/rules/"+r.ID+"/delete"),
+		groupPath(g, "/rules/"+r.ID+"/move"), groupPath(g, "/rules/"+r.ID+"/delete"), groupPath(g, "/evaluate"),
 		"/servers", "/tokens", "/logout", "/login",
 	} {
 		t.Run(path, func(t *testing.T) {
@@ -885,7 +885,7 @@ func TestConsoleRules(t *testing.T) {
 		if got := len(ruleRows(p, "inbound")); got != 1 {
 			t.Fatalf("%d inbound rows, want 1", got)
 		}
-		if !strings.Contains(p.doc.Find("#rules-flash").Text(), "Rule added") {
+		if !strings.Contains(p.doc.Find("#rules-flash").Text(), "Rule 1 added") {
 			t.Fatal("no confirmation")
 		}
 		if p.doc.Find(`[data-testid=smtp-rules] tbody tr`).Length() != 6 {

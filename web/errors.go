@@ -3,11 +3,13 @@ package web
 import (
 	"errors"
 	"net/http"
+	"regexp"
 	"slices"
 	"strings"
 
 	"github.com/labstack/echo/v4"
 
+	"github.com/rampart-fw/rampart/explain"
 	"github.com/rampart-fw/rampart/store"
 	"github.com/rampart-fw/rampart/views"
 )
@@ -53,12 +55,22 @@ func statusOf(err error) int {
 	case store.CodeForbidden:
 		return http.StatusForbidden
 	}
+	if errors.Is(err, explain.ErrTooComplex) {
+		// Nothing is wrong with the request or the group; what it asks
+		// cannot be answered for this group as it stands.
+		return http.StatusConflict
+	}
 	var he *echo.HTTPError
 	if errors.As(err, &he) {
 		return he.Code
 	}
 	return http.StatusInternalServerError
 }
+
+// tooComplexMessage answers a group whose analysis would take too long
+// (explain.ErrTooComplex).
+const tooComplexMessage = "The rules of this group cross each other's ranges too much to be analysed in reasonable time: " +
+	"no findings can be given. Nothing is wrong with the rules for that; the packet tester still answers."
 
 // formStatus is the status of a console form answered again with the
 // store's refusal: 422 for bad input (the page is an answer to read, with
@@ -109,6 +121,9 @@ func toAPIError(err error) (int, apiError) {
 			return status, apiError{Type: "permissions_denied", Message: se.Message,
 				Details: []permissionDetail{{Resource: se.Resource, Action: "write"}}}
 		}
+	}
+	if errors.Is(err, explain.ErrTooComplex) {
+		return status, apiError{Type: "conflict", Message: tooComplexMessage}
 	}
 	var he *echo.HTTPError
 	if errors.As(err, &he) {
@@ -166,18 +181,65 @@ func isAPI(c echo.Context) bool {
 // renameField returns err with its field from called to, when err is a
 // store error naming from.
 func renameField(err error, from, to string) error {
+	return renameFields(err, map[string]string{from: to})
+}
+
+// fieldWord is a field name within a message.
+var fieldWord = regexp.MustCompile(`\b[a-z]+_[a-z_]+\b`)
+
+// renameFields returns err with the fields it names renamed as names says,
+// in its messages too ("must be of the same IP family as remote_ip"), when
+// err is a store error.
+func renameFields(err error, names map[string]string) error {
 	var se *store.Error
 	if !errors.As(err, &se) {
 		return err
 	}
+	rename := func(s string) string {
+		return fieldWord.ReplaceAllStringFunc(s, func(w string) string {
+			if to, ok := names[w]; ok {
+				return to
+			}
+			return w
+		})
+	}
 	out := *se
-	out.Fields = slices.Clone(se.Fields)
-	for i := range out.Fields {
-		if out.Fields[i].Field == from {
+	out.Message = rename(se.Message)
+	out.Fields = make([]store.FieldError, len(se.Fields))
+	for i, f := range se.Fields {
+		out.Fields[i] = f
+		if to, ok := names[f.Field]; ok {
 			out.Fields[i].Field = to
 		}
+		out.Fields[i].Message = rename(f.Message)
 	}
 	return &out
+}
+
+// joinInvalid returns one invalid-argument error naming the fields of all
+// the invalid-argument errors of errs (each field once, with its first
+// problem), so that an answer names every bad field however many steps
+// found them; or the first error of another kind; or nil.
+func joinInvalid(errs ...error) error {
+	var fields []store.FieldError
+	for _, err := range errs {
+		if err == nil {
+			continue
+		}
+		var se *store.Error
+		if !errors.As(err, &se) || se.Code != store.CodeInvalid {
+			return err
+		}
+		for _, f := range se.Fields {
+			if !slices.ContainsFunc(fields, func(g store.FieldError) bool { return g.Field == f.Field }) {
+				fields = append(fields, f)
+			}
+		}
+	}
+	if len(fields) == 0 {
+		return nil
+	}
+	return &store.Error{Code: store.CodeInvalid, Message: "invalid argument(s)", Fields: fields}
 }
 
 // storeMessage is what a person reads of a refusal: its first field's

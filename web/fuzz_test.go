@@ -40,6 +40,8 @@ func FuzzAPIBodies(f *testing.F) {
 		{"PATCH", base + "/servers/" + srv.ID},
 		{"POST", env.url + "/security_groups"},
 		{"PUT", env.url + "/security_groups/" + g.ID},
+		{"POST", base + "/security_groups/" + g.ID + "/evaluate"},
+		{"POST", base + "/servers/" + srv.ID + "/evaluate"},
 	}
 	seeds := []string{
 		`{"name":"x","stateful":true,"inbound_default_policy":"drop"}`,
@@ -48,6 +50,8 @@ func FuzzAPIBodies(f *testing.F) {
 		`{"security_group":{"id":"` + g.ID + `"}}`, `{"security_group":"` + g.ID + `"}`,
 		`{"dest_port_from":0,"dest_port_to":0}`, `{"tags":["a","b"]}`, `null`, `[]`, `{"position":-3}`,
 		`{"name":` + strings.Repeat("[", 50), `{"stateful":"yes"}`,
+		`{"direction":"inbound","protocol":"TCP","ip":"203.0.113.7","local_ip":"192.0.2.1","port":22,"state":"new"}`,
+		`{"from_server":"` + srv.ID + `","protocol":"ICMP","ip":"2001:db8::1","state":"established"}`,
 	}
 	for i, s := range seeds {
 		f.Add(uint8(i), s)

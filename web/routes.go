@@ -29,6 +29,8 @@ func (s *Server) registerRoutes() {
 	z.DELETE("/security_groups/:id", s.handleGroupDelete)
 	z.GET("/security_groups/:id/events", s.handleGroupEvents)
 	z.GET("/security_groups/:id/ruleset", s.handleGroupRuleset)
+	z.POST("/security_groups/:id/evaluate", s.handleGroupEvaluate)
+	z.GET("/security_groups/:id/analysis", s.handleGroupAnalysis)
 	z.GET("/security_groups/:id/rules", s.handleRuleList)
 	z.POST("/security_groups/:id/rules", s.handleRuleCreate)
 	z.PUT("/security_groups/:id/rules", s.handleRuleSetAll)
@@ -40,6 +42,7 @@ func (s *Server) registerRoutes() {
 	z.GET("/servers/:server", s.handleServerGet)
 	z.PATCH("/servers/:server", s.handleServerPatch)
 	z.DELETE("/servers/:server", s.handleServerDelete)
+	z.POST("/servers/:server/evaluate", s.handleServerEvaluate)
 
 	// The legacy API of the original documentation, in the default zone.
 	legacy := []echo.MiddlewareFunc{s.requireToken, s.legacyZone}
@@ -78,12 +81,14 @@ func (s *Server) registerRoutes() {
 	e.POST("/security-groups/:id/rules/:rule", con.handleRuleEditForm, user...)
 	e.POST("/security-groups/:id/rules/:rule/move", con.handleRuleMoveForm, user...)
 	e.POST("/security-groups/:id/rules/:rule/delete", con.handleRuleDeleteForm, user...)
+	e.POST("/security-groups/:id/evaluate", con.handleGroupEvaluateForm, user...)
 
 	e.GET("/servers", con.handleServersPage, user...)
 	e.POST("/servers", con.handleServerRegisterForm, user...)
 	e.GET("/servers/:server", con.handleServerPage, user...)
 	e.POST("/servers/:server", con.handleServerEditForm, user...)
 	e.POST("/servers/:server/delete", con.handleServerRemoveForm, user...)
+	e.POST("/servers/:server/evaluate", con.handleServerEvaluateForm, user...)
 
 	e.GET("/tokens", con.handleTokensPage, user...)
 	e.POST("/tokens", con.handleTokenGenerateForm, user...)

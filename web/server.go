@@ -17,16 +17,20 @@ import (
 	"github.com/labstack/echo/v4"
 
 	"github.com/rampart-fw/rampart/enforcer"
+	"github.com/rampart-fw/rampart/explain"
 	"github.com/rampart-fw/rampart/store"
 )
 
 // Enforcer is what the web layer needs from the enforcer: the sync state of
-// groups, their counters and their compiled text.
+// groups, their counters, their compiled text and chains.
 type Enforcer interface {
 	Ready() <-chan struct{}
 	GroupState(groupID string, generation int64) (state store.SyncState, reason string)
 	Counters(ctx context.Context, groupID string) map[string]enforcer.Counter
 	GroupText(groupID string) string
+	// Chains returns the chains last compiled for a group, with the group
+	// generation they were compiled from, and false when none were.
+	Chains(groupID string) (enforcer.GroupChains, bool)
 	Mode() (mode, reason string)
 }
 
@@ -77,6 +81,11 @@ type Server struct {
 	cfg     Config
 	metric  *metrics
 	console *console
+	// analyses keeps each group's last analysis (see explain.go); analyze
+	// is (*explain.Group).Analyze, replaced by tests that need a group too
+	// complex to analyse.
+	analyses analysisCache
+	analyze  func(*explain.Group) (explain.Analysis, error)
 }
 
 var zonePattern = regexp.MustCompile(`^[a-z]{2}-[a-z]{3,7}-[0-9]{1,2}$`)
@@ -107,7 +116,8 @@ func New(cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("web: %w", err)
 	}
-	s := &Server{e: echo.New(), db: cfg.Store, enf: cfg.Enforcer, log: cfg.Logger, cfg: cfg}
+	s := &Server{e: echo.New(), db: cfg.Store, enf: cfg.Enforcer, log: cfg.Logger, cfg: cfg,
+		analyze: (*explain.Group).Analyze}
 	s.e.HideBanner, s.e.HidePort = true, true
 	s.e.HTTPErrorHandler = s.handleError
 	s.e.IPExtractor = s.clientIP

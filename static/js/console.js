@@ -60,6 +60,21 @@
     }
   });
 
+  // The packet tester's answer names the rule that decided (the server
+  // marks its row when it renders the whole page); after an htmx answer,
+  // the row in the Rules section is marked here, and the mark of an
+  // earlier answer removed.
+  document.addEventListener("htmx:afterSettle", function (ev) {
+    var tester = document.getElementById("tester");
+    var rules = document.getElementById("rules");
+    if (!rules || !tester || !(ev.target === tester || tester.contains(ev.target))) return;
+    var answer = document.getElementById("tester-answer");
+    rules.querySelectorAll("tr.decides").forEach(function (r) { r.classList.remove("decides"); });
+    var id = answer && answer.getAttribute("data-decided-rule");
+    var row = id && document.getElementById("rule-" + id);
+    if (row && rules.contains(row)) row.classList.add("decides");
+  });
+
   // Drag-and-drop reordering of rules within one table. The keyboard path
   // is the move up/down buttons; dropping posts the target's position.
   var dragged = null;
