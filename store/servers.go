@@ -75,7 +75,7 @@ func scanServer(sc scanner) (Server, error) {
 	return s, nil
 }
 
-func findServer(ctx context.Context, tx *sql.Tx, orgID, zone, id string) (Server, error) {
+func findServer(ctx context.Context, tx *txn, orgID, zone, id string) (Server, error) {
 	s, err := scanServer(tx.QueryRowContext(ctx, `SELECT `+serverColumns+serverFrom+`
 		WHERE s.id = ? AND s.organization_id = ? AND s.zone = ?`, id, orgID, zone))
 	if errors.Is(err, sql.ErrNoRows) {
@@ -90,7 +90,7 @@ func (db *DB) Server(ctx context.Context, orgID, zone, id string) (Server, error
 		return Server{}, err
 	}
 	var s Server
-	err := db.read(ctx, func(tx *sql.Tx) error {
+	err := db.read(ctx, func(tx *txn) error {
 		var err error
 		s, err = findServer(ctx, tx, orgID, zone, id)
 		return err
@@ -107,7 +107,7 @@ func (db *DB) Servers(ctx context.Context, orgID, zone string, f ServerFilter) (
 	if err := db.checkZone(zone); err != nil {
 		return nil, 0, err
 	}
-	var q filter
+	q := filter{e: db.e}
 	q.and("s.organization_id = ? AND s.zone = ?", orgID, zone)
 	q.nameContains("s.name", f.Name)
 	q.hasTags("s.tags", f.Tags)
@@ -153,15 +153,11 @@ func checkEnforced(fe *fieldErrors, s *Server, iface string, addrs []string) {
 }
 
 // conflictOnUnique turns a unique-index violation into a field error.
-func conflictOnUnique(err error, s Server) error {
-	if err == nil {
-		return nil
-	}
-	msg := err.Error()
-	switch {
-	case strings.Contains(msg, "servers.interface"):
+func (db *DB) conflictOnUnique(err error, s Server) error {
+	switch db.uniqueViolation(err) {
+	case "servers.interface":
 		return invalid("interface", "constraint", "interface %s already carries another server", s.Interface)
-	case strings.Contains(msg, "servers.local"):
+	case "servers.local":
 		return invalid("local", "constraint", "another server is already the local host")
 	}
 	return err
@@ -192,7 +188,7 @@ func (db *DB) CreateServer(ctx context.Context, orgID, zone string, in ServerInp
 	if err := fe.err(); err != nil {
 		return Server{}, err
 	}
-	err := db.change(ctx, func(tx *sql.Tx, gen int64) error {
+	err := db.change(ctx, func(tx *txn, gen int64) error {
 		g, err := db.groupForServer(ctx, tx, gen, orgID, zone, in.SecurityGroupID, "security_group")
 		if err != nil {
 			return err
@@ -204,7 +200,7 @@ func (db *DB) CreateServer(ctx context.Context, orgID, zone string, in ServerInp
 			addresses, local, tags, security_group_id, created_at, modified_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 			s.ID, s.OrganizationID, s.ProjectID, s.Zone, s.Name, s.Type, s.Interface, encodeList(s.Addresses),
 			boolInt(s.Local), encodeList(s.Tags), g.ID, formatTime(now), formatTime(now))
-		if err := conflictOnUnique(err, s); err != nil {
+		if err := db.conflictOnUnique(err, s); err != nil {
 			return err
 		}
 		s.SecurityGroup = ServerRef{ID: g.ID, Name: g.Name}
@@ -221,7 +217,7 @@ func (db *DB) CreateServer(ctx context.Context, orgID, zone string, in ServerInp
 
 // groupForServer finds the group a server is to join: the named one in the
 // zone, or the zone's default.
-func (db *DB) groupForServer(ctx context.Context, tx *sql.Tx, gen int64, orgID, zone, groupID, field string) (Group, error) {
+func (db *DB) groupForServer(ctx context.Context, tx *txn, gen int64, orgID, zone, groupID, field string) (Group, error) {
 	if groupID == "" {
 		return db.ensureDefaultGroup(ctx, tx, gen, orgID, zone)
 	}
@@ -242,7 +238,7 @@ func checkBareMetal(s Server, g Group, field string) error {
 
 // moveServer puts a server into a group of the same zone, refusing a
 // stateful group for a BareMetal server.
-func (db *DB) moveServer(ctx context.Context, tx *sql.Tx, gen int64, orgID, zone, serverID, groupID, field string) error {
+func (db *DB) moveServer(ctx context.Context, tx *txn, gen int64, orgID, zone, serverID, groupID, field string) error {
 	s, err := findServer(ctx, tx, orgID, zone, serverID)
 	if ErrorCode(err) == CodeNotFound {
 		return invalid(field, "constraint", "server %s does not exist in zone %s", serverID, zone)
@@ -284,7 +280,7 @@ func (db *DB) UpdateServer(ctx context.Context, orgID, zone, id string, p Server
 		return Server{}, err
 	}
 	var s Server
-	err := db.change(ctx, func(tx *sql.Tx, gen int64) error {
+	err := db.change(ctx, func(tx *txn, gen int64) error {
 		var err error
 		s, err = findServer(ctx, tx, orgID, zone, id)
 		if err != nil {
@@ -339,7 +335,7 @@ func (db *DB) UpdateServer(ctx context.Context, orgID, zone, id string, p Server
 			tags = ?, security_group_id = ?, modified_at = ? WHERE id = ?`,
 			s.Name, s.Type, s.Interface, encodeList(s.Addresses), boolInt(s.Local), encodeList(s.Tags), g.ID,
 			formatTime(s.ModifiedAt), s.ID)
-		if err := conflictOnUnique(err, s); err != nil {
+		if err := db.conflictOnUnique(err, s); err != nil {
 			return err
 		}
 		if err := db.touchGroup(ctx, tx, gen, s.SecurityGroup.ID); err != nil {
@@ -376,7 +372,7 @@ func (db *DB) AddServer(ctx context.Context, orgID, zone, groupID, serverID stri
 		return Server{}, invalid("server_id", "required", "choose a server")
 	}
 	var s Server
-	err := db.change(ctx, func(tx *sql.Tx, gen int64) error {
+	err := db.change(ctx, func(tx *txn, gen int64) error {
 		if _, err := findGroup(ctx, tx, orgID, zone, groupID); err != nil {
 			return err
 		}
@@ -401,7 +397,7 @@ func (db *DB) UnlinkServer(ctx context.Context, orgID, zone, groupID, id string)
 		return Server{}, err
 	}
 	var s Server
-	err := db.change(ctx, func(tx *sql.Tx, gen int64) error {
+	err := db.change(ctx, func(tx *txn, gen int64) error {
 		cur, err := findServer(ctx, tx, orgID, zone, id)
 		if err != nil {
 			return err
@@ -440,7 +436,7 @@ func (db *DB) DeleteServer(ctx context.Context, orgID, zone, id string) (Server,
 		return Server{}, err
 	}
 	var s Server
-	err := db.change(ctx, func(tx *sql.Tx, gen int64) error {
+	err := db.change(ctx, func(tx *txn, gen int64) error {
 		var err error
 		s, err = findServer(ctx, tx, orgID, zone, id)
 		if err != nil {
