@@ -8,7 +8,6 @@ import (
 	"net/http/cookiejar"
 	"net/http/httptest"
 	"net/url"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -16,6 +15,7 @@ import (
 	"github.com/PuerkitoBio/goquery"
 
 	"github.com/rampart-fw/rampart/enforcer"
+	"github.com/rampart-fw/rampart/internal/testdb"
 	"github.com/rampart-fw/rampart/store"
 	"github.com/rampart-fw/rampart/web"
 )
@@ -45,7 +45,7 @@ func newConsoleEnv(tb testing.TB, secure bool) *consoleEnv {
 func newConsoleEnvWith(tb testing.TB, mod func(*web.Config)) *consoleEnv {
 	tb.Helper()
 	ctx := context.Background()
-	db, err := store.Open(ctx, filepath.Join(tb.TempDir(), "rampart.db"), []string{"fr-par-1", "nl-ams-1"})
+	db, err := store.Open(ctx, testdb.DSN(tb), []string{"fr-par-1", "nl-ams-1"})
 	if err != nil {
 		tb.Fatal(err)
 	}
