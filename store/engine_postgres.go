@@ -214,7 +214,7 @@ func (*postgresEngine) tables(ctx context.Context, q querier) ([]table, error) {
 		if tables[i].references, err = queryStrings(ctx, q, `SELECT DISTINCT r.relname::text FROM pg_constraint c
 			JOIN pg_class t ON t.oid = c.conrelid JOIN pg_class r ON r.oid = c.confrelid
 			JOIN pg_namespace n ON n.oid = t.relnamespace
-			WHERE c.contype = 'f' AND t.relname = $1 AND n.nspname = current_schema()`, name); err != nil {
+			WHERE c.contype = 'f' AND t.relname = $1 AND n.nspname = current_schema() ORDER BY 1`, name); err != nil {
 			return nil, err
 		}
 	}

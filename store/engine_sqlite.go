@@ -146,7 +146,7 @@ func (sqliteEngine) tables(ctx context.Context, q querier) ([]table, error) {
 		if tables[i].columns, err = queryStrings(ctx, q, `SELECT name FROM pragma_table_info(?) ORDER BY cid`, name); err != nil {
 			return nil, err
 		}
-		if tables[i].references, err = queryStrings(ctx, q, `SELECT DISTINCT "table" FROM pragma_foreign_key_list(?)`, name); err != nil {
+		if tables[i].references, err = queryStrings(ctx, q, `SELECT DISTINCT "table" FROM pragma_foreign_key_list(?) ORDER BY 1`, name); err != nil {
 			return nil, err
 		}
 	}
