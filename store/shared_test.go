@@ -56,7 +56,10 @@ func TestReadsDoNotWaitForWrites(t *testing.T) {
 			return err
 		}},
 		{"Snapshot", func(ctx context.Context) error { _, err := db.Snapshot(ctx); return err }},
-		{"Groups", func(ctx context.Context) error { _, _, err := db.Groups(ctx, org, "fr-par-1", GroupFilter{}); return err }},
+		{"Groups", func(ctx context.Context) error {
+			_, _, err := db.Groups(ctx, org, "fr-par-1", GroupFilter{})
+			return err
+		}},
 		{"Generation", func(ctx context.Context) error { _, err := db.Generation(ctx); return err }},
 		{"FindCtx", func(ctx context.Context) error { _, _, err := db.FindCtx(ctx, "s1"); return err }},
 		{"TokenBySecret", func(ctx context.Context) error { _, err := db.TokenBySecret(ctx, secret); return err }},
