@@ -33,7 +33,7 @@ func (db *DB) EnsureOrganization(ctx context.Context, name string) (Organization
 		var err error
 		org, err = findOrganizationByName(ctx, tx, name)
 		if err == nil {
-			return nil
+			return errNoChange // found: nothing changes, the generation stays
 		}
 		if !errors.Is(err, sql.ErrNoRows) {
 			return err

@@ -16,7 +16,9 @@ import (
 
 // sqliteEngine is SQLite through modernc.org/sqlite: the SQL the store is
 // written in, with nothing to rewrite.
-type sqliteEngine struct{}
+type sqliteEngine struct {
+	path string // the database file
+}
 
 // openSQLite opens the file at path: one writer connection, and a pool of
 // read-only connections beside it. In WAL mode readers read the last
@@ -47,7 +49,7 @@ func openSQLite(ctx context.Context, path string) (engine, *sql.DB, *sql.DB, err
 		return nil, nil, nil, fmt.Errorf("open store %s: %w", path, err)
 	}
 	r.SetMaxOpenConns(max(4, runtime.GOMAXPROCS(0)))
-	return sqliteEngine{}, w, r, nil
+	return sqliteEngine{path: path}, w, r, nil
 }
 
 // createPrivate makes sure the database file exists and only its owner may
@@ -165,17 +167,19 @@ func (sqliteEngine) integrityCheck(ctx context.Context, q querier) (string, erro
 
 // backup writes a consistent copy of the database with VACUUM INTO, into a
 // file created empty and private first: VACUUM INTO writes into an empty
-// file as it finds it, and the copy holds what the database does.
-func (sqliteEngine) backup(ctx context.Context, q querier, to string) error {
+// file as it finds it. It runs on a connection of its own, a reader in
+// WAL mode (the store's readers are query-only, which VACUUM INTO is
+// not), so that changes go on meanwhile.
+func (e sqliteEngine) backup(ctx context.Context, _ querier, to string) error {
 	f, err := os.OpenFile(to, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
 	if err != nil {
 		return err
 	}
 	f.Close()
-	var discard any
-	err = q.QueryRowContext(ctx, `VACUUM INTO ?`, to).Scan(&discard)
-	if errors.Is(err, sql.ErrNoRows) {
-		return nil
+	db, err := sql.Open("sqlite", "file:"+e.path+"?_pragma=busy_timeout(5000)")
+	if err == nil {
+		_, err = db.ExecContext(ctx, `VACUUM INTO ?`, to)
+		db.Close()
 	}
 	if err != nil {
 		os.Remove(to)
