@@ -434,7 +434,7 @@ func (db *DB) driverError(err error) error {
 		return nil
 	}
 	if db.e.classify(err).kind == errRetry {
-		return fmt.Errorf("%w (%v)", retryAfterConflict(), err)
+		return fmt.Errorf("%w: %w", retryAfterConflict(), err)
 	}
 	return err
 }

@@ -338,4 +338,27 @@ func TestDriverErrorsTranslated(t *testing.T) {
 	if err := db.driverError(errors.New("x")); ErrorCode(err) != "" {
 		t.Fatalf("plain error translated: %v", err)
 	}
+	if db.Engine() != "postgres" {
+		return // SQLite's equivalent, SQLITE_BUSY, takes busy_timeout (5 s) to come
+	}
+	// A lock the database gives up waiting for is a conflict to send
+	// again, with the driver's error still wrapped.
+	holder, err := db.w.BeginTx(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer holder.Rollback()
+	if _, err := holder.ExecContext(ctx, `SELECT value FROM generation WHERE id = 1 FOR UPDATE`); err != nil {
+		t.Fatal(err)
+	}
+	err = db.write(ctx, func(tx *txn) error {
+		if _, err := tx.ExecContext(ctx, `SET LOCAL lock_timeout = '50ms'`); err != nil {
+			return err
+		}
+		_, err := tx.ExecContext(ctx, `UPDATE generation SET value = value WHERE id = 1`)
+		return err
+	})
+	if ErrorCode(err) != CodeConflict || db.e.classify(err).kind != errRetry {
+		t.Fatalf("lock timeout: %v", err)
+	}
 }
