@@ -306,7 +306,7 @@ func (db *DB) DeleteToken(ctx context.Context, orgID, accessKey string) error {
 		if _, err := tx.ExecContext(ctx, `UPDATE revocations SET value = value + 1 WHERE id = 1`); err != nil {
 			return err
 		}
-		return db.e.announce(ctx, tx, channelRevocation)
+		return db.e.announce(ctx, tx, channelRevocation, "")
 	})
 	if err != nil {
 		return fmt.Errorf("delete token %s: %w", accessKey, err)

@@ -64,7 +64,7 @@ func Copy(ctx context.Context, src, dst *DB) (map[string]int, error) {
 			if err := to.e.afterCopy(ctx, to, tables); err != nil {
 				return err
 			}
-			return to.e.announce(ctx, to, channelChange)
+			return to.e.announce(ctx, to, channelChange, "")
 		})
 	})
 	if err != nil {

@@ -323,12 +323,16 @@ func (db *DB) saw(gen int64) bool {
 	}
 }
 
-// noticed handles another process's announcement. A notification is a
-// hint, not a count: the watchers wake and read what there is to read.
-func (db *DB) noticed(channel string) {
+// noticed handles an announcement. A notification is a hint, not a
+// count: the watchers wake and read what there is to read, unless they
+// were woken for that generation already (this process's own changes
+// come back too).
+func (db *DB) noticed(channel, payload string) {
 	switch channel {
 	case channelChange:
-		db.notify()
+		if gen, err := strconv.ParseInt(payload, 10, 64); err != nil || db.saw(gen) {
+			db.notify()
+		}
 	case channelRevocation:
 		db.tokens.expire()
 	}
@@ -384,7 +388,7 @@ func (db *DB) change(ctx context.Context, fn func(tx *txn, gen int64) error) err
 	} else if err != nil {
 		return db.driverError(err)
 	}
-	if err := db.e.announce(ctx, tx, channelChange); err != nil {
+	if err := db.e.announce(ctx, tx, channelChange, strconv.FormatInt(gen, 10)); err != nil {
 		return db.driverError(fmt.Errorf("announce: %w", err))
 	}
 	if err := sqltx.Commit(); err != nil {

@@ -43,9 +43,10 @@ type engine interface {
 	readTx() *sql.TxOptions
 	writeTx() *sql.TxOptions
 	// announce tells other processes on the same database, from inside
-	// the transaction, that it changed what channel names; the hint is
-	// delivered when the transaction commits.
-	announce(ctx context.Context, tx *txn, channel string) error
+	// the transaction, that it changed what channel names (payload: the
+	// new generation, or ""); the hint is delivered when the transaction
+	// commits.
+	announce(ctx context.Context, tx *txn, channel, payload string) error
 
 	// classify says what a driver's error means to the store.
 	classify(err error) driverError
@@ -67,11 +68,11 @@ type engine interface {
 	// backup writes a consistent copy of the database to a new file.
 	backup(ctx context.Context, q querier, to string) error
 
-	// listen runs until ctx ends, calling onNotice with the channel of
-	// every announcement of another process, and closes what it used.
-	// Engines without notifications return at once: the periodic check
-	// finds the changes.
-	listen(ctx context.Context, onNotice func(channel string))
+	// listen runs until ctx ends, calling onNotice with the channel and
+	// payload of every announcement (its own process's included), and
+	// closes what it used. Engines without notifications return at once:
+	// the periodic check finds the changes.
+	listen(ctx context.Context, onNotice func(channel, payload string))
 }
 
 // Channels of announce.

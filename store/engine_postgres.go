@@ -87,7 +87,7 @@ func closeQuietly(conn *pgx.Conn) {
 // listen waits for notifications and passes their channel on. A lost
 // connection is made again; what was announced meanwhile is lost, so the
 // watchers are woken and the token cache checked once it is back.
-func (e *postgresEngine) listen(ctx context.Context, onNotice func(string)) {
+func (e *postgresEngine) listen(ctx context.Context, onNotice func(channel, payload string)) {
 	conn := e.conn
 	e.conn = nil
 	defer func() {
@@ -109,8 +109,8 @@ func (e *postgresEngine) listen(ctx context.Context, onNotice func(string)) {
 				continue
 			}
 			conn, backoff = c, 100*time.Millisecond
-			onNotice(channelChange)
-			onNotice(channelRevocation)
+			onNotice(channelChange, "")
+			onNotice(channelRevocation, "")
 		}
 		n, err := conn.WaitForNotification(ctx)
 		if err != nil {
@@ -121,7 +121,7 @@ func (e *postgresEngine) listen(ctx context.Context, onNotice func(string)) {
 			}
 			continue
 		}
-		onNotice(n.Channel)
+		onNotice(n.Channel, n.Payload)
 	}
 }
 
@@ -158,8 +158,8 @@ func (*postgresEngine) writeTx() *sql.TxOptions {
 
 // announce sends the hint with pg_notify inside the transaction:
 // PostgreSQL delivers it when, and only if, the transaction commits.
-func (*postgresEngine) announce(ctx context.Context, tx *txn, channel string) error {
-	_, err := tx.ExecContext(ctx, `SELECT pg_notify(?, '')`, channel)
+func (*postgresEngine) announce(ctx context.Context, tx *txn, channel, payload string) error {
+	_, err := tx.ExecContext(ctx, `SELECT pg_notify(?, ?)`, channel, payload)
 	return err
 }
 

@@ -107,7 +107,7 @@ func (sqliteEngine) writeTx() *sql.TxOptions { return nil } // BEGIN IMMEDIATE, 
 
 // announce has no one to tell: processes sharing a SQLite file find
 // changes with their periodic check.
-func (sqliteEngine) announce(context.Context, *txn, string) error { return nil }
+func (sqliteEngine) announce(context.Context, *txn, string, string) error { return nil }
 
 func (sqliteEngine) classify(err error) driverError {
 	var se *sqlite.Error
@@ -187,7 +187,7 @@ func (e sqliteEngine) backup(ctx context.Context, _ querier, to string) error {
 	return err
 }
 
-func (sqliteEngine) listen(context.Context, func(string)) {}
+func (sqliteEngine) listen(context.Context, func(string, string)) {}
 
 // queryStrings runs a query of one text column.
 func queryStrings(ctx context.Context, q querier, query string, args ...any) ([]string, error) {
