@@ -44,8 +44,25 @@ func newConsoleEnv(tb testing.TB, secure bool) *consoleEnv {
 // changed by mod.
 func newConsoleEnvWith(tb testing.TB, mod func(*web.Config)) *consoleEnv {
 	tb.Helper()
+	env := startConsole(tb, testdb.DSN(tb), mod)
 	ctx := context.Background()
-	db, err := store.Open(ctx, testdb.DSN(tb), []string{"fr-par-1", "nl-ams-1"})
+	org, err := env.db.EnsureOrganization(ctx, "Acme Hosting")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	if _, err := env.db.CreateUser(ctx, org.ID, consoleEmail, consolePassword); err != nil {
+		tb.Fatal(err)
+	}
+	env.org = org
+	return env
+}
+
+// startConsole starts a console (store, reconciler, server) on the
+// database dsn, as one `rampart serve` process does.
+func startConsole(tb testing.TB, dsn string, mod func(*web.Config)) *consoleEnv {
+	tb.Helper()
+	ctx := context.Background()
+	db, err := store.Open(ctx, dsn, []string{"fr-par-1", "nl-ams-1"})
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -68,14 +85,7 @@ func newConsoleEnvWith(tb testing.TB, mod func(*web.Config)) *consoleEnv {
 	ts.Config = srv.HTTPServer()
 	ts.Start()
 	tb.Cleanup(func() { ts.Close(); cancel(); <-done; db.Close() })
-	org, err := db.EnsureOrganization(ctx, "Acme Hosting")
-	if err != nil {
-		tb.Fatal(err)
-	}
-	if _, err := db.CreateUser(ctx, org.ID, consoleEmail, consolePassword); err != nil {
-		tb.Fatal(err)
-	}
-	return &consoleEnv{db: db, ts: ts, org: org, srv: srv}
+	return &consoleEnv{db: db, ts: ts, srv: srv}
 }
 
 // browser is a cookie-keeping client that does not follow redirects, so
