@@ -122,32 +122,31 @@ func Open(ctx context.Context, dsn string, zones []string, opts ...Option) (*DB,
 	if len(db.Zones) == 0 {
 		db.Zones = []string{"fr-par-1", "nl-ams-1"}
 	}
-	closeAll := func() {
-		if pe, ok := e.(*postgresEngine); ok {
-			pe.closeListener()
-		}
-		if r != w {
-			r.Close()
-		}
-		w.Close()
-	}
+	bg, stop := context.WithCancel(context.Background())
+	db.stop = stop
 	if err := db.migrate(ctx); err != nil {
-		closeAll()
+		db.Close()
 		return nil, err
+	}
+	// Listening starts before the generation is read: a change committed
+	// in between is heard, not missed.
+	ready := make(chan error, 1)
+	db.done.Add(1)
+	go func() {
+		defer db.done.Done()
+		db.e.listen(bg, ready, db.noticed)
+	}()
+	if err := <-ready; err != nil {
+		db.Close()
+		return nil, fmt.Errorf("open store: listen: %w", err)
 	}
 	gen, err := db.Generation(ctx)
 	if err != nil {
-		closeAll()
+		db.Close()
 		return nil, fmt.Errorf("open store: %w", err)
 	}
 	db.seen.Store(gen)
-	bg, stop := context.WithCancel(context.Background())
-	db.stop = stop
-	db.done.Add(2)
-	go func() {
-		defer db.done.Done()
-		db.e.listen(bg, db.noticed)
-	}()
+	db.done.Add(1)
 	go func() {
 		defer db.done.Done()
 		db.checkLoop(bg, minDuration(o.checkInterval, 10*time.Millisecond))

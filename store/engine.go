@@ -70,9 +70,11 @@ type engine interface {
 
 	// listen runs until ctx ends, calling onNotice with the channel and
 	// payload of every announcement (its own process's included), and
-	// closes what it used. Engines without notifications return at once:
-	// the periodic check finds the changes.
-	listen(ctx context.Context, onNotice func(channel, payload string))
+	// closes what it used. It sends on ready once it listens, or the
+	// error that kept it from starting (and returns). Engines without
+	// notifications send nil and return: the periodic check finds the
+	// changes.
+	listen(ctx context.Context, ready chan<- error, onNotice func(channel, payload string))
 }
 
 // Channels of announce.

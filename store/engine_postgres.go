@@ -18,9 +18,6 @@ import (
 // both engines, and one plain pgx connection that LISTENs.
 type postgresEngine struct {
 	cfg *pgx.ConnConfig
-	// conn is the listening connection made by openPostgres, handed to
-	// listen when the store starts.
-	conn *pgx.Conn
 }
 
 // Pool sizes: a console's requests are short, and many consoles share
@@ -47,17 +44,15 @@ func openPostgres(ctx context.Context, dsn string) (engine, *sql.DB, *sql.DB, er
 		db.Close()
 		return nil, nil, nil, fmt.Errorf("open store on PostgreSQL %s: %w", cfg.Host, err)
 	}
-	e := &postgresEngine{cfg: cfg}
-	// The first listening connection is made here, so that a store that
-	// is open hears every change committed after Open returns.
-	if e.conn, err = e.connectListener(ctx); err != nil {
-		db.Close()
-		return nil, nil, nil, fmt.Errorf("open store on PostgreSQL %s: listen: %w", cfg.Host, err)
-	}
-	return e, db, db, nil
+	return &postgresEngine{cfg: cfg}, db, db, nil
 }
 
+// connectTimeout bounds one attempt at the listening connection.
+const connectTimeout = 30 * time.Second
+
 func (e *postgresEngine) connectListener(ctx context.Context) (*pgx.Conn, error) {
+	ctx, cancel := context.WithTimeout(ctx, connectTimeout)
+	defer cancel()
 	conn, err := pgx.ConnectConfig(ctx, e.cfg.Copy())
 	if err != nil {
 		return nil, err
@@ -69,27 +64,23 @@ func (e *postgresEngine) connectListener(ctx context.Context) (*pgx.Conn, error)
 	return conn, nil
 }
 
-// closeListener closes the listening connection of a store that does not
-// start.
-func (e *postgresEngine) closeListener() {
-	if e.conn != nil {
-		closeQuietly(e.conn)
-		e.conn = nil
-	}
-}
-
 func closeQuietly(conn *pgx.Conn) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 	defer cancel()
 	conn.Close(ctx)
 }
 
-// listen waits for notifications and passes their channel on. A lost
-// connection is made again; what was announced meanwhile is lost, so the
-// watchers are woken and the token cache checked once it is back.
-func (e *postgresEngine) listen(ctx context.Context, onNotice func(channel, payload string)) {
-	conn := e.conn
-	e.conn = nil
+// listen waits for notifications and passes them on. The first
+// connection is made before ready is told, so that an open store hears
+// every change committed after Open returns. A lost connection is made
+// again; what was announced meanwhile is lost, so the watchers are woken
+// and the token cache checked once it is back.
+func (e *postgresEngine) listen(ctx context.Context, ready chan<- error, onNotice func(channel, payload string)) {
+	conn, err := e.connectListener(ctx)
+	ready <- err
+	if err != nil {
+		return
+	}
 	defer func() {
 		if conn != nil {
 			closeQuietly(conn)
