@@ -36,6 +36,10 @@ func openPostgres(ctx context.Context, dsn string) (engine, *sql.DB, *sql.DB, er
 	if err != nil {
 		return nil, nil, nil, fmt.Errorf("open store: %w", err)
 	}
+	// Named in pg_stat_activity, unless the URL names it.
+	if cfg.RuntimeParams["application_name"] == "" {
+		cfg.RuntimeParams["application_name"] = "rampart"
+	}
 	db := stdlib.OpenDB(*cfg.Copy())
 	db.SetMaxOpenConns(postgresMaxConns)
 	db.SetMaxIdleConns(postgresIdleConns)
@@ -53,7 +57,9 @@ const connectTimeout = 30 * time.Second
 func (e *postgresEngine) connectListener(ctx context.Context) (*pgx.Conn, error) {
 	ctx, cancel := context.WithTimeout(ctx, connectTimeout)
 	defer cancel()
-	conn, err := pgx.ConnectConfig(ctx, e.cfg.Copy())
+	cfg := e.cfg.Copy()
+	cfg.RuntimeParams["application_name"] += " listen"
+	conn, err := pgx.ConnectConfig(ctx, cfg)
 	if err != nil {
 		return nil, err
 	}

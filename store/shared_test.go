@@ -362,3 +362,44 @@ func TestDriverErrorsTranslated(t *testing.T) {
 		t.Fatalf("lock timeout: %v", err)
 	}
 }
+
+// TestListenerReconnects: when the listening connection is lost (here
+// ended by the server), the store makes it again, wakes its watchers for
+// what it may have missed, and hears the next changes at once.
+func TestListenerReconnects(t *testing.T) {
+	if testdb.Engine() != "postgres" {
+		t.Skip("notifications are PostgreSQL's")
+	}
+	ctx := context.Background()
+	dsn := testdb.DSN(t)
+	a := openTestDSN(t, dsn)
+	b := openTestDSN(t, dsn, WithCheckInterval(10*time.Second))
+	ch, stop := b.Watch()
+	defer stop()
+	drain(ch)
+	var ended int
+	if err := a.queryRow(ctx, `SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
+		WHERE application_name = 'rampart listen' AND datname = current_database()`).Scan(&ended); err != nil || ended < 2 {
+		t.Fatalf("ended %d listening connections: %v", ended, err)
+	}
+	waitWake(t, ch, 2*time.Second) // back, and woken for what it may have missed
+	org := mustOrg(t, a, "acme").ID
+	// Reconnection takes a backoff's time: allow for it, then a change
+	// must be heard well within the 10 s check.
+	var took time.Duration
+	for i := range 20 {
+		drain(ch)
+		start := time.Now()
+		mustCreateGroup(t, a, org, "fr-par-1", GroupInput{Name: fmt.Sprintf("g%d", i)})
+		select {
+		case <-ch:
+			took = time.Since(start)
+		case <-time.After(500 * time.Millisecond):
+			continue
+		}
+		break
+	}
+	if took == 0 || took > 100*time.Millisecond {
+		t.Fatalf("after reconnecting, a change was heard after %s", took)
+	}
+}
