@@ -187,7 +187,9 @@ func (e sqliteEngine) backup(ctx context.Context, _ querier, to string) error {
 	return err
 }
 
-func (sqliteEngine) listen(_ context.Context, ready chan<- error, _ func(string, string)) { ready <- nil }
+func (sqliteEngine) listen(_ context.Context, ready chan<- error, _ func(string, string)) {
+	ready <- nil
+}
 
 // queryStrings runs a query of one text column.
 func queryStrings(ctx context.Context, q querier, query string, args ...any) ([]string, error) {
