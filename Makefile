@@ -5,7 +5,7 @@ LDFLAGS := -s -w -X main.version=$(VERSION)
 DB ?= data/rampart.db
 LISTEN ?= 127.0.0.1:8080
 
-.PHONY: run build test unit e2e bench generate deps lint soak differential
+.PHONY: run build test unit unit-postgres e2e bench generate deps lint soak differential
 
 build:
 	CGO_ENABLED=0 go build -trimpath -ldflags "$(LDFLAGS)" -o bin/rampart ./cmd/rampart
@@ -27,12 +27,18 @@ lint:
 	@git diff --exit-code --stat -- '*_templ.go' || { echo "generated templ code was stale: run make generate and commit"; exit 1; }
 
 # Every test: store, API (with the official SDK), console, enforcer in
-# network namespaces (root), and the browser suite.
+# network namespaces (root), and the browser suite, on SQLite; then the
+# store and web suites again on PostgreSQL (a throwaway cluster each test
+# binary starts and removes; see internal/testdb).
 test: deps lint build
 	RAMPART_BIN=$(CURDIR)/bin/rampart go test -count=1 -timeout 30m ./...
+	$(MAKE) --no-print-directory unit-postgres
 
 unit:
 	go test -count=1 ./store ./web
+
+unit-postgres:
+	RAMPART_TEST_ENGINE=postgres go test -count=1 -timeout 10m ./store ./web
 
 e2e: deps build
 	RAMPART_BIN=$(CURDIR)/bin/rampart go test -count=1 -timeout 15m -v ./e2e

@@ -29,7 +29,7 @@ func (db *DB) EnsureOrganization(ctx context.Context, name string) (Organization
 		return Organization{}, err
 	}
 	var org Organization
-	err := db.change(ctx, func(tx *sql.Tx, gen int64) error {
+	err := db.change(ctx, func(tx *txn, gen int64) error {
 		var err error
 		org, err = findOrganizationByName(ctx, tx, name)
 		if err == nil {
@@ -62,7 +62,7 @@ func (db *DB) EnsureOrganization(ctx context.Context, name string) (Organization
 	return org, nil
 }
 
-func findOrganizationByName(ctx context.Context, tx *sql.Tx, name string) (Organization, error) {
+func findOrganizationByName(ctx context.Context, tx *txn, name string) (Organization, error) {
 	var org Organization
 	var created string
 	err := tx.QueryRowContext(ctx, `SELECT id, name, created_at FROM organizations WHERE name = ?`, name).
@@ -74,7 +74,7 @@ func findOrganizationByName(ctx context.Context, tx *sql.Tx, name string) (Organ
 // OrganizationByName returns the organization called name.
 func (db *DB) OrganizationByName(ctx context.Context, name string) (Organization, error) {
 	var org Organization
-	err := db.read(ctx, func(tx *sql.Tx) error {
+	err := db.read(ctx, func(tx *txn) error {
 		var err error
 		org, err = findOrganizationByName(ctx, tx, name)
 		if errors.Is(err, sql.ErrNoRows) {
@@ -92,7 +92,7 @@ func (db *DB) OrganizationByName(ctx context.Context, name string) (Organization
 func (db *DB) Organization(ctx context.Context, id string) (Organization, error) {
 	var org Organization
 	var created string
-	err := db.db.QueryRowContext(ctx, `SELECT id, name, created_at FROM organizations WHERE id = ?`, id).
+	err := db.queryRow(ctx, `SELECT id, name, created_at FROM organizations WHERE id = ?`, id).
 		Scan(&org.ID, &org.Name, &created)
 	if errors.Is(err, sql.ErrNoRows) {
 		return Organization{}, notFound("organization", id)
@@ -106,8 +106,8 @@ func (db *DB) Organization(ctx context.Context, id string) (Organization, error)
 
 // Users returns the users of an organization, by email.
 func (db *DB) Users(ctx context.Context, orgID string) ([]User, error) {
-	rows, err := db.db.QueryContext(ctx, `SELECT id, organization_id, email, created_at FROM users
-		WHERE organization_id = ? ORDER BY email`, orgID)
+	rows, err := db.query(ctx, `SELECT id, organization_id, email, created_at FROM users
+		WHERE organization_id = ? ORDER BY lower(email), id`, orgID)
 	if err != nil {
 		return nil, fmt.Errorf("list users: %w", err)
 	}
@@ -128,7 +128,7 @@ func (db *DB) Users(ctx context.Context, orgID string) ([]User, error) {
 // CountUsers returns how many users exist in all organizations.
 func (db *DB) CountUsers(ctx context.Context) (int, error) {
 	var n int
-	if err := db.db.QueryRowContext(ctx, `SELECT count(*) FROM users`).Scan(&n); err != nil {
+	if err := db.queryRow(ctx, `SELECT count(*) FROM users`).Scan(&n); err != nil {
 		return 0, fmt.Errorf("count users: %w", err)
 	}
 	return n, nil
@@ -158,9 +158,9 @@ func (db *DB) CreateUser(ctx context.Context, orgID, email, password string) (Us
 		return User{}, fmt.Errorf("hash password: %w", err)
 	}
 	u := User{ID: uuid.NewString(), OrganizationID: orgID, Email: email, CreatedAt: db.Now().UTC()}
-	err = db.change(ctx, func(tx *sql.Tx, gen int64) error {
+	err = db.change(ctx, func(tx *txn, gen int64) error {
 		var n int
-		if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM users WHERE email = ?`, email).Scan(&n); err != nil {
+		if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM users WHERE `+db.e.equalFold("email"), email).Scan(&n); err != nil {
 			return err
 		}
 		if n > 0 {
@@ -204,8 +204,8 @@ func (db *DB) Authenticate(ctx context.Context, email, password string) (User, e
 	}
 	var u User
 	var hash, created string
-	err := db.db.QueryRowContext(ctx, `SELECT id, organization_id, email, password_hash, created_at
-		FROM users WHERE email = ?`, strings.TrimSpace(email)).
+	err := db.queryRow(ctx, `SELECT id, organization_id, email, password_hash, created_at
+		FROM users WHERE `+db.e.equalFold("email"), strings.TrimSpace(email)).
 		Scan(&u.ID, &u.OrganizationID, &u.Email, &hash, &created)
 	if errors.Is(err, sql.ErrNoRows) {
 		argon2id.ComparePasswordAndHash(password, dummyHash())
@@ -232,7 +232,7 @@ func (db *DB) Account(ctx context.Context, userID string) (User, Organization, e
 	var o Organization
 	var created, orgCreated string
 	var op int
-	err := db.db.QueryRowContext(ctx, `SELECT u.id, u.organization_id, u.email, u.created_at, u.operator, o.name, o.created_at
+	err := db.queryRow(ctx, `SELECT u.id, u.organization_id, u.email, u.created_at, u.operator, o.name, o.created_at
 		FROM users u JOIN organizations o ON o.id = u.organization_id WHERE u.id = ?`, userID).
 		Scan(&u.ID, &u.OrganizationID, &u.Email, &created, &op, &o.Name, &orgCreated)
 	u.Operator = op == 1
@@ -249,7 +249,7 @@ func (db *DB) Account(ctx context.Context, userID string) (User, Organization, e
 // SetOperator makes a user an operator of the install, or not.
 func (db *DB) SetOperator(ctx context.Context, userID string, operator bool) (User, error) {
 	var u User
-	err := db.change(ctx, func(tx *sql.Tx, gen int64) error {
+	err := db.change(ctx, func(tx *txn, gen int64) error {
 		res, err := tx.ExecContext(ctx, `UPDATE users SET operator = ? WHERE id = ?`, boolInt(operator), userID)
 		if err != nil {
 			return err
@@ -269,7 +269,7 @@ func (db *DB) SetOperator(ctx context.Context, userID string, operator bool) (Us
 // Organizations lists every organization, by name: what operators see.
 func (db *DB) Organizations(ctx context.Context) ([]Organization, error) {
 	var orgs []Organization
-	err := db.read(ctx, func(tx *sql.Tx) error {
+	err := db.read(ctx, func(tx *txn) error {
 		var err error
 		orgs, err = queryAll(ctx, tx, func(sc scanner) (Organization, error) {
 			var o Organization
@@ -290,7 +290,7 @@ func (db *DB) Organizations(ctx context.Context) ([]Organization, error) {
 // operators see.
 func (db *DB) AllUsers(ctx context.Context) ([]User, error) {
 	var users []User
-	err := db.read(ctx, func(tx *sql.Tx) error {
+	err := db.read(ctx, func(tx *txn) error {
 		var err error
 		users, err = queryAll(ctx, tx, scanUser, `SELECT id, organization_id, email, operator, created_at FROM users ORDER BY email`)
 		return err
@@ -312,7 +312,7 @@ func scanUser(sc scanner) (User, error) {
 
 // User returns a user by ID.
 func (db *DB) User(ctx context.Context, id string) (User, error) {
-	u, err := scanUser(db.db.QueryRowContext(ctx, `SELECT id, organization_id, email, operator, created_at FROM users WHERE id = ?`, id))
+	u, err := scanUser(db.queryRow(ctx, `SELECT id, organization_id, email, operator, created_at FROM users WHERE id = ?`, id))
 	if errors.Is(err, sql.ErrNoRows) {
 		return User{}, notFound("user", id)
 	}
@@ -356,7 +356,7 @@ func (db *DB) CreateToken(ctx context.Context, orgID, description string) (Token
 	}
 	secret := uuid.NewString()
 	t := Token{AccessKey: newAccessKey(), OrganizationID: orgID, Description: description, CreatedAt: db.Now().UTC()}
-	err := db.change(ctx, func(tx *sql.Tx, gen int64) error {
+	err := db.change(ctx, func(tx *txn, gen int64) error {
 		_, err := tx.ExecContext(ctx, `INSERT INTO tokens (access_key, organization_id, secret_hash, description, created_at)
 			VALUES (?, ?, ?, ?, ?)`, t.AccessKey, orgID, hashSecret(secret), t.Description, formatTime(t.CreatedAt))
 		return err
@@ -369,7 +369,7 @@ func (db *DB) CreateToken(ctx context.Context, orgID, description string) (Token
 
 // Tokens lists an organization's tokens, newest first.
 func (db *DB) Tokens(ctx context.Context, orgID string) ([]Token, error) {
-	rows, err := db.db.QueryContext(ctx, `SELECT access_key, organization_id, description, created_at
+	rows, err := db.query(ctx, `SELECT access_key, organization_id, description, created_at
 		FROM tokens WHERE organization_id = ? ORDER BY created_at DESC, access_key`, orgID)
 	if err != nil {
 		return nil, fmt.Errorf("list tokens: %w", err)
@@ -388,9 +388,11 @@ func (db *DB) Tokens(ctx context.Context, orgID string) ([]Token, error) {
 	return tokens, rows.Err()
 }
 
-// DeleteToken revokes a token of the organization.
+// DeleteToken revokes a token of the organization. Every process on the
+// database refuses it within revocationCheck: the change counts a
+// revocation, which the processes that keep tokens in memory read.
 func (db *DB) DeleteToken(ctx context.Context, orgID, accessKey string) error {
-	err := db.change(ctx, func(tx *sql.Tx, gen int64) error {
+	err := db.change(ctx, func(tx *txn, gen int64) error {
 		res, err := tx.ExecContext(ctx, `DELETE FROM tokens WHERE access_key = ? AND organization_id = ?`, accessKey, orgID)
 		if err != nil {
 			return err
@@ -398,51 +400,158 @@ func (db *DB) DeleteToken(ctx context.Context, orgID, accessKey string) error {
 		if n, _ := res.RowsAffected(); n == 0 {
 			return notFound(ResourceToken, accessKey)
 		}
-		return nil
+		if _, err := tx.ExecContext(ctx, `UPDATE revocations SET value = value + 1 WHERE id = 1`); err != nil {
+			return err
+		}
+		return db.e.announce(ctx, tx, channelRevocation, "")
 	})
 	if err != nil {
 		return fmt.Errorf("delete token %s: %w", accessKey, err)
 	}
-	db.tokenMu.Lock()
-	for h, c := range db.tokenCache {
-		if c.token.AccessKey == accessKey {
-			delete(db.tokenCache, h)
-		}
-	}
-	db.tokenMu.Unlock()
+	db.tokens.forget(accessKey)
 	return nil
 }
 
-// tokenCacheTTL bounds how long a token found once is trusted without
-// reading the database again. Revocation through this process takes effect
-// at once (DeleteToken forgets the token); only a token deleted by another
-// process could outlive its deletion, by this long at most.
-const tokenCacheTTL = 30 * time.Second
+// Token cache bounds.
+const (
+	// tokenCacheTTL bounds how long a token found once is trusted without
+	// reading it again.
+	tokenCacheTTL = 30 * time.Second
+	// revocationCheck bounds how long a token revoked by another process
+	// may still be taken here: the cache reads the revocation count again
+	// when its last reading is older (a notification makes it sooner).
+	revocationCheck = 500 * time.Millisecond
+	maxCachedTokens = 10000
+)
+
+// tokenCache keeps tokens found by TokenBySecret, keyed by secret hash,
+// so that API calls are authenticated without a query. Each entry holds
+// the revocation count read with it, and is only taken while that count
+// is the newest one known and the count was read less than
+// revocationCheck ago.
+type tokenCache struct {
+	mu          sync.Mutex
+	m           map[string]cachedToken
+	revocations int64     // the newest revocation count read
+	checked     time.Time // when it was read; zero: read it again
+
+	checkMu sync.Mutex // one reading of the count at a time
+}
 
 type cachedToken struct {
-	token   Token
-	expires time.Time
+	token       Token
+	revocations int64
+	expires     time.Time
+}
+
+// get returns the cached token for hash, if it may be taken.
+func (c *tokenCache) get(hash string, now time.Time) (Token, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	e, ok := c.m[hash]
+	if !ok || e.revocations != c.revocations || !now.Before(e.expires) {
+		return Token{}, false
+	}
+	return e.token, true
+}
+
+// fresh reports whether the revocation count was read recently enough.
+func (c *tokenCache) fresh(now time.Time) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return !c.checked.IsZero() && now.Sub(c.checked) < revocationCheck
+}
+
+// learn records a revocation count read at time at; a newer count than
+// known drops every entry read before it.
+func (c *tokenCache) learn(revocations int64, at time.Time) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if revocations > c.revocations {
+		clear(c.m)
+		c.revocations = revocations
+	}
+	if revocations >= c.revocations && at.After(c.checked) {
+		c.checked = at
+	}
+}
+
+// put caches a token read with revocation count revocations.
+func (c *tokenCache) put(hash string, t Token, revocations int64, now time.Time) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if revocations < c.revocations {
+		return // read before a revocation this process knows of
+	}
+	if len(c.m) >= maxCachedTokens {
+		clear(c.m) // bounded; refilled on demand
+	}
+	c.m[hash] = cachedToken{token: t, revocations: revocations, expires: now.Add(tokenCacheTTL)}
+}
+
+// forget drops a token revoked by this process.
+func (c *tokenCache) forget(accessKey string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for h, e := range c.m {
+		if e.token.AccessKey == accessKey {
+			delete(c.m, h)
+		}
+	}
+}
+
+// expire makes the next use read the revocation count again: another
+// process announced a revocation.
+func (c *tokenCache) expire() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.checked = time.Time{}
+}
+
+// checkRevocations reads the revocation count if the last reading is
+// older than revocationCheck.
+func (db *DB) checkRevocations(ctx context.Context) error {
+	if db.tokens.fresh(time.Now()) {
+		return nil
+	}
+	db.tokens.checkMu.Lock()
+	defer db.tokens.checkMu.Unlock()
+	if db.tokens.fresh(time.Now()) {
+		return nil // read by another request meanwhile
+	}
+	at := time.Now()
+	var n int64
+	if err := db.queryRow(ctx, `SELECT value FROM revocations WHERE id = 1`).Scan(&n); err != nil {
+		return fmt.Errorf("read revocations: %w", err)
+	}
+	db.tokens.learn(n, at)
+	return nil
 }
 
 // TokenBySecret returns the token whose secret is given. Only hashes are
 // stored, and the stored hash is compared in constant time. Tokens found
-// are kept in memory for tokenCacheTTL, keyed by the hash: API calls are
-// authenticated without a query.
+// are kept in memory (see tokenCache).
 func (db *DB) TokenBySecret(ctx context.Context, secret string) (Token, error) {
 	if _, err := uuid.Parse(secret); err != nil {
 		return Token{}, &Error{Code: CodeUnauthorized, Message: "invalid token"}
 	}
 	want := hashSecret(secret)
-	db.tokenMu.Lock()
-	c, ok := db.tokenCache[want]
-	db.tokenMu.Unlock()
-	if ok && time.Now().Before(c.expires) {
-		return c.token, nil
+	if err := db.checkRevocations(ctx); err != nil {
+		return Token{}, err
+	}
+	if t, ok := db.tokens.get(want, time.Now()); ok {
+		return t, nil
 	}
 	var t Token
 	var stored, created string
-	err := db.db.QueryRowContext(ctx, `SELECT access_key, organization_id, secret_hash, description, created_at
-		FROM tokens WHERE secret_hash = ?`, want).Scan(&t.AccessKey, &t.OrganizationID, &stored, &t.Description, &created)
+	var revocations int64
+	at := time.Now()
+	// The token and the revocation count in one statement, so that they
+	// are read at one moment: a token cached with a count is one that
+	// was valid when that count was current.
+	err := db.queryRow(ctx, `SELECT t.access_key, t.organization_id, t.secret_hash, t.description, t.created_at, r.value
+		FROM tokens t CROSS JOIN revocations r WHERE t.secret_hash = ? AND r.id = 1`, want).
+		Scan(&t.AccessKey, &t.OrganizationID, &stored, &t.Description, &created, &revocations)
 	if errors.Is(err, sql.ErrNoRows) {
 		return Token{}, &Error{Code: CodeUnauthorized, Message: "token not found"}
 	}
@@ -453,11 +562,7 @@ func (db *DB) TokenBySecret(ctx context.Context, secret string) (Token, error) {
 		return Token{}, &Error{Code: CodeUnauthorized, Message: "token not found"}
 	}
 	t.CreatedAt = parseTime(created)
-	db.tokenMu.Lock()
-	if len(db.tokenCache) >= 10000 {
-		clear(db.tokenCache) // bounded; refilled on demand
-	}
-	db.tokenCache[want] = cachedToken{token: t, expires: time.Now().Add(tokenCacheTTL)}
-	db.tokenMu.Unlock()
+	db.tokens.learn(revocations, at)
+	db.tokens.put(want, t, revocations, time.Now())
 	return t, nil
 }

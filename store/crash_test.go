@@ -6,10 +6,11 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/rampart-fw/rampart/internal/testdb"
 )
 
 // crashChildEnv names the database a re-executed test binary writes to
@@ -17,18 +18,18 @@ import (
 const crashChildEnv = "RAMPART_STORE_CRASH_CHILD"
 
 func TestMain(m *testing.M) {
-	if path := os.Getenv(crashChildEnv); path != "" {
-		crashChild(path)
+	if dsn := os.Getenv(crashChildEnv); dsn != "" {
+		crashChild(dsn)
 		return
 	}
-	os.Exit(m.Run())
+	testdb.Main(m)
 }
 
 // crashChild creates groups with a rule each, and prints the ID of each
 // group once its transaction has committed.
-func crashChild(path string) {
+func crashChild(dsn string) {
 	ctx := context.Background()
-	db, err := Open(ctx, path, nil)
+	db, err := Open(ctx, dsn, nil)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(2)
@@ -51,9 +52,9 @@ func crashChild(path string) {
 // TestCrashKeepsEveryCommittedChange kills a writer with SIGKILL mid-run:
 // the database must reopen sound and hold every change reported committed.
 func TestCrashKeepsEveryCommittedChange(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "crash.db")
+	dsn := testdb.DSN(t)
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), crashChildEnv+"="+path)
+	cmd.Env = append(os.Environ(), crashChildEnv+"="+dsn)
 	out, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -82,7 +83,7 @@ func TestCrashKeepsEveryCommittedChange(t *testing.T) {
 		t.Fatalf("child reported %d commits before dying", len(committed))
 	}
 
-	db, err := Open(context.Background(), path, nil)
+	db, err := Open(context.Background(), dsn, nil)
 	if err != nil {
 		t.Fatalf("reopen after crash: %v", err)
 	}
@@ -91,7 +92,7 @@ func TestCrashKeepsEveryCommittedChange(t *testing.T) {
 		t.Fatalf("integrity_check = %q, %v", res, err)
 	}
 	var org string
-	db.db.QueryRow(`SELECT id FROM organizations WHERE name = 'crash'`).Scan(&org)
+	db.queryRow(context.Background(), `SELECT id FROM organizations WHERE name = 'crash'`).Scan(&org)
 	for _, id := range committed {
 		if _, err := db.Group(context.Background(), org, "fr-par-1", id); err != nil {
 			t.Fatalf("committed group %s lost: %v", id, err)

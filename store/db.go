@@ -1,6 +1,8 @@
-// Package store keeps Rampart's state in SQLite and enforces every rule of
-// the domain: one transaction per change, typed errors, and a generation
-// counter that tells the enforcer what changed.
+// Package store keeps Rampart's state and enforces every rule of the
+// domain: one transaction per change, typed errors, and a generation
+// counter that tells the enforcer what changed. It runs on SQLite, a file
+// beside the binary, or on PostgreSQL, where several consoles share one
+// database and act as one.
 package store
 
 import (
@@ -10,27 +12,35 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"os"
-	"path/filepath"
+	"path"
 	"sort"
 	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
-
-	_ "modernc.org/sqlite" // registers the "sqlite" driver
 )
 
-//go:embed migrations/*.sql
+// migrationFS holds the numbered migrations of each engine, one folder
+// each with the same numbers.
+//
+//go:embed migrations/sqlite/*.sql migrations/postgres/*.sql
 var migrationFS embed.FS
 
 // DefaultMaxRules is the default limit of rules per group.
 const DefaultMaxRules = 100
 
-// DB is the store. Its methods are safe for concurrent use.
+// DB is the store. Its methods are safe for concurrent use, and so is one
+// database shared by several processes: each change is one transaction,
+// and what a process keeps in memory (the watchers' generation, the token
+// cache) follows what the others commit.
 type DB struct {
-	db *sql.DB
+	// w runs changes and every other write; r runs reads. On SQLite w is
+	// one connection (SQLite has one writer at a time anyway) and r a pool
+	// of read-only connections, so that reads never wait for a write; on
+	// PostgreSQL both are the same pool.
+	w, r *sql.DB
+	e    engine
 
 	// Zones are the zones objects may live in; the first is the default.
 	Zones []string
@@ -41,86 +51,122 @@ type DB struct {
 
 	mu       sync.Mutex
 	watchers map[chan struct{}]struct{}
+	// seen is the newest generation the watchers were woken for.
+	seen atomic.Int64
 
-	tokenMu    sync.Mutex
-	tokenCache map[string]cachedToken // by secret hash
+	tokens tokenCache
 
 	reads, writes atomic.Int64 // transactions run by read and change
+	lastSweep     atomic.Int64 // unix nanoseconds of the last sweep of full throttle buckets
+
+	stop context.CancelFunc // ends the background work
+	done sync.WaitGroup
 }
 
-// Open opens (creating if needed) the SQLite database at path and applies
-// pending migrations.
-func Open(ctx context.Context, path string, zones []string) (*DB, error) {
-	if path == "" {
+// DefaultCheckInterval is how often a store reads the generation to find
+// changes that other processes made and no notification announced.
+const DefaultCheckInterval = time.Second
+
+// An Option changes how Open opens the store.
+type Option func(*options)
+
+type options struct {
+	checkInterval time.Duration
+}
+
+// WithCheckInterval sets how often the store reads the generation to find
+// changes made by other processes (DefaultCheckInterval). On PostgreSQL a
+// notification announces each change at once, and the check only bounds
+// what a lost notification costs; tests set it long to show that.
+func WithCheckInterval(d time.Duration) Option {
+	return func(o *options) { o.checkInterval = d }
+}
+
+// IsPostgres reports whether dsn names a PostgreSQL database
+// (postgres://… or postgresql://…) rather than a SQLite file.
+func IsPostgres(dsn string) bool {
+	return strings.HasPrefix(dsn, "postgres://") || strings.HasPrefix(dsn, "postgresql://")
+}
+
+// Open opens the store named by dsn, a SQLite file (created if needed) or
+// a postgres:// URL, and applies pending migrations.
+func Open(ctx context.Context, dsn string, zones []string, opts ...Option) (*DB, error) {
+	o := options{checkInterval: DefaultCheckInterval}
+	for _, opt := range opts {
+		opt(&o)
+	}
+	if dsn == "" {
 		return nil, errors.New("open store: empty path")
 	}
-	if err := createPrivate(path); err != nil {
-		return nil, fmt.Errorf("open store: %w", err)
+	var (
+		e    engine
+		w, r *sql.DB
+		err  error
+	)
+	if IsPostgres(dsn) {
+		e, w, r, err = openPostgres(ctx, dsn)
+	} else {
+		e, w, r, err = openSQLite(ctx, dsn)
 	}
-	// Pragmas in the DSN so that every pooled connection gets them.
-	dsn := "file:" + path + "?_pragma=busy_timeout(5000)&_pragma=journal_mode(WAL)" +
-		"&_pragma=foreign_keys(ON)&_pragma=synchronous(FULL)&_txlock=immediate"
-	sdb, err := sql.Open("sqlite", dsn)
 	if err != nil {
-		return nil, fmt.Errorf("open store %s: %w", path, err)
+		return nil, err
 	}
-	// One connection: SQLite serialises writers anyway, and a single
-	// connection avoids SQLITE_BUSY storms between our own goroutines.
-	sdb.SetMaxOpenConns(1)
 	db := &DB{
-		db:         sdb,
-		Zones:      zones,
-		MaxRules:   DefaultMaxRules,
-		Now:        time.Now,
-		watchers:   map[chan struct{}]struct{}{},
-		tokenCache: map[string]cachedToken{},
+		w: w, r: r, e: e,
+		Zones:    zones,
+		MaxRules: DefaultMaxRules,
+		Now:      time.Now,
+		watchers: map[chan struct{}]struct{}{},
+		tokens:   tokenCache{m: map[string]cachedToken{}},
 	}
 	if len(db.Zones) == 0 {
 		db.Zones = []string{"fr-par-1", "nl-ams-1"}
 	}
+	bg, stop := context.WithCancel(context.Background())
+	db.stop = stop
 	if err := db.migrate(ctx); err != nil {
-		sdb.Close()
+		db.Close()
 		return nil, err
 	}
+	// Listening starts before the generation is read: a change committed
+	// in between is heard, not missed.
+	ready := make(chan error, 1)
+	db.done.Add(1)
+	go func() {
+		defer db.done.Done()
+		db.e.listen(bg, ready, db.noticed)
+	}()
+	if err := <-ready; err != nil {
+		db.Close()
+		return nil, fmt.Errorf("open store: listen: %w", err)
+	}
+	gen, err := db.Generation(ctx)
+	if err != nil {
+		db.Close()
+		return nil, fmt.Errorf("open store: %w", err)
+	}
+	db.seen.Store(gen)
+	db.done.Add(1)
+	go func() {
+		defer db.done.Done()
+		db.checkLoop(bg, minDuration(o.checkInterval, 10*time.Millisecond))
+	}()
 	return db, nil
 }
 
-// createPrivate makes sure the database file exists and only its owner may
-// read it: it holds session tokens and password hashes. SQLite gives the
-// -wal and -shm files it creates the mode of the database file, so they
-// follow. A file found readable by others is narrowed to 0600.
-func createPrivate(path string) error {
-	if dir := filepath.Dir(path); dir != "" {
-		if err := os.MkdirAll(dir, 0o700); err != nil {
-			return err
-		}
+// Close stops the store's background work and closes the database.
+func (db *DB) Close() error {
+	db.stop()
+	db.done.Wait()
+	var err error
+	if db.r != db.w {
+		err = db.r.Close()
 	}
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	fi, err := f.Stat()
-	if err != nil {
-		return err
-	}
-	if fi.Mode().Perm()&0o077 != 0 {
-		if err := f.Chmod(0o600); err != nil {
-			return err
-		}
-	}
-	for _, side := range []string{path + "-wal", path + "-shm"} {
-		if fi, err := os.Stat(side); err == nil && fi.Mode().Perm()&0o077 != 0 {
-			if err := os.Chmod(side, 0o600); err != nil {
-				return err
-			}
-		}
-	}
-	return nil
+	return errors.Join(err, db.w.Close())
 }
 
-// Close closes the database.
-func (db *DB) Close() error { return db.db.Close() }
+// Engine returns "sqlite" or "postgres".
+func (db *DB) Engine() string { return db.e.name() }
 
 // DefaultZone returns the first configured zone.
 func (db *DB) DefaultZone() string { return db.Zones[0] }
@@ -142,30 +188,59 @@ func (db *DB) checkZone(zone string) error {
 	return nil
 }
 
+// migrate applies the engine's migrations not applied yet, each in its own
+// transaction, on one connection that holds the engine's migration lock.
 func (db *DB) migrate(ctx context.Context) error {
-	if _, err := db.db.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS migrations (
-		name TEXT PRIMARY KEY, applied_at TEXT NOT NULL)`); err != nil {
-		return fmt.Errorf("migrate: %w", err)
-	}
-	names, err := fs.Glob(migrationFS, "migrations/*.sql")
+	conn, err := db.w.Conn(ctx)
 	if err != nil {
 		return fmt.Errorf("migrate: %w", err)
 	}
-	sort.Strings(names)
-	for _, name := range names {
-		if err := db.migrateFile(ctx, name); err != nil {
-			return fmt.Errorf("migrate %s: %w", name, err)
+	defer conn.Close()
+	unlock, err := db.e.lockMigrations(ctx, conn)
+	if err != nil {
+		return fmt.Errorf("migrate: %w", err)
+	}
+	defer unlock()
+	if _, err := conn.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS migrations (
+		name TEXT PRIMARY KEY, applied_at TEXT NOT NULL)`); err != nil {
+		return fmt.Errorf("migrate: %w", err)
+	}
+	files, err := migrationFiles(db.e)
+	if err != nil {
+		return fmt.Errorf("migrate: %w", err)
+	}
+	for _, file := range files {
+		if err := db.migrateFile(ctx, conn, file); err != nil {
+			return fmt.Errorf("migrate %s: %w", file, err)
 		}
 	}
 	return nil
 }
 
-func (db *DB) migrateFile(ctx context.Context, name string) error {
-	tx, err := db.db.BeginTx(ctx, nil)
+// migrationFiles lists the engine's migrations in order.
+func migrationFiles(e engine) ([]string, error) {
+	files, err := fs.Glob(migrationFS, e.migrationDir()+"/*.sql")
+	if err != nil {
+		return nil, err
+	}
+	sort.Strings(files)
+	return files, nil
+}
+
+// migrationName is how a migration is recorded: "migrations/001_initial.sql",
+// the path it had before the engines had a folder each, so that a database
+// migrated by an earlier release is not migrated again, and so that both
+// engines record the same names.
+func migrationName(file string) string { return "migrations/" + path.Base(file) }
+
+func (db *DB) migrateFile(ctx context.Context, conn *sql.Conn, file string) error {
+	sqltx, err := conn.BeginTx(ctx, db.e.writeTx())
 	if err != nil {
 		return err
 	}
-	defer tx.Rollback()
+	defer sqltx.Rollback()
+	tx := &txn{tx: sqltx, e: db.e}
+	name := migrationName(file)
 	var n int
 	if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM migrations WHERE name = ?`, name).Scan(&n); err != nil {
 		return err
@@ -173,25 +248,26 @@ func (db *DB) migrateFile(ctx context.Context, name string) error {
 	if n > 0 {
 		return nil
 	}
-	body, err := fs.ReadFile(migrationFS, name)
+	body, err := fs.ReadFile(migrationFS, file)
 	if err != nil {
 		return err
 	}
-	if _, err := tx.ExecContext(ctx, string(body)); err != nil {
+	if _, err := sqltx.ExecContext(ctx, string(body)); err != nil {
 		return err
 	}
 	if _, err := tx.ExecContext(ctx, `INSERT INTO migrations (name, applied_at) VALUES (?, ?)`,
 		name, formatTime(time.Now())); err != nil {
 		return err
 	}
-	return tx.Commit()
+	return sqltx.Commit()
 }
 
-// IntegrityCheck runs PRAGMA integrity_check and returns its verdict ("ok"
-// when sound).
+// IntegrityCheck checks the database's storage and returns its verdict
+// ("ok" when sound): PRAGMA integrity_check on SQLite; on PostgreSQL,
+// whose server checks its own pages and WAL, "ok" once it answers.
 func (db *DB) IntegrityCheck(ctx context.Context) (string, error) {
-	var res string
-	if err := db.db.QueryRowContext(ctx, `PRAGMA integrity_check`).Scan(&res); err != nil {
+	res, err := db.e.integrityCheck(ctx, db.r)
+	if err != nil {
 		return "", fmt.Errorf("integrity check: %w", err)
 	}
 	return res, nil
@@ -200,15 +276,15 @@ func (db *DB) IntegrityCheck(ctx context.Context) (string, error) {
 // Generation returns the number of changes committed so far.
 func (db *DB) Generation(ctx context.Context) (int64, error) {
 	var g int64
-	if err := db.db.QueryRowContext(ctx, `SELECT value FROM generation WHERE id = 1`).Scan(&g); err != nil {
+	if err := db.queryRow(ctx, `SELECT value FROM generation WHERE id = 1`).Scan(&g); err != nil {
 		return 0, fmt.Errorf("read generation: %w", err)
 	}
 	return g, nil
 }
 
-// Watch returns a channel that receives after every committed change (the
-// channel holds one pending signal at most), and a function to stop
-// watching.
+// Watch returns a channel that receives after every committed change, by
+// this process or another on the same database (the channel holds one
+// pending signal at most), and a function to stop watching.
 func (db *DB) Watch() (<-chan struct{}, func()) {
 	ch := make(chan struct{}, 1)
 	db.mu.Lock()
@@ -232,32 +308,92 @@ func (db *DB) notify() {
 	}
 }
 
+// saw records that the watchers were woken for generation gen, and
+// reports whether it is newer than any they were woken for before.
+func (db *DB) saw(gen int64) bool {
+	for {
+		old := db.seen.Load()
+		if gen <= old {
+			return false
+		}
+		if db.seen.CompareAndSwap(old, gen) {
+			return true
+		}
+	}
+}
+
+// noticed handles an announcement. A notification is a hint, not a
+// count: the watchers wake and read what there is to read, unless they
+// were woken for that generation already (this process's own changes
+// come back too).
+func (db *DB) noticed(channel, payload string) {
+	switch channel {
+	case channelChange:
+		if gen, err := strconv.ParseInt(payload, 10, 64); err != nil || db.saw(gen) {
+			db.notify()
+		}
+	case channelRevocation:
+		db.tokens.expire()
+	}
+}
+
+// checkLoop reads the generation every interval and wakes the watchers
+// when it moved without them being told: a change by another process whose
+// notification was lost, or on an engine without notifications.
+func (db *DB) checkLoop(ctx context.Context, interval time.Duration) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if gen, err := db.Generation(ctx); err == nil && db.saw(gen) {
+			db.notify()
+		}
+	}
+}
+
 // Transactions returns how many read and write transactions the store has
 // run for its callers (authentication and sessions aside): a change is one
 // write, and its answer at most one read.
 func (db *DB) Transactions() (reads, writes int64) { return db.reads.Load(), db.writes.Load() }
 
 // change runs fn in one write transaction with the next generation number,
-// commits, and wakes the watchers. A refused change rolls back whole.
-func (db *DB) change(ctx context.Context, fn func(tx *sql.Tx, gen int64) error) error {
+// commits, and wakes the watchers of every process. A refused change
+// rolls back whole.
+//
+// Taking the next generation is the transaction's first statement: it
+// locks the generation row until commit, so that changes run one after
+// the other on either engine (SQLite's single writer; PostgreSQL's row
+// lock under READ COMMITTED, where each later statement of the change sees
+// everything committed before it), and generations are gapless and in
+// commit order.
+func (db *DB) change(ctx context.Context, fn func(tx *txn, gen int64) error) error {
 	db.writes.Add(1)
-	tx, err := db.db.BeginTx(ctx, nil)
+	sqltx, err := db.w.BeginTx(ctx, db.e.writeTx())
 	if err != nil {
-		return fmt.Errorf("begin: %w", err)
+		return db.driverError(fmt.Errorf("begin: %w", err))
 	}
-	defer tx.Rollback()
+	defer sqltx.Rollback()
+	tx := &txn{tx: sqltx, e: db.e}
 	var gen int64
 	if err := tx.QueryRowContext(ctx, `UPDATE generation SET value = value + 1 WHERE id = 1 RETURNING value`).Scan(&gen); err != nil {
-		return fmt.Errorf("next generation: %w", err)
+		return db.driverError(fmt.Errorf("next generation: %w", err))
 	}
 	if err := fn(tx, gen); errors.Is(err, errNoChange) {
 		return nil // rolled back: the generation does not move
 	} else if err != nil {
-		return err
+		return db.driverError(err)
 	}
-	if err := tx.Commit(); err != nil {
-		return fmt.Errorf("commit: %w", err)
+	if err := db.e.announce(ctx, tx, channelChange, strconv.FormatInt(gen, 10)); err != nil {
+		return db.driverError(fmt.Errorf("announce: %w", err))
 	}
+	if err := sqltx.Commit(); err != nil {
+		return db.driverError(fmt.Errorf("commit: %w", err))
+	}
+	db.saw(gen)
 	db.notify()
 	return nil
 }
@@ -266,15 +402,70 @@ func (db *DB) change(ctx context.Context, fn func(tx *sql.Tx, gen int64) error) 
 // success: the change turned out to change nothing.
 var errNoChange = errors.New("no change")
 
-// read runs fn in one read transaction, so that it sees one generation.
-func (db *DB) read(ctx context.Context, fn func(tx *sql.Tx) error) error {
+// read runs fn in one read transaction, so that it sees one generation
+// (REPEATABLE READ on PostgreSQL; SQLite's transactions are snapshots).
+func (db *DB) read(ctx context.Context, fn func(tx *txn) error) error {
 	db.reads.Add(1)
-	tx, err := db.db.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
+	sqltx, err := db.r.BeginTx(ctx, db.e.readTx())
 	if err != nil {
 		return fmt.Errorf("begin: %w", err)
 	}
-	defer tx.Rollback()
-	return fn(tx)
+	defer sqltx.Rollback()
+	return fn(&txn{tx: sqltx, e: db.e})
+}
+
+// write runs fn in one write transaction that is not a change: the
+// generation does not move (sessions, the sign-in throttle, and the
+// state that agents report).
+func (db *DB) write(ctx context.Context, fn func(tx *txn) error) error {
+	sqltx, err := db.w.BeginTx(ctx, db.e.writeTx())
+	if err != nil {
+		return db.driverError(fmt.Errorf("begin: %w", err))
+	}
+	defer sqltx.Rollback()
+	if err := fn(&txn{tx: sqltx, e: db.e}); err != nil {
+		return db.driverError(err)
+	}
+	return db.driverError(sqltx.Commit())
+}
+
+// driverError turns what the driver reports into the store's terms, for
+// both engines in one place: a change that met another one in the
+// database may be sent again.
+func (db *DB) driverError(err error) error {
+	if err == nil {
+		return nil
+	}
+	if db.e.classify(err).kind == errRetry {
+		return fmt.Errorf("%w: %w", retryAfterConflict(), err)
+	}
+	return err
+}
+
+// uniqueViolation names the unique key err violates as "table.column",
+// or "".
+func (db *DB) uniqueViolation(err error) string {
+	if err == nil {
+		return ""
+	}
+	if d := db.e.classify(err); d.kind == errUnique {
+		return d.unique
+	}
+	return ""
+}
+
+// exec, query and queryRow run one statement outside a transaction:
+// writes on the writer, reads on the readers.
+func (db *DB) exec(ctx context.Context, query string, args ...any) (sql.Result, error) {
+	return db.w.ExecContext(ctx, db.e.rebind(query), args...)
+}
+
+func (db *DB) query(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
+	return db.r.QueryContext(ctx, db.e.rebind(query), args...)
+}
+
+func (db *DB) queryRow(ctx context.Context, query string, args ...any) *sql.Row {
+	return db.r.QueryRowContext(ctx, db.e.rebind(query), args...)
 }
 
 // timeLayout keeps microseconds and sorts as text.

@@ -2,7 +2,6 @@ package store
 
 import (
 	"context"
-	"database/sql"
 	"encoding/json"
 	"fmt"
 	"time"
@@ -57,7 +56,7 @@ func marshalOrNull(v any) string {
 
 // record writes an audit entry in the change's own transaction, so that
 // the log holds exactly the changes that committed.
-func (db *DB) record(ctx context.Context, tx *sql.Tx, gen int64, c change) error {
+func (db *DB) record(ctx context.Context, tx *txn, gen int64, c change) error {
 	_, err := tx.ExecContext(ctx, `INSERT INTO events (organization_id, zone, group_id, resource, resource_id, action,
 		actor, at, before, after, generation) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 		c.org, c.zone, c.group, c.resource, c.id, c.action, actorOf(ctx), formatTime(db.Now()),
@@ -75,7 +74,7 @@ func (db *DB) Events(ctx context.Context, orgID, zone, groupID string, limit int
 		return nil, err
 	}
 	var events []Event
-	err := db.read(ctx, func(tx *sql.Tx) error {
+	err := db.read(ctx, func(tx *txn) error {
 		if _, err := findGroup(ctx, tx, orgID, zone, groupID); err != nil {
 			return err
 		}
@@ -91,7 +90,7 @@ func (db *DB) Events(ctx context.Context, orgID, zone, groupID string, limit int
 
 // findEvents reads the newest events of a group, at most limit (1..1000,
 // else 100).
-func findEvents(ctx context.Context, tx *sql.Tx, orgID, groupID string, limit int) ([]Event, error) {
+func findEvents(ctx context.Context, tx *txn, orgID, groupID string, limit int) ([]Event, error) {
 	if limit <= 0 || limit > 1000 {
 		limit = 100
 	}

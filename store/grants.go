@@ -93,7 +93,7 @@ func (db *DB) CreateGrant(ctx context.Context, orgID, hostName string, patterns 
 	if g.Interfaces == nil {
 		g.Interfaces = []string{}
 	}
-	err := db.change(ctx, func(tx *sql.Tx, gen int64) error {
+	err := db.change(ctx, func(tx *txn, gen int64) error {
 		var n int
 		if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM organizations WHERE id = ?`, orgID).Scan(&n); err != nil {
 			return err
@@ -122,7 +122,7 @@ func (db *DB) CreateGrant(ctx context.Context, orgID, hostName string, patterns 
 	return g, nil
 }
 
-func insertGrant(ctx context.Context, tx *sql.Tx, g Grant) error {
+func insertGrant(ctx context.Context, tx *txn, g Grant) error {
 	ifaces, _ := json.Marshal(g.Interfaces)
 	_, err := tx.ExecContext(ctx, `INSERT INTO grants (id, organization_id, host_id, interfaces, local, created_at) VALUES (?, ?, ?, ?, ?, ?)`,
 		g.ID, g.OrganizationID, g.HostID, string(ifaces), boolInt(g.Local), formatTime(g.CreatedAt))
@@ -133,7 +133,7 @@ func insertGrant(ctx context.Context, tx *sql.Tx, g Grant) error {
 // when orgID is "".
 func (db *DB) Grants(ctx context.Context, orgID string) ([]Grant, error) {
 	var grants []Grant
-	err := db.read(ctx, func(tx *sql.Tx) error {
+	err := db.read(ctx, func(tx *txn) error {
 		var err error
 		if orgID == "" {
 			grants, err = queryAll(ctx, tx, scanGrant, `SELECT `+grantColumns+grantFrom+` ORDER BY g.created_at, g.id`)
@@ -148,14 +148,14 @@ func (db *DB) Grants(ctx context.Context, orgID string) ([]Grant, error) {
 	return grants, nil
 }
 
-func findGrants(ctx context.Context, tx *sql.Tx, orgID string) ([]Grant, error) {
+func findGrants(ctx context.Context, tx *txn, orgID string) ([]Grant, error) {
 	return queryAll(ctx, tx, scanGrant, `SELECT `+grantColumns+grantFrom+` WHERE g.organization_id = ? ORDER BY g.created_at, g.id`, orgID)
 }
 
 // DeleteGrant removes a grant. Bindings made under it stay enforced;
 // changing them needs a grant again.
 func (db *DB) DeleteGrant(ctx context.Context, id string) error {
-	err := db.change(ctx, func(tx *sql.Tx, gen int64) error {
+	err := db.change(ctx, func(tx *txn, gen int64) error {
 		g, err := scanGrant(tx.QueryRowContext(ctx, `SELECT `+grantColumns+grantFrom+` WHERE g.id = ?`, id))
 		if errors.Is(err, sql.ErrNoRows) {
 			return notFound(ResourceGrant, id)
@@ -187,7 +187,7 @@ func bindingRefused(field, what string) error {
 // yet), unless a grant of the organization allows it and no server of
 // another organization holds it. A server of the same organization that
 // holds it is named, as before grants.
-func checkBinding(ctx context.Context, tx *sql.Tx, orgID, serverID, hostID, iface string, local bool) error {
+func checkBinding(ctx context.Context, tx *txn, orgID, serverID, hostID, iface string, local bool) error {
 	if iface == "" && !local {
 		return nil
 	}

@@ -88,7 +88,7 @@ func scanGroup(sc scanner) (Group, error) {
 
 // findGroup returns a group of the organization in the zone, or a not-found
 // error: another organization's group is invisible.
-func findGroup(ctx context.Context, tx *sql.Tx, orgID, zone, id string) (Group, error) {
+func findGroup(ctx context.Context, tx *txn, orgID, zone, id string) (Group, error) {
 	g, err := scanGroup(tx.QueryRowContext(ctx, `SELECT `+groupColumns+` FROM security_groups
 		WHERE id = ? AND organization_id = ? AND zone = ?`, id, orgID, zone))
 	if errors.Is(err, sql.ErrNoRows) {
@@ -103,7 +103,7 @@ func findGroup(ctx context.Context, tx *sql.Tx, orgID, zone, id string) (Group, 
 	return g, nil
 }
 
-func loadGroupServers(ctx context.Context, tx *sql.Tx, groups []*Group) error {
+func loadGroupServers(ctx context.Context, tx *txn, groups []*Group) error {
 	if len(groups) == 0 {
 		return nil
 	}
@@ -134,7 +134,7 @@ func loadGroupServers(ctx context.Context, tx *sql.Tx, groups []*Group) error {
 // Group returns one group of the organization in the zone.
 func (db *DB) Group(ctx context.Context, orgID, zone, id string) (Group, error) {
 	var g Group
-	err := db.read(ctx, func(tx *sql.Tx) error {
+	err := db.read(ctx, func(tx *txn) error {
 		if err := db.checkZone(zone); err != nil {
 			return err
 		}
@@ -156,7 +156,7 @@ func (db *DB) GroupRules(ctx context.Context, orgID, zone, id string) (Group, []
 	}
 	var g Group
 	var rules []Rule
-	err := db.read(ctx, func(tx *sql.Tx) error {
+	err := db.read(ctx, func(tx *txn) error {
 		var err error
 		if g, err = findGroup(ctx, tx, orgID, zone, id); err != nil {
 			return err
@@ -185,7 +185,7 @@ func (db *DB) GroupDetail(ctx context.Context, orgID, zone, id string, events in
 		return GroupDetail{}, err
 	}
 	var d GroupDetail
-	err := db.read(ctx, func(tx *sql.Tx) error {
+	err := db.read(ctx, func(tx *txn) error {
 		var err error
 		if d.Group, err = findGroup(ctx, tx, orgID, zone, id); err != nil {
 			return err
@@ -212,7 +212,7 @@ func (db *DB) Groups(ctx context.Context, orgID, zone string, f GroupFilter) ([]
 	if err := db.checkZone(zone); err != nil {
 		return nil, 0, err
 	}
-	var q filter
+	q := filter{e: db.e}
 	q.and("organization_id = ? AND zone = ?", orgID, zone)
 	q.nameContains("name", f.Name)
 	if f.ProjectID != "" {
@@ -223,7 +223,7 @@ func (db *DB) Groups(ctx context.Context, orgID, zone string, f GroupFilter) ([]
 	}
 	q.hasTags("tags", f.Tags)
 	groups, total, err := listPage(ctx, db, q, f.Page, f.All, groupColumns, "FROM security_groups", "created_at, id",
-		scanGroup, func(ctx context.Context, tx *sql.Tx, groups []Group) error {
+		scanGroup, func(ctx context.Context, tx *txn, groups []Group) error {
 			ptrs := make([]*Group, len(groups))
 			for i := range groups {
 				ptrs[i] = &groups[i]
@@ -314,7 +314,7 @@ func (db *DB) CreateGroup(ctx context.Context, orgID, zone string, in GroupInput
 		OrganizationDefault: in.OrganizationDefault, SMTPEnabled: in.SMTPEnabled,
 		CreatedAt: now, ModifiedAt: now,
 	}
-	err := db.change(ctx, func(tx *sql.Tx, gen int64) error {
+	err := db.change(ctx, func(tx *txn, gen int64) error {
 		if err := insertGroup(ctx, tx, &g, gen); err != nil {
 			return err
 		}
@@ -335,7 +335,7 @@ func (db *DB) CreateGroup(ctx context.Context, orgID, zone string, in GroupInput
 	return g, nil
 }
 
-func insertGroup(ctx context.Context, tx *sql.Tx, g *Group, gen int64) error {
+func insertGroup(ctx context.Context, tx *txn, g *Group, gen int64) error {
 	if g.OrganizationDefault {
 		if _, err := tx.ExecContext(ctx, `UPDATE security_groups SET organization_default = 0, generation = ?
 			WHERE organization_id = ? AND zone = ? AND organization_default = 1`, gen, g.OrganizationID, g.Zone); err != nil {
@@ -353,7 +353,7 @@ func insertGroup(ctx context.Context, tx *sql.Tx, g *Group, gen int64) error {
 
 // ensureDefaultGroup returns the organization's default group in the zone,
 // creating the documented "Default security group" if there is none.
-func (db *DB) ensureDefaultGroup(ctx context.Context, tx *sql.Tx, gen int64, orgID, zone string) (Group, error) {
+func (db *DB) ensureDefaultGroup(ctx context.Context, tx *txn, gen int64, orgID, zone string) (Group, error) {
 	g, err := scanGroup(tx.QueryRowContext(ctx, `SELECT `+groupColumns+` FROM security_groups
 		WHERE organization_id = ? AND zone = ? AND organization_default = 1`, orgID, zone))
 	if err == nil {
@@ -383,7 +383,7 @@ func (db *DB) DefaultGroup(ctx context.Context, orgID, zone string) (Group, erro
 		return Group{}, err
 	}
 	var g Group
-	err := db.change(ctx, func(tx *sql.Tx, gen int64) error {
+	err := db.change(ctx, func(tx *txn, gen int64) error {
 		d, err := db.ensureDefaultGroup(ctx, tx, gen, orgID, zone)
 		if err != nil {
 			return err
@@ -403,7 +403,7 @@ func (db *DB) UpdateGroup(ctx context.Context, orgID, zone, id string, p GroupPa
 		return Group{}, err
 	}
 	var g Group
-	err := db.change(ctx, func(tx *sql.Tx, gen int64) error {
+	err := db.change(ctx, func(tx *txn, gen int64) error {
 		var err error
 		g, err = findGroup(ctx, tx, orgID, zone, id)
 		if err != nil {
@@ -487,7 +487,7 @@ func (db *DB) UpdateGroup(ctx context.Context, orgID, zone, id string, p GroupPa
 	return g, nil
 }
 
-func bareMetalServers(ctx context.Context, tx *sql.Tx, groupID string) ([]string, error) {
+func bareMetalServers(ctx context.Context, tx *txn, groupID string) ([]string, error) {
 	rows, err := tx.QueryContext(ctx, `SELECT name FROM servers WHERE security_group_id = ? AND type = ? ORDER BY name`,
 		groupID, BareMetal)
 	if err != nil {
@@ -512,7 +512,7 @@ func (db *DB) DeleteGroup(ctx context.Context, orgID, zone, id string) (Group, e
 		return Group{}, err
 	}
 	var g Group
-	err := db.change(ctx, func(tx *sql.Tx, gen int64) error {
+	err := db.change(ctx, func(tx *txn, gen int64) error {
 		var err error
 		g, err = findGroup(ctx, tx, orgID, zone, id)
 		if err != nil {
@@ -536,7 +536,7 @@ func (db *DB) DeleteGroup(ctx context.Context, orgID, zone, id string) (Group, e
 }
 
 // touchGroup records that a group changed at generation gen.
-func (db *DB) touchGroup(ctx context.Context, tx *sql.Tx, gen int64, groupID string) error {
+func (db *DB) touchGroup(ctx context.Context, tx *txn, gen int64, groupID string) error {
 	_, err := tx.ExecContext(ctx, `UPDATE security_groups SET generation = ?, modified_at = ? WHERE id = ?`,
 		gen, formatTime(db.Now()), groupID)
 	return err

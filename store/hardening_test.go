@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/rampart-fw/rampart/internal/testdb"
 )
 
 // TestDatabaseFilesPrivate (hardening finding 11): the database and its
@@ -13,6 +15,9 @@ import (
 // created 0600 even in an existing folder, and a file found wider is
 // narrowed.
 func TestDatabaseFilesPrivate(t *testing.T) {
+	if testdb.Engine() != "sqlite" {
+		t.Skip("file modes are SQLite's: runs in the SQLite pass")
+	}
 	ctx := context.Background()
 	dir := t.TempDir()
 	if err := os.Chmod(dir, 0o755); err != nil {
@@ -129,12 +134,15 @@ func TestUnreadableRowsMarked(t *testing.T) {
 	r := mustCreateRule(t, f.db, f.org, "fr-par-1", f.stateless.ID, RuleInput{IPRange: "10.0.0.0/8"})
 	s := mustCreateServer(t, f.db, f.org, "fr-par-1", ServerInput{Name: "srv9", Interface: "vnet9", SecurityGroupID: f.stateless.ID})
 	// As a database from before the schema's checks could hold them.
-	for _, stmt := range []string{
-		`DROP TRIGGER rules_check_update`, `DROP TRIGGER servers_check_update`,
-		`UPDATE rules SET ip_range = '10.0.0.0/33' WHERE id = '` + r.ID + `'`,
-		`UPDATE servers SET interface = 'ta"p0' WHERE id = '` + s.ID + `'`,
-	} {
-		if _, err := f.db.db.ExecContext(ctx, stmt); err != nil {
+	dropChecks := map[string][]string{
+		"sqlite":   {`DROP TRIGGER rules_check_update`, `DROP TRIGGER servers_check_update`},
+		"postgres": {`ALTER TABLE rules DROP CONSTRAINT rules_row_check`, `ALTER TABLE servers DROP CONSTRAINT servers_row_check`},
+	}[f.db.Engine()]
+	for _, stmt := range append(dropChecks,
+		`UPDATE rules SET ip_range = '10.0.0.0/33' WHERE id = '`+r.ID+`'`,
+		`UPDATE servers SET interface = 'ta"p0' WHERE id = '`+s.ID+`'`,
+	) {
+		if _, err := f.db.exec(ctx, stmt); err != nil {
 			t.Fatalf("%s: %v", stmt, err)
 		}
 	}
@@ -165,10 +173,12 @@ func TestUnreadableRowsMarked(t *testing.T) {
 }
 
 // TestSchemaRefusesBadRows: the schema refuses, on its own, rows that the
-// store's checks would refuse, as a second line behind them.
+// store's checks would refuse, as a second line behind them (SQLite's
+// triggers, PostgreSQL's CHECK constraints).
 func TestSchemaRefusesBadRows(t *testing.T) {
 	f := newFixture(t)
 	ctx := context.Background()
+	refused := map[string]string{"sqlite": "refused by the schema", "postgres": "violates check constraint"}[f.db.Engine()]
 	s := mustCreateServer(t, f.db, f.org, "fr-par-1", ServerInput{Name: "srv9", Interface: "vnet9", SecurityGroupID: f.stateless.ID})
 	r := mustCreateRule(t, f.db, f.org, "fr-par-1", f.stateless.ID, RuleInput{IPRange: "10.0.0.0/8"})
 	for _, stmt := range []string{
@@ -178,8 +188,8 @@ func TestSchemaRefusesBadRows(t *testing.T) {
 		`UPDATE rules SET protocol = 'ICMP', dest_port_from = 22 WHERE id = '` + r.ID + `'`,
 		`UPDATE rules SET ip_range = '' WHERE id = '` + r.ID + `'`,
 	} {
-		if _, err := f.db.db.ExecContext(ctx, stmt); err == nil || !strings.Contains(err.Error(), "refused by the schema") {
-			t.Errorf("%s: err = %v, want refused by the schema", stmt, err)
+		if _, err := f.db.exec(ctx, stmt); err == nil || !strings.Contains(err.Error(), refused) {
+			t.Errorf("%s: err = %v, want %q", stmt, err, refused)
 		}
 	}
 }

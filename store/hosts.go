@@ -111,7 +111,7 @@ func ValidHostName(s string) bool {
 	return true
 }
 
-func findHostByName(ctx context.Context, tx *sql.Tx, name string) (Host, error) {
+func findHostByName(ctx context.Context, tx *txn, name string) (Host, error) {
 	h, err := scanHost(tx.QueryRowContext(ctx, `SELECT `+hostColumns+` FROM hosts WHERE name = ?`, name))
 	if errors.Is(err, sql.ErrNoRows) {
 		return Host{}, notFound(ResourceHost, name)
@@ -143,7 +143,7 @@ func (db *DB) CreateHost(ctx context.Context, name string, ttl time.Duration) (H
 	secret, hash := newJoinToken()
 	now := db.Now().UTC()
 	h := Host{ID: uuid.NewString(), Name: name, CreatedAt: now}
-	err := db.change(ctx, func(tx *sql.Tx, gen int64) error {
+	err := db.change(ctx, func(tx *txn, gen int64) error {
 		if _, err := findHostByName(ctx, tx, name); err == nil {
 			return invalid("name", "constraint", "a host called %s exists already", name)
 		}
@@ -174,7 +174,7 @@ func (db *DB) EnsureHost(ctx context.Context, name string) (Host, error) {
 		return Host{}, err
 	}
 	var h Host
-	err := db.change(ctx, func(tx *sql.Tx, gen int64) error {
+	err := db.change(ctx, func(tx *txn, gen int64) error {
 		var err error
 		if h, err = findHostByName(ctx, tx, name); err == nil {
 			return errNoChange
@@ -205,7 +205,7 @@ func (db *DB) NewJoinToken(ctx context.Context, name string, ttl time.Duration) 
 	}
 	secret, hash := newJoinToken()
 	var h Host
-	err := db.change(ctx, func(tx *sql.Tx, gen int64) error {
+	err := db.change(ctx, func(tx *txn, gen int64) error {
 		var err error
 		if h, err = findHostByName(ctx, tx, name); err != nil {
 			return err
@@ -228,7 +228,7 @@ func (db *DB) RedeemJoinToken(ctx context.Context, secret string) (Host, error) 
 		return Host{}, refused
 	}
 	var h Host
-	err := db.change(ctx, func(tx *sql.Tx, gen int64) error {
+	err := db.change(ctx, func(tx *txn, gen int64) error {
 		var expires string
 		row := tx.QueryRowContext(ctx, `SELECT `+hostColumns+`, join_token_expires FROM hosts WHERE join_token_hash = ?`, hashSecret(secret))
 		var def int
@@ -258,7 +258,7 @@ func (db *DB) RedeemJoinToken(ctx context.Context, secret string) (Host, error) 
 // SetHostCredential records the credential issued to a host: only a
 // certificate of that serial is accepted for it from then on.
 func (db *DB) SetHostCredential(ctx context.Context, hostID, serial string, notAfter time.Time) error {
-	err := db.change(ctx, func(tx *sql.Tx, gen int64) error {
+	err := db.change(ctx, func(tx *txn, gen int64) error {
 		res, err := tx.ExecContext(ctx, `UPDATE hosts SET cert_serial = ?, cert_not_after = ? WHERE id = ?`,
 			serial, formatTime(notAfter), hostID)
 		if err != nil {
@@ -279,7 +279,7 @@ func (db *DB) SetHostCredential(ctx context.Context, hostID, serial string, notA
 // servers are on, or the default host while others exist, is kept.
 func (db *DB) RemoveHost(ctx context.Context, name string) (Host, error) {
 	var h Host
-	err := db.change(ctx, func(tx *sql.Tx, gen int64) error {
+	err := db.change(ctx, func(tx *txn, gen int64) error {
 		var err error
 		if h, err = findHostByName(ctx, tx, name); err != nil {
 			return err
@@ -316,7 +316,7 @@ func (db *DB) RemoveHost(ctx context.Context, name string) (Host, error) {
 // servers that name no host are.
 func (db *DB) SetDefaultHost(ctx context.Context, name string) (Host, error) {
 	var h Host
-	err := db.change(ctx, func(tx *sql.Tx, gen int64) error {
+	err := db.change(ctx, func(tx *txn, gen int64) error {
 		var err error
 		if h, err = findHostByName(ctx, tx, name); err != nil {
 			return err
@@ -347,7 +347,7 @@ func (db *DB) SetDefaultHost(ctx context.Context, name string) (Host, error) {
 // Hosts returns every host, by name, with its last report.
 func (db *DB) Hosts(ctx context.Context) ([]Host, error) {
 	var hosts []Host
-	err := db.read(ctx, func(tx *sql.Tx) error {
+	err := db.read(ctx, func(tx *txn) error {
 		var err error
 		if hosts, err = queryAll(ctx, tx, scanHost, `SELECT `+hostColumns+` FROM hosts ORDER BY name`); err != nil {
 			return err
@@ -370,7 +370,7 @@ func (db *DB) Hosts(ctx context.Context) ([]Host, error) {
 // Host returns one host by ID.
 func (db *DB) Host(ctx context.Context, id string) (Host, error) {
 	var h Host
-	err := db.read(ctx, func(tx *sql.Tx) error {
+	err := db.read(ctx, func(tx *txn) error {
 		var err error
 		h, err = scanHost(tx.QueryRowContext(ctx, `SELECT `+hostColumns+` FROM hosts WHERE id = ?`, id))
 		if errors.Is(err, sql.ErrNoRows) {
@@ -388,30 +388,26 @@ func (db *DB) Host(ctx context.Context, id string) (Host, error) {
 // report. It is not a change: the generation does not move and no watcher
 // wakes.
 func (db *DB) RecordHostReport(ctx context.Context, hostID string, r HostReport) error {
-	tx, err := db.db.BeginTx(ctx, nil)
-	if err != nil {
-		return fmt.Errorf("record report: %w", err)
-	}
-	defer tx.Rollback()
-	_, err = tx.ExecContext(ctx, `INSERT INTO host_reports (host_id, last_seen, version, applied_generation, drift_repairs, error)
-		VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (host_id) DO UPDATE SET last_seen = excluded.last_seen, version = excluded.version,
-		applied_generation = excluded.applied_generation, drift_repairs = excluded.drift_repairs, error = excluded.error`,
-		hostID, formatTime(r.LastSeen), r.Version, r.AppliedGeneration, r.DriftRepairs, r.Error)
-	if err != nil {
-		return fmt.Errorf("record report of host %s: %w", hostID, err)
-	}
-	if r.Groups != nil {
+	err := db.write(ctx, func(tx *txn) error {
+		_, err := tx.ExecContext(ctx, `INSERT INTO host_reports (host_id, last_seen, version, applied_generation, drift_repairs, error)
+			VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (host_id) DO UPDATE SET last_seen = excluded.last_seen, version = excluded.version,
+			applied_generation = excluded.applied_generation, drift_repairs = excluded.drift_repairs, error = excluded.error`,
+			hostID, formatTime(r.LastSeen), r.Version, r.AppliedGeneration, r.DriftRepairs, r.Error)
+		if err != nil || r.Groups == nil {
+			return err
+		}
 		if _, err := tx.ExecContext(ctx, `DELETE FROM host_groups WHERE host_id = ?`, hostID); err != nil {
-			return fmt.Errorf("record report of host %s: %w", hostID, err)
+			return err
 		}
 		for gid, g := range r.Groups {
 			if _, err := tx.ExecContext(ctx, `INSERT INTO host_groups (host_id, group_id, applied_generation, error) VALUES (?, ?, ?, ?)`,
 				hostID, gid, g.AppliedGeneration, g.Error); err != nil {
-				return fmt.Errorf("record report of host %s: %w", hostID, err)
+				return err
 			}
 		}
-	}
-	if err := tx.Commit(); err != nil {
+		return nil
+	})
+	if err != nil {
 		return fmt.Errorf("record report of host %s: %w", hostID, err)
 	}
 	return nil
@@ -421,7 +417,7 @@ func (db *DB) RecordHostReport(ctx context.Context, hostID string, r HostReport)
 // ID.
 func (db *DB) HostReports(ctx context.Context) (map[string]HostReport, error) {
 	var out map[string]HostReport
-	err := db.read(ctx, func(tx *sql.Tx) error {
+	err := db.read(ctx, func(tx *txn) error {
 		var err error
 		out, err = findReports(ctx, tx)
 		return err
@@ -432,7 +428,7 @@ func (db *DB) HostReports(ctx context.Context) (map[string]HostReport, error) {
 	return out, nil
 }
 
-func findReports(ctx context.Context, tx *sql.Tx) (map[string]HostReport, error) {
+func findReports(ctx context.Context, tx *txn) (map[string]HostReport, error) {
 	out := map[string]HostReport{}
 	type row struct {
 		id string
@@ -472,7 +468,7 @@ func findReports(ctx context.Context, tx *sql.Tx) (map[string]HostReport, error)
 }
 
 // hostName returns the name of host id, "" for "".
-func hostName(ctx context.Context, tx *sql.Tx, id string) (string, error) {
+func hostName(ctx context.Context, tx *txn, id string) (string, error) {
 	if id == "" {
 		return "", nil
 	}

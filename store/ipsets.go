@@ -129,7 +129,7 @@ func entriesText(entries []netip.Prefix) string {
 	return b.String()
 }
 
-func findIPSet(ctx context.Context, tx *sql.Tx, orgID, zone, id string) (IPSet, error) {
+func findIPSet(ctx context.Context, tx *txn, orgID, zone, id string) (IPSet, error) {
 	s, err := scanIPSet(tx.QueryRowContext(ctx, `SELECT `+ipSetColumns+` FROM ip_sets WHERE id = ? AND organization_id = ? AND zone = ?`,
 		id, orgID, zone))
 	if errors.Is(err, sql.ErrNoRows) {
@@ -158,7 +158,7 @@ func (db *DB) CreateIPSet(ctx context.Context, orgID, zone string, in IPSetInput
 	now := db.Now().UTC()
 	s := IPSet{ID: uuid.NewString(), OrganizationID: orgID, ProjectID: orgID, Zone: zone, Name: strings.TrimSpace(in.Name),
 		Description: in.Description, Entries: entries, CreatedAt: now, ModifiedAt: now}
-	err := db.change(ctx, func(tx *sql.Tx, gen int64) error {
+	err := db.change(ctx, func(tx *txn, gen int64) error {
 		s.Generation = gen
 		_, err := tx.ExecContext(ctx, `INSERT INTO ip_sets (`+ipSetColumns+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 			s.ID, s.OrganizationID, s.ProjectID, s.Zone, s.Name, s.Description, entriesText(s.Entries),
@@ -187,7 +187,7 @@ func (db *DB) IPSet(ctx context.Context, orgID, zone, id string) (IPSet, error) 
 		return IPSet{}, err
 	}
 	var s IPSet
-	err := db.read(ctx, func(tx *sql.Tx) error {
+	err := db.read(ctx, func(tx *txn) error {
 		var err error
 		s, err = findIPSet(ctx, tx, orgID, zone, id)
 		return err
@@ -228,7 +228,7 @@ func (db *DB) UpdateIPSet(ctx context.Context, orgID, zone, id string, p IPSetPa
 		return IPSet{}, err
 	}
 	var s IPSet
-	err := db.change(ctx, func(tx *sql.Tx, gen int64) error {
+	err := db.change(ctx, func(tx *txn, gen int64) error {
 		var err error
 		if s, err = findIPSet(ctx, tx, orgID, zone, id); err != nil {
 			return err
@@ -276,7 +276,7 @@ func (db *DB) DeleteIPSet(ctx context.Context, orgID, zone, id string) error {
 	if err := db.checkZone(zone); err != nil {
 		return err
 	}
-	err := db.change(ctx, func(tx *sql.Tx, gen int64) error {
+	err := db.change(ctx, func(tx *txn, gen int64) error {
 		s, err := findIPSet(ctx, tx, orgID, zone, id)
 		if err != nil {
 			return err

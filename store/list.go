@@ -2,12 +2,13 @@ package store
 
 import (
 	"context"
-	"database/sql"
 	"strings"
 )
 
-// filter is the WHERE clause of a list, built from its filters.
+// filter is the WHERE clause of a list, built from its filters with the
+// engine's fragments.
 type filter struct {
+	e     engine
 	where []string
 	args  []any
 }
@@ -20,14 +21,14 @@ func (f *filter) and(cond string, args ...any) {
 // nameContains keeps the rows whose column holds s, in any case.
 func (f *filter) nameContains(column, s string) {
 	if s != "" {
-		f.and("instr(lower("+column+"), lower(?)) > 0", s)
+		f.and(f.e.containsFold(column), s)
 	}
 }
 
 // hasTags keeps the rows whose tags column (a JSON list) holds every tag.
 func (f *filter) hasTags(column string, tags []string) {
 	for _, t := range tags {
-		f.and("EXISTS (SELECT 1 FROM json_each("+column+") WHERE value = ?)", t)
+		f.and(f.e.jsonListHas(column), t)
 	}
 }
 
@@ -35,24 +36,29 @@ func (f *filter) hasTags(column string, tags []string) {
 // in one read: columns and from make the query, order sorts it, and load
 // (if not nil) completes the page's items in the same transaction.
 func listPage[T any](ctx context.Context, db *DB, f filter, p Page, all bool, columns, from, order string,
-	scan func(scanner) (T, error), load func(context.Context, *sql.Tx, []T) error) ([]T, int, error) {
+	scan func(scanner) (T, error), load func(context.Context, *txn, []T) error) ([]T, int, error) {
 	limit, offset, err := p.bounds(50)
 	if err != nil {
 		return nil, 0, err
 	}
+	page := ` LIMIT ? OFFSET ?`
 	if all {
-		limit, offset = -1, 0 // LIMIT -1: no limit
+		page = "" // every match
 	}
 	var items []T
 	var total int
-	err = db.read(ctx, func(tx *sql.Tx) error {
+	err = db.read(ctx, func(tx *txn) error {
 		cond := strings.Join(f.where, " AND ")
 		if err := tx.QueryRowContext(ctx, `SELECT count(*) `+from+` WHERE `+cond, f.args...).Scan(&total); err != nil {
 			return err
 		}
+		args := f.args
+		if page != "" {
+			args = append(args[:len(args):len(args)], limit, offset)
+		}
 		var err error
 		items, err = queryAll(ctx, tx, scan, `SELECT `+columns+` `+from+` WHERE `+cond+
-			` ORDER BY `+order+` LIMIT ? OFFSET ?`, append(f.args, limit, offset)...)
+			` ORDER BY `+order+page, args...)
 		if err != nil || load == nil {
 			return err
 		}

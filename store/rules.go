@@ -74,7 +74,7 @@ func scanRule(sc scanner) (Rule, error) {
 	return r, nil
 }
 
-func findRules(ctx context.Context, tx *sql.Tx, groupID string) ([]Rule, error) {
+func findRules(ctx context.Context, tx *txn, groupID string) ([]Rule, error) {
 	rows, err := tx.QueryContext(ctx, `SELECT `+ruleColumns+` FROM rules WHERE group_id = ? ORDER BY position, id`, groupID)
 	if err != nil {
 		return nil, err
@@ -97,7 +97,7 @@ func (db *DB) Rules(ctx context.Context, orgID, zone, groupID string) ([]Rule, e
 		return nil, err
 	}
 	var rules []Rule
-	err := db.read(ctx, func(tx *sql.Tx) error {
+	err := db.read(ctx, func(tx *txn) error {
 		if _, err := findGroup(ctx, tx, orgID, zone, groupID); err != nil {
 			return err
 		}
@@ -124,7 +124,7 @@ func (db *DB) ListRules(ctx context.Context, orgID, zone, groupID string, p Page
 		return nil, 0, err
 	}
 	var all []Rule
-	err = db.read(ctx, func(tx *sql.Tx) error {
+	err = db.read(ctx, func(tx *txn) error {
 		g, err := findGroup(ctx, tx, orgID, zone, groupID)
 		if err != nil {
 			return err
@@ -141,7 +141,7 @@ func (db *DB) ListRules(ctx context.Context, orgID, zone, groupID string, p Page
 
 // listedRules returns the rules of g as the API lists them: the SMTP rules
 // first while SMTP is blocked, then the editable rules.
-func listedRules(ctx context.Context, tx *sql.Tx, g Group) ([]Rule, error) {
+func listedRules(ctx context.Context, tx *txn, g Group) ([]Rule, error) {
 	rules, err := findRules(ctx, tx, g.ID)
 	if err != nil || g.SMTPEnabled {
 		return rules, err
@@ -155,7 +155,7 @@ func (db *DB) Rule(ctx context.Context, orgID, zone, groupID, ruleID string) (Ru
 		return Rule{}, err
 	}
 	var r Rule
-	err := db.read(ctx, func(tx *sql.Tx) error {
+	err := db.read(ctx, func(tx *txn) error {
 		g, err := findGroup(ctx, tx, orgID, zone, groupID)
 		if err != nil {
 			return err
@@ -177,7 +177,7 @@ func (db *DB) Rule(ctx context.Context, orgID, zone, groupID, ruleID string) (Ru
 	return r, nil
 }
 
-func findRule(ctx context.Context, tx *sql.Tx, groupID, ruleID string) (Rule, error) {
+func findRule(ctx context.Context, tx *txn, groupID, ruleID string) (Rule, error) {
 	r, err := scanRule(tx.QueryRowContext(ctx, `SELECT `+ruleColumns+` FROM rules WHERE id = ? AND group_id = ?`, ruleID, groupID))
 	if errors.Is(err, sql.ErrNoRows) {
 		return Rule{}, notFound(ResourceRule, ruleID)
@@ -284,7 +284,7 @@ func normalisePorts(from, to int) (uint16, uint16) {
 	return uint16(from), uint16(to)
 }
 
-func insertRule(ctx context.Context, tx *sql.Tx, r Rule) error {
+func insertRule(ctx context.Context, tx *txn, r Rule) error {
 	_, err := tx.ExecContext(ctx, `INSERT INTO rules (`+ruleColumns+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 		r.ID, r.GroupID, r.Position, r.Direction, r.Protocol, r.Action, r.IPRange.String(), prefixText(r.DestIPRange),
 		int(r.DestPortFrom), int(r.DestPortTo))
@@ -293,7 +293,7 @@ func insertRule(ctx context.Context, tx *sql.Tx, r Rule) error {
 
 // insertRules inserts rules with multi-row statements: a set-all of 100
 // rules is two statements instead of 100.
-func insertRules(ctx context.Context, tx *sql.Tx, rules []Rule) error {
+func insertRules(ctx context.Context, tx *txn, rules []Rule) error {
 	const perStatement = 50 // 500 parameters
 	for len(rules) > 0 {
 		chunk := rules[:min(len(rules), perStatement)]
@@ -311,7 +311,7 @@ func insertRules(ctx context.Context, tx *sql.Tx, rules []Rule) error {
 	return nil
 }
 
-func updateRule(ctx context.Context, tx *sql.Tx, r Rule) error {
+func updateRule(ctx context.Context, tx *txn, r Rule) error {
 	_, err := tx.ExecContext(ctx, `UPDATE rules SET position = ?, direction = ?, protocol = ?, action = ?, ip_range = ?,
 		dest_ip_range = ?, dest_port_from = ?, dest_port_to = ? WHERE id = ?`,
 		r.Position, r.Direction, r.Protocol, r.Action, r.IPRange.String(), prefixText(r.DestIPRange),
@@ -328,7 +328,7 @@ func prefixText(p netip.Prefix) string {
 
 // renumber writes positions 1..N in the order of ids, touching only the
 // rules whose position changes.
-func renumber(ctx context.Context, tx *sql.Tx, rules []Rule) error {
+func renumber(ctx context.Context, tx *txn, rules []Rule) error {
 	for i := range rules {
 		if rules[i].Position == i+1 {
 			continue
@@ -354,7 +354,7 @@ func insertAt(rules []Rule, r Rule, pos int) []Rule {
 
 // place puts r at position pos (1-based; 0 or past the end appends) among
 // the group's other rules, closes the gaps, and returns r's position.
-func place(ctx context.Context, tx *sql.Tx, others []Rule, r Rule, pos int) (int, error) {
+func place(ctx context.Context, tx *txn, others []Rule, r Rule, pos int) (int, error) {
 	rules := insertAt(others, r, pos)
 	if err := renumber(ctx, tx, rules); err != nil {
 		return 0, err
@@ -369,7 +369,7 @@ func place(ctx context.Context, tx *sql.Tx, others []Rule, r Rule, pos int) (int
 
 // rulesChanged records a change to a group's rules and marks the group
 // changed at gen.
-func (db *DB) rulesChanged(ctx context.Context, tx *sql.Tx, gen int64, c change) error {
+func (db *DB) rulesChanged(ctx context.Context, tx *txn, gen int64, c change) error {
 	if err := db.record(ctx, tx, gen, c); err != nil {
 		return err
 	}
@@ -388,7 +388,7 @@ func (db *DB) CreateRule(ctx context.Context, orgID, zone, groupID string, in Ru
 		return Rule{}, err
 	}
 	r.ID, r.GroupID = uuid.NewString(), groupID
-	err := db.change(ctx, func(tx *sql.Tx, gen int64) error {
+	err := db.change(ctx, func(tx *txn, gen int64) error {
 		if _, err := findGroup(ctx, tx, orgID, zone, groupID); err != nil {
 			return err
 		}
@@ -421,7 +421,7 @@ func (db *DB) UpdateRule(ctx context.Context, orgID, zone, groupID, ruleID strin
 		return Rule{}, err
 	}
 	var r Rule
-	err := db.change(ctx, func(tx *sql.Tx, gen int64) error {
+	err := db.change(ctx, func(tx *txn, gen int64) error {
 		if _, err := findGroup(ctx, tx, orgID, zone, groupID); err != nil {
 			return err
 		}
@@ -534,7 +534,7 @@ func (db *DB) moveRule(ctx context.Context, orgID, zone, groupID, ruleID string,
 		return Rule{}, err
 	}
 	var r Rule
-	err := db.change(ctx, func(tx *sql.Tx, gen int64) error {
+	err := db.change(ctx, func(tx *txn, gen int64) error {
 		if _, err := findGroup(ctx, tx, orgID, zone, groupID); err != nil {
 			return err
 		}
@@ -571,7 +571,7 @@ func (db *DB) DeleteRule(ctx context.Context, orgID, zone, groupID, ruleID strin
 	if err := db.checkZone(zone); err != nil {
 		return err
 	}
-	err := db.change(ctx, func(tx *sql.Tx, gen int64) error {
+	err := db.change(ctx, func(tx *txn, gen int64) error {
 		if _, err := findGroup(ctx, tx, orgID, zone, groupID); err != nil {
 			return err
 		}
@@ -613,7 +613,7 @@ func (db *DB) SetRules(ctx context.Context, orgID, zone, groupID string, ins []R
 	}
 	var result []Rule
 	var g Group
-	err = db.change(ctx, func(tx *sql.Tx, gen int64) error {
+	err = db.change(ctx, func(tx *txn, gen int64) error {
 		var err error
 		if g, err = findGroup(ctx, tx, orgID, zone, groupID); err != nil {
 			return err
@@ -696,7 +696,7 @@ func (db *DB) setAllItems(groupID string, ins []RuleInput) ([]setAllItem, error)
 // few statements as it can: the rules left out deleted in one, those that
 // did not change left alone, the new ones inserted a few dozen at a time.
 // It returns the resulting rules.
-func replaceRules(ctx context.Context, tx *sql.Tx, groupID string, existing []Rule, items []setAllItem) ([]Rule, error) {
+func replaceRules(ctx context.Context, tx *txn, groupID string, existing []Rule, items []setAllItem) ([]Rule, error) {
 	old := make(map[string]Rule, len(existing))
 	for _, r := range existing {
 		old[r.ID] = r

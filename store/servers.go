@@ -80,7 +80,7 @@ func scanServer(sc scanner) (Server, error) {
 	return s, nil
 }
 
-func findServer(ctx context.Context, tx *sql.Tx, orgID, zone, id string) (Server, error) {
+func findServer(ctx context.Context, tx *txn, orgID, zone, id string) (Server, error) {
 	s, err := scanServer(tx.QueryRowContext(ctx, `SELECT `+serverColumns+serverFrom+`
 		WHERE s.id = ? AND s.organization_id = ? AND s.zone = ?`, id, orgID, zone))
 	if errors.Is(err, sql.ErrNoRows) {
@@ -95,7 +95,7 @@ func (db *DB) Server(ctx context.Context, orgID, zone, id string) (Server, error
 		return Server{}, err
 	}
 	var s Server
-	err := db.read(ctx, func(tx *sql.Tx) error {
+	err := db.read(ctx, func(tx *txn) error {
 		var err error
 		s, err = findServer(ctx, tx, orgID, zone, id)
 		return err
@@ -124,7 +124,7 @@ func (db *DB) ServerGroups(ctx context.Context, orgID, zone string, ids ...strin
 		return nil, err
 	}
 	out := make([]ServerGroup, len(ids))
-	err := db.read(ctx, func(tx *sql.Tx) error {
+	err := db.read(ctx, func(tx *txn) error {
 		for i, id := range ids {
 			s, err := findServer(ctx, tx, orgID, zone, id)
 			if err != nil {
@@ -160,7 +160,7 @@ func (db *DB) Servers(ctx context.Context, orgID, zone string, f ServerFilter) (
 	if err := db.checkZone(zone); err != nil {
 		return nil, 0, err
 	}
-	var q filter
+	q := filter{e: db.e}
 	q.and("s.organization_id = ? AND s.zone = ?", orgID, zone)
 	q.nameContains("s.name", f.Name)
 	q.hasTags("s.tags", f.Tags)
@@ -209,7 +209,7 @@ func checkEnforced(fe *fieldErrors, s *Server, iface string, addrs []string) {
 // host): what to store (its ID, or "" for the default) and the host it is
 // on (the default host's ID, or "" while no host exists). A host the
 // organization has no grant on answers as one that does not exist.
-func resolveHost(ctx context.Context, tx *sql.Tx, orgID, name string) (stored, effective string, err error) {
+func resolveHost(ctx context.Context, tx *txn, orgID, name string) (stored, effective string, err error) {
 	if name == "" {
 		err := tx.QueryRowContext(ctx, `SELECT COALESCE((SELECT id FROM hosts WHERE is_default = 1), '')`).Scan(&effective)
 		return "", effective, err
@@ -258,7 +258,7 @@ func (db *DB) CreateServer(ctx context.Context, orgID, zone string, in ServerInp
 	if err := fe.err(); err != nil {
 		return Server{}, err
 	}
-	err := db.change(ctx, func(tx *sql.Tx, gen int64) error {
+	err := db.change(ctx, func(tx *txn, gen int64) error {
 		var err error
 		if s.PinnedHost, s.HostID, err = resolveHost(ctx, tx, orgID, strings.TrimSpace(in.Host)); err != nil {
 			return err
@@ -297,7 +297,7 @@ func (db *DB) CreateServer(ctx context.Context, orgID, zone string, in ServerInp
 
 // groupForServer finds the group a server is to join: the named one in the
 // zone, or the zone's default.
-func (db *DB) groupForServer(ctx context.Context, tx *sql.Tx, gen int64, orgID, zone, groupID, field string) (Group, error) {
+func (db *DB) groupForServer(ctx context.Context, tx *txn, gen int64, orgID, zone, groupID, field string) (Group, error) {
 	if groupID == "" {
 		return db.ensureDefaultGroup(ctx, tx, gen, orgID, zone)
 	}
@@ -318,7 +318,7 @@ func checkBareMetal(s Server, g Group, field string) error {
 
 // moveServer puts a server into a group of the same zone, refusing a
 // stateful group for a BareMetal server.
-func (db *DB) moveServer(ctx context.Context, tx *sql.Tx, gen int64, orgID, zone, serverID, groupID, field string) error {
+func (db *DB) moveServer(ctx context.Context, tx *txn, gen int64, orgID, zone, serverID, groupID, field string) error {
 	s, err := findServer(ctx, tx, orgID, zone, serverID)
 	if ErrorCode(err) == CodeNotFound {
 		return invalid(field, "constraint", "server %s does not exist in zone %s", serverID, zone)
@@ -360,7 +360,7 @@ func (db *DB) UpdateServer(ctx context.Context, orgID, zone, id string, p Server
 		return Server{}, err
 	}
 	var s Server
-	err := db.change(ctx, func(tx *sql.Tx, gen int64) error {
+	err := db.change(ctx, func(tx *txn, gen int64) error {
 		var err error
 		s, err = findServer(ctx, tx, orgID, zone, id)
 		if err != nil {
@@ -467,7 +467,7 @@ func (db *DB) AddServer(ctx context.Context, orgID, zone, groupID, serverID stri
 		return Server{}, invalid("server_id", "required", "choose a server")
 	}
 	var s Server
-	err := db.change(ctx, func(tx *sql.Tx, gen int64) error {
+	err := db.change(ctx, func(tx *txn, gen int64) error {
 		if _, err := findGroup(ctx, tx, orgID, zone, groupID); err != nil {
 			return err
 		}
@@ -492,7 +492,7 @@ func (db *DB) UnlinkServer(ctx context.Context, orgID, zone, groupID, id string)
 		return Server{}, err
 	}
 	var s Server
-	err := db.change(ctx, func(tx *sql.Tx, gen int64) error {
+	err := db.change(ctx, func(tx *txn, gen int64) error {
 		cur, err := findServer(ctx, tx, orgID, zone, id)
 		if err != nil {
 			return err
@@ -531,7 +531,7 @@ func (db *DB) DeleteServer(ctx context.Context, orgID, zone, id string) (Server,
 		return Server{}, err
 	}
 	var s Server
-	err := db.change(ctx, func(tx *sql.Tx, gen int64) error {
+	err := db.change(ctx, func(tx *txn, gen int64) error {
 		var err error
 		s, err = findServer(ctx, tx, orgID, zone, id)
 		if err != nil {

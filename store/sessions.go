@@ -16,7 +16,7 @@ import (
 // FindCtx returns the data of an unexpired session.
 func (db *DB) FindCtx(ctx context.Context, token string) ([]byte, bool, error) {
 	var data []byte
-	err := db.db.QueryRowContext(ctx, `SELECT data FROM sessions WHERE token = ? AND expiry > ?`,
+	err := db.queryRow(ctx, `SELECT data FROM sessions WHERE token = ? AND expiry > ?`,
 		token, float64(time.Now().UnixNano())/1e9).Scan(&data)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, false, nil
@@ -30,10 +30,10 @@ func (db *DB) FindCtx(ctx context.Context, token string) ([]byte, bool, error) {
 // CommitCtx saves a session until expiry, and drops expired ones.
 func (db *DB) CommitCtx(ctx context.Context, token string, data []byte, expiry time.Time) error {
 	now := float64(time.Now().UnixNano()) / 1e9
-	if _, err := db.db.ExecContext(ctx, `DELETE FROM sessions WHERE expiry <= ?`, now); err != nil {
+	if _, err := db.exec(ctx, `DELETE FROM sessions WHERE expiry <= ?`, now); err != nil {
 		return fmt.Errorf("commit session: %w", err)
 	}
-	_, err := db.db.ExecContext(ctx, `INSERT INTO sessions (token, data, expiry) VALUES (?, ?, ?)
+	_, err := db.exec(ctx, `INSERT INTO sessions (token, data, expiry) VALUES (?, ?, ?)
 		ON CONFLICT (token) DO UPDATE SET data = excluded.data, expiry = excluded.expiry`,
 		token, data, float64(expiry.UnixNano())/1e9)
 	if err != nil {
@@ -44,7 +44,7 @@ func (db *DB) CommitCtx(ctx context.Context, token string, data []byte, expiry t
 
 // DeleteCtx removes a session.
 func (db *DB) DeleteCtx(ctx context.Context, token string) error {
-	if _, err := db.db.ExecContext(ctx, `DELETE FROM sessions WHERE token = ?`, token); err != nil {
+	if _, err := db.exec(ctx, `DELETE FROM sessions WHERE token = ?`, token); err != nil {
 		return fmt.Errorf("delete session: %w", err)
 	}
 	return nil
@@ -67,7 +67,7 @@ func (db *DB) Delete(token string) error { return db.DeleteCtx(context.Backgroun
 // on first use.
 func (db *DB) Secret(ctx context.Context, name string, n int) ([]byte, error) {
 	var v []byte
-	err := db.db.QueryRowContext(ctx, `SELECT value FROM secrets WHERE name = ?`, name).Scan(&v)
+	err := db.queryRow(ctx, `SELECT value FROM secrets WHERE name = ?`, name).Scan(&v)
 	if err == nil {
 		return v, nil
 	}
@@ -76,7 +76,7 @@ func (db *DB) Secret(ctx context.Context, name string, n int) ([]byte, error) {
 	}
 	v = make([]byte, n)
 	rand.Read(v)
-	if _, err := db.db.ExecContext(ctx, `INSERT INTO secrets (name, value) VALUES (?, ?) ON CONFLICT (name) DO NOTHING`, name, v); err != nil {
+	if _, err := db.exec(ctx, `INSERT INTO secrets (name, value) VALUES (?, ?) ON CONFLICT (name) DO NOTHING`, name, v); err != nil {
 		return nil, fmt.Errorf("create secret %s: %w", name, err)
 	}
 	return db.Secret(ctx, name, n)

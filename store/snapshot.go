@@ -2,7 +2,6 @@ package store
 
 import (
 	"context"
-	"database/sql"
 	"fmt"
 	"sort"
 
@@ -13,7 +12,7 @@ import (
 type scanner interface{ Scan(...any) error }
 
 // queryAll runs query and scans every row with scan.
-func queryAll[T any](ctx context.Context, tx *sql.Tx, scan func(scanner) (T, error), query string, args ...any) ([]T, error) {
+func queryAll[T any](ctx context.Context, tx *txn, scan func(scanner) (T, error), query string, args ...any) ([]T, error) {
 	rows, err := tx.QueryContext(ctx, query, args...)
 	if err != nil {
 		return nil, err
@@ -70,7 +69,7 @@ func (snap *Snapshot) markUnreadable() {
 // part of it belongs to the same generation.
 func (db *DB) Snapshot(ctx context.Context) (Snapshot, error) {
 	snap := Snapshot{Rules: map[string][]Rule{}}
-	err := db.read(ctx, func(tx *sql.Tx) error {
+	err := db.read(ctx, func(tx *txn) error {
 		if err := tx.QueryRowContext(ctx, `SELECT value FROM generation WHERE id = 1`).Scan(&snap.Generation); err != nil {
 			return err
 		}
@@ -160,7 +159,7 @@ func uuidV5(name string) uuid.UUID { return uuid.NewSHA1(smtpNamespace, []byte(n
 // GroupGenerations returns the generation of every group of every
 // organization, by group ID: enough to count groups by sync state.
 func (db *DB) GroupGenerations(ctx context.Context) (map[string]int64, error) {
-	rows, err := db.db.QueryContext(ctx, `SELECT id, generation FROM security_groups`)
+	rows, err := db.query(ctx, `SELECT id, generation FROM security_groups`)
 	if err != nil {
 		return nil, fmt.Errorf("group generations: %w", err)
 	}
@@ -189,7 +188,7 @@ func (db *DB) SnapshotSince(ctx context.Context, prev Snapshot) (Snapshot, error
 		return db.Snapshot(ctx)
 	}
 	snap := Snapshot{Rules: make(map[string][]Rule, len(prev.Rules))}
-	err := db.read(ctx, func(tx *sql.Tx) error {
+	err := db.read(ctx, func(tx *txn) error {
 		if err := tx.QueryRowContext(ctx, `SELECT value FROM generation WHERE id = 1`).Scan(&snap.Generation); err != nil {
 			return err
 		}

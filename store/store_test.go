@@ -5,16 +5,25 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
-	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/rampart-fw/rampart/internal/testdb"
 )
 
-func openTestDB(tb testing.TB) *DB {
+// openTestDB opens an empty store on the engine under test (see
+// internal/testdb).
+func openTestDB(tb testing.TB, opts ...Option) *DB {
 	tb.Helper()
-	db, err := Open(context.Background(), filepath.Join(tb.TempDir(), "rampart.db"), []string{"fr-par-1", "nl-ams-1"})
+	return openTestDSN(tb, testdb.DSN(tb), opts...)
+}
+
+// openTestDSN opens a store on dsn, closed when the test ends.
+func openTestDSN(tb testing.TB, dsn string, opts ...Option) *DB {
+	tb.Helper()
+	db, err := Open(context.Background(), dsn, []string{"fr-par-1", "nl-ams-1"}, opts...)
 	if err != nil {
 		tb.Fatalf("open: %v", err)
 	}
@@ -75,7 +84,7 @@ func dump(tb testing.TB, db *DB) string {
 	tb.Helper()
 	var b strings.Builder
 	for _, table := range []string{"generation", "organizations", "users", "tokens", "security_groups", "rules", "servers", "events"} {
-		rows, err := db.db.Query(`SELECT * FROM ` + table + ` ORDER BY 1`)
+		rows, err := db.query(context.Background(), `SELECT * FROM `+table+` ORDER BY 1`)
 		if err != nil {
 			tb.Fatalf("dump %s: %v", table, err)
 		}
@@ -554,7 +563,7 @@ func TestTokensAndUsers(t *testing.T) {
 		t.Fatalf("access key = %q", tok.AccessKey)
 	}
 	var stored string
-	db.db.QueryRow(`SELECT secret_hash FROM tokens`).Scan(&stored)
+	db.queryRow(ctx, `SELECT secret_hash FROM tokens`).Scan(&stored)
 	if strings.Contains(stored, secret) || stored == "" {
 		t.Fatal("the secret is stored in clear")
 	}
@@ -579,7 +588,7 @@ func TestTokensAndUsers(t *testing.T) {
 		t.Fatal(err)
 	}
 	var hash string
-	db.db.QueryRow(`SELECT password_hash FROM users`).Scan(&hash)
+	db.queryRow(ctx, `SELECT password_hash FROM users`).Scan(&hash)
 	if !strings.HasPrefix(hash, "$argon2id$") {
 		t.Fatalf("hash = %q, want argon2id", hash)
 	}

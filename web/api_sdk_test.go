@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http/httptest"
-	"path/filepath"
 	"testing"
 	"time"
 
@@ -15,6 +14,7 @@ import (
 	"github.com/scaleway/scaleway-sdk-go/scw"
 
 	"github.com/rampart-fw/rampart/enforcer"
+	"github.com/rampart-fw/rampart/internal/testdb"
 	"github.com/rampart-fw/rampart/store"
 	"github.com/rampart-fw/rampart/web"
 )
@@ -33,7 +33,7 @@ type testEnv struct {
 func newTestEnv(tb testing.TB) *testEnv {
 	tb.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	db, err := store.Open(ctx, filepath.Join(tb.TempDir(), "rampart.db"), []string{"fr-par-1", "nl-ams-1"})
+	db, err := store.Open(ctx, testdb.DSN(tb), []string{"fr-par-1", "nl-ams-1"})
 	if err != nil {
 		tb.Fatal(err)
 	}

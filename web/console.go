@@ -50,7 +50,6 @@ type console struct {
 	sessions *scs.SessionManager
 	csrfKey  []byte                      // signs the CSRF tokens (see csrf.go)
 	origins  *http.CrossOriginProtection // refuses changes from other origins
-	throttle *loginThrottle
 	// hashSlots bounds the password hashes computed at once: each takes
 	// 64 MiB and tens of milliseconds (40 parallel sign-ins once took the
 	// process from 1.2 to 2.5 GiB).
@@ -65,7 +64,7 @@ func newConsole(s *Server, csrfKey []byte) *console {
 	sm.Lifetime = 12 * time.Hour
 	sm.IdleTimeout = 2 * time.Hour
 	return &console{srv: s, db: s.db, enf: s.enf, log: s.log, sessions: sm, csrfKey: csrfKey,
-		origins: http.NewCrossOriginProtection(), throttle: newLoginThrottle(), hashSlots: make(chan struct{}, maxHashes)}
+		origins: http.NewCrossOriginProtection(), hashSlots: make(chan struct{}, maxHashes)}
 }
 
 func (con *console) secureRequest(r *http.Request) bool { return con.srv.secureRequest(r) }

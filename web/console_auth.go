@@ -48,21 +48,23 @@ func (con *console) handleLoginPage(c echo.Context) error {
 func (con *console) handleLoginForm(c echo.Context) error {
 	f := views.LoginForm{Email: strings.TrimSpace(c.FormValue("email")), Password: c.FormValue("password"), Next: c.FormValue("next")}
 	ctx := c.Request().Context()
-	keys := []string{"account " + strings.ToLower(f.Email), "address " + c.RealIP()}
-	refund, wait := con.throttle.reserve(keys...)
+	refund, wait, err := con.db.Reserve(ctx, signInBuckets(f.Email, c.RealIP())...)
+	if err != nil {
+		return err
+	}
 	if wait > 0 {
 		return con.tooManySignIns(c, f, wait)
 	}
 	u, err := con.authenticate(ctx, f.Email, f.Password)
 	if errors.Is(err, errBusy) {
-		refund()
+		con.refund(ctx, refund)
 		return con.tooManySignIns(c, f, time.Second)
 	}
 	if store.ErrorCode(err) == store.CodeUnauthorized {
 		f.Message = "Wrong email or password."
 		return render(c, http.StatusUnauthorized, views.LoginPage(csrfToken(c), f))
 	}
-	refund()
+	con.refund(ctx, refund)
 	if refused(err) {
 		f.Errors, f.Message = views.ErrorsOf(err, "email", "password")
 		return render(c, formStatus(err), views.LoginPage(csrfToken(c), f))
@@ -76,6 +78,15 @@ func (con *console) handleLoginForm(c echo.Context) error {
 	con.sessions.Put(ctx, sessUser, u.ID)
 	con.rotateCSRF(c)
 	return redirect(c, safeNext(f.Next))
+}
+
+// refund gives back the attempts of a sign-in that did not fail on its
+// password. A refund that fails costs the account one attempt, no more:
+// it is logged, and the sign-in goes on.
+func (con *console) refund(ctx context.Context, refund func(context.Context) error) {
+	if err := refund(ctx); err != nil {
+		con.log.Warn("sign-in throttle", "err", err)
+	}
 }
 
 // errBusy says that no password check could start in time.

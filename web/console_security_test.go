@@ -9,7 +9,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -17,6 +16,7 @@ import (
 	"time"
 
 	"github.com/rampart-fw/rampart/enforcer"
+	"github.com/rampart-fw/rampart/internal/testdb"
 	"github.com/rampart-fw/rampart/store"
 	"github.com/rampart-fw/rampart/web"
 )
@@ -70,7 +70,7 @@ func TestNoSecretInLogs(t *testing.T) {
 	ctx := context.Background()
 	var logs syncBuffer
 	logger := slog.New(slog.NewJSONHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	db, err := store.Open(ctx, filepath.Join(t.TempDir(), "r.db"), nil)
+	db, err := store.Open(ctx, testdb.DSN(t), nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -8,7 +8,6 @@ import (
 	"net/http/cookiejar"
 	"net/http/httptest"
 	"net/url"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -16,6 +15,7 @@ import (
 	"github.com/PuerkitoBio/goquery"
 
 	"github.com/rampart-fw/rampart/enforcer"
+	"github.com/rampart-fw/rampart/internal/testdb"
 	"github.com/rampart-fw/rampart/store"
 	"github.com/rampart-fw/rampart/web"
 )
@@ -52,8 +52,25 @@ func newConsoleEnvWith(tb testing.TB, mod func(*web.Config)) *consoleEnv {
 // when a test counts them).
 func newConsoleEnvRun(tb testing.TB, run bool, mod func(*web.Config)) *consoleEnv {
 	tb.Helper()
+	env := startConsole(tb, testdb.DSN(tb), run, mod)
 	ctx := context.Background()
-	db, err := store.Open(ctx, filepath.Join(tb.TempDir(), "rampart.db"), []string{"fr-par-1", "nl-ams-1"})
+	org, err := env.db.EnsureOrganization(ctx, "Acme Hosting")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	if _, err := env.db.CreateUser(ctx, org.ID, consoleEmail, consolePassword); err != nil {
+		tb.Fatal(err)
+	}
+	env.org = org
+	return env
+}
+
+// startConsole starts a console (store, reconciler, server) on the
+// database dsn, as one `rampart serve` process does.
+func startConsole(tb testing.TB, dsn string, run bool, mod func(*web.Config)) *consoleEnv {
+	tb.Helper()
+	ctx := context.Background()
+	db, err := store.Open(ctx, dsn, []string{"fr-par-1", "nl-ams-1"})
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -80,14 +97,7 @@ func newConsoleEnvRun(tb testing.TB, run bool, mod func(*web.Config)) *consoleEn
 	ts.Config = srv.HTTPServer()
 	ts.Start()
 	tb.Cleanup(func() { ts.Close(); cancel(); <-done; db.Close() })
-	org, err := db.EnsureOrganization(ctx, "Acme Hosting")
-	if err != nil {
-		tb.Fatal(err)
-	}
-	if _, err := db.CreateUser(ctx, org.ID, consoleEmail, consolePassword); err != nil {
-		tb.Fatal(err)
-	}
-	return &consoleEnv{db: db, ts: ts, org: org, srv: srv}
+	return &consoleEnv{db: db, ts: ts, srv: srv}
 }
 
 // browser is a cookie-keeping client that does not follow redirects, so

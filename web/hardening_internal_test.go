@@ -8,7 +8,6 @@ import (
 	"net/http/cookiejar"
 	"net/http/httptest"
 	"net/url"
-	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -18,12 +17,13 @@ import (
 	"github.com/labstack/echo/v4"
 
 	"github.com/rampart-fw/rampart/enforcer"
+	"github.com/rampart-fw/rampart/internal/testdb"
 	"github.com/rampart-fw/rampart/store"
 )
 
 func newInternalServer(t *testing.T, logs *bytes.Buffer) (*Server, *store.DB) {
 	t.Helper()
-	db, err := store.Open(context.Background(), filepath.Join(t.TempDir(), "r.db"), nil)
+	db, err := store.Open(context.Background(), testdb.DSN(t), nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -9,12 +9,12 @@ import (
 	"net/http/cookiejar"
 	"net/http/httptest"
 	"net/url"
-	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
 
 	"github.com/rampart-fw/rampart/enforcer"
+	"github.com/rampart-fw/rampart/internal/testdb"
 	"github.com/rampart-fw/rampart/store"
 )
 
@@ -25,7 +25,7 @@ import (
 // a new route is swept without touching this test.
 func TestTenancySweep(t *testing.T) {
 	ctx := context.Background()
-	db, err := store.Open(ctx, filepath.Join(t.TempDir(), "r.db"), nil)
+	db, err := store.Open(ctx, testdb.DSN(t), nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -13,8 +13,10 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"net/url"
 	"os"
 	"os/signal"
+	"sort"
 	"strings"
 	"syscall"
 	"time"
@@ -39,12 +41,16 @@ func main() {
 }
 
 const usage = `usage:
-  rampart serve [--listen 127.0.0.1:8080] [--db data/rampart.db] [--zones fr-par-1,nl-ams-1] [--enforcer auto|nftables|preview]
-  rampart token create --db PATH [--org NAME]
-  rampart user create --db PATH --email E [--org NAME] [--operator]   (password read from standard input)
-  rampart grant --db PATH --org NAME [--host NAME] --interfaces 'tap-acme-*,vnet1*' [--local]
-  rampart enforcer remove                                 (deletes the inet rampart table)
+  rampart serve [--listen 127.0.0.1:8080] [--db data/rampart.db|postgres://…] [--zones fr-par-1,nl-ams-1] [--enforcer auto|nftables|preview]
+  rampart token create --db PATH|URL [--org NAME]
+  rampart user create --db PATH|URL --email E [--org NAME] [--operator]   (password read from standard input)
+  rampart grant --db PATH|URL --org NAME [--host NAME] --interfaces 'tap-acme-*,vnet1*' [--local]
+  rampart db copy --from PATH --to postgres://…             (moves a SQLite install into an empty PostgreSQL database, then compares them)
+  rampart db backup --db PATH --to FILE                      (a consistent copy of a SQLite database; PostgreSQL: pg_dump)
+  rampart enforcer remove                                     (deletes the inet rampart table)
   rampart version
+
+--db (env RAMPART_DB) is a SQLite file, created if missing, or a postgres:// URL.
 `
 
 // run is the whole program; main only supplies the process's context,
@@ -69,6 +75,14 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		return runUserCreate(ctx, rest[1:], stdin, stdout, stderr)
 	case "grant":
 		return runGrant(ctx, rest, stdout, stderr)
+	case "db":
+		switch {
+		case len(rest) > 0 && rest[0] == "copy":
+			return runDBCopy(ctx, rest[1:], stdout, stderr)
+		case len(rest) > 0 && rest[0] == "backup":
+			return runDBBackup(ctx, rest[1:], stdout, stderr)
+		}
+		return errors.New("usage: rampart db copy --from PATH --to postgres://… | rampart db backup --db PATH --to FILE")
 	case "enforcer":
 		if len(rest) == 0 || rest[0] != "remove" {
 			return errors.New("usage: rampart enforcer remove")
@@ -88,6 +102,103 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		fmt.Fprint(stderr, usage)
 		return fmt.Errorf("unknown command %q", cmd)
 	}
+}
+
+// dbUsage describes --db, which every command that opens the store takes.
+const dbUsage = "SQLite database file, or postgres:// URL (env RAMPART_DB)"
+
+// redact hides the password of a postgres:// URL, for logs.
+func redact(dsn string) string {
+	if !store.IsPostgres(dsn) {
+		return dsn
+	}
+	u, err := url.Parse(dsn)
+	if err != nil {
+		return "postgres://…"
+	}
+	return u.Redacted()
+}
+
+// openExisting opens a store that must exist already: a SQLite file that
+// is missing is not created empty (Open would).
+func openExisting(ctx context.Context, dsn string) (*store.DB, error) {
+	if !store.IsPostgres(dsn) {
+		if _, err := os.Stat(dsn); err != nil {
+			return nil, err
+		}
+	}
+	return store.Open(ctx, dsn, nil)
+}
+
+// runDBCopy moves a whole store into another, empty one (a SQLite install
+// into PostgreSQL), then compares them row by row. Both are migrated to
+// this release's schema first, the source too.
+func runDBCopy(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("db copy", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	from := fs.String("from", "", "the SQLite database file to copy (stop serve on it first)")
+	to := fs.String("to", "", "the postgres:// URL of the database to copy into, where nothing was changed yet")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if *from == "" || *to == "" {
+		return errors.New("db copy: --from and --to are required")
+	}
+	src, err := openExisting(ctx, *from)
+	if err != nil {
+		return fmt.Errorf("db copy: %w", err)
+	}
+	defer src.Close()
+	dst, err := store.Open(ctx, *to, nil)
+	if err != nil {
+		return fmt.Errorf("db copy: %w", err)
+	}
+	defer dst.Close()
+	counts, err := store.Copy(ctx, src, dst)
+	if err != nil {
+		return err
+	}
+	if err := store.Compare(ctx, src, dst); err != nil {
+		return fmt.Errorf("db copy: the copy does not compare equal: %w", err)
+	}
+	tables := make([]string, 0, len(counts))
+	for t := range counts {
+		tables = append(tables, t)
+	}
+	sort.Strings(tables)
+	for _, t := range tables {
+		fmt.Fprintf(stdout, "%-16s %d rows\n", t, counts[t])
+	}
+	fmt.Fprintf(stdout, "copied %s to %s (%s) and compared: every row equal\n", redact(*from), redact(*to), dst.Engine())
+	return nil
+}
+
+// runDBBackup writes a consistent copy of a SQLite database, which may be
+// in use, to a new file readable by its owner only.
+func runDBBackup(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("db backup", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	dbPath := fs.String("db", envOr("RAMPART_DB", ""), "the SQLite database file (env RAMPART_DB)")
+	to := fs.String("to", "", "the backup file to create")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if *dbPath == "" || *to == "" {
+		return errors.New("db backup: --db and --to are required")
+	}
+	if store.IsPostgres(*dbPath) {
+		return errors.New("db backup: back up a PostgreSQL database with pg_dump (see the README)")
+	}
+	db, err := openExisting(ctx, *dbPath)
+	if err != nil {
+		return fmt.Errorf("db backup: %w", err)
+	}
+	defer db.Close()
+	if err := db.Backup(ctx, *to); err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "backed up %s to %s\n", *dbPath, *to)
+	return nil
 }
 
 // envOr returns the environment variable's value, or def.
@@ -112,7 +223,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	listen := fs.String("listen", envOr("RAMPART_LISTEN", "127.0.0.1:8080"), "address to listen on (env RAMPART_LISTEN)")
-	dbPath := fs.String("db", envOr("RAMPART_DB", "data/rampart.db"), "SQLite database file (env RAMPART_DB)")
+	dbPath := fs.String("db", envOr("RAMPART_DB", "data/rampart.db"), dbUsage)
 	zonesFlag := fs.String("zones", envOr("RAMPART_ZONES", "fr-par-1,nl-ams-1"), "comma-separated zones, the first is the default (env RAMPART_ZONES)")
 	mode := fs.String("enforcer", envOr("RAMPART_ENFORCER", "auto"), "auto, nftables or preview (env RAMPART_ENFORCER)")
 	secure := fs.Bool("secure-cookies", envOr("RAMPART_SECURE_COOKIES", "") == "1" || envOr("RAMPART_SECURE_COOKIES", "") == "true",
@@ -158,9 +269,9 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err != nil {
 		return fmt.Errorf("listen: %w", err)
 	}
-	logger.Info("listening", "addr", "http://"+ln.Addr().String(), "db", *dbPath, "zones", zones)
+	logger.Info("listening", "addr", "http://"+ln.Addr().String(), "db", redact(*dbPath), "zones", zones)
 	if n, err := db.CountUsers(ctx); err == nil && n == 0 {
-		logger.Info("no console user yet: create one with `rampart user create --db " + *dbPath + " --email you@example.com` (password on standard input)")
+		logger.Info("no console user yet: create one with `rampart user create --db " + redact(*dbPath) + " --email you@example.com` (password on standard input)")
 	}
 
 	recCtx, stopRec := context.WithCancel(context.Background())
@@ -237,7 +348,7 @@ func openOrganization(ctx context.Context, dbPath, name string) (*store.DB, stor
 func runTokenCreate(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("token create", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	dbPath := fs.String("db", envOr("RAMPART_DB", ""), "SQLite database file")
+	dbPath := fs.String("db", envOr("RAMPART_DB", ""), dbUsage)
 	org := fs.String("org", "default", "organization name (created if missing)")
 	desc := fs.String("description", "", "what the token is for")
 	if err := fs.Parse(args); err != nil {
@@ -266,7 +377,7 @@ func runTokenCreate(ctx context.Context, args []string, stdout, stderr io.Writer
 func runUserCreate(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("user create", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	dbPath := fs.String("db", envOr("RAMPART_DB", ""), "SQLite database file")
+	dbPath := fs.String("db", envOr("RAMPART_DB", ""), dbUsage)
 	email := fs.String("email", "", "the user's email, used to sign in")
 	org := fs.String("org", "default", "organization name (created if missing)")
 	operator := fs.Bool("operator", false, "the user also administers the install (hosts, organizations, users, grants); the first user always does")

@@ -6,11 +6,15 @@ import (
 	"encoding/json"
 	"net"
 	"net/http"
+	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/rampart-fw/rampart/internal/testdb"
+	"github.com/rampart-fw/rampart/store"
 )
 
 var (
@@ -66,7 +70,21 @@ func TestUserCreateAndVersion(t *testing.T) {
 	}
 }
 
+// TestServeAnswersHealthzAndStops runs serve on each engine: a SQLite
+// file, and a postgres:// URL.
 func TestServeAnswersHealthzAndStops(t *testing.T) {
+	for _, engine := range []string{"sqlite", "postgres"} {
+		t.Run(engine, func(t *testing.T) {
+			db := filepath.Join(t.TempDir(), "r.db")
+			if engine == "postgres" {
+				db = testdb.Postgres(t)
+			}
+			serveHealthy(t, db)
+		})
+	}
+}
+
+func serveHealthy(t *testing.T, db string) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -77,7 +95,7 @@ func TestServeAnswersHealthzAndStops(t *testing.T) {
 	done := make(chan error, 1)
 	var logs bytes.Buffer
 	go func() {
-		done <- run(ctx, []string{"serve", "--listen", addr, "--db", filepath.Join(t.TempDir(), "r.db"), "--enforcer", "preview"},
+		done <- run(ctx, []string{"serve", "--listen", addr, "--db", db, "--enforcer", "preview"},
 			strings.NewReader(""), &bytes.Buffer{}, &logs)
 	}()
 	deadline := time.Now().Add(10 * time.Second)
@@ -134,5 +152,68 @@ func TestOperatorsAndGrants(t *testing.T) {
 	err := run(context.Background(), []string{"grant", "--db", db, "--org", "globex", "--interfaces", "tap 0"}, strings.NewReader(""), &out, &errOut)
 	if err == nil || !strings.Contains(err.Error(), "interfaces") {
 		t.Errorf("bad pattern: %v", err)
+	}
+}
+
+// TestMain stops the PostgreSQL cluster TestDBCopy starts (see
+// internal/testdb).
+func TestMain(m *testing.M) { testdb.Main(m) }
+
+// TestDBCopyAndBackup: a SQLite install made with the CLI is backed up to
+// a private file, then moved into PostgreSQL, where its token still works;
+// a second copy into the now used database is refused.
+func TestDBCopyAndBackup(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	db := filepath.Join(dir, "rampart.db")
+	var tok map[string]string
+	if err := json.Unmarshal([]byte(runCmd(t, "", "token", "create", "--db", db)), &tok); err != nil {
+		t.Fatal(err)
+	}
+	runCmd(t, "correct horse battery\n", "user", "create", "--db", db, "--email", "ops@example.com")
+
+	backup := filepath.Join(dir, "backup.db")
+	if out := runCmd(t, "", "db", "backup", "--db", db, "--to", backup); !strings.Contains(out, backup) {
+		t.Fatalf("backup said %q", out)
+	}
+	if fi, err := os.Stat(backup); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("backup file: %v, %v", fi, err)
+	}
+	var out, errOut bytes.Buffer
+	if err := run(ctx, []string{"db", "backup", "--db", filepath.Join(dir, "missing.db"), "--to", filepath.Join(dir, "b2.db")},
+		nil, &out, &errOut); err == nil {
+		t.Fatal("backup of a missing database")
+	}
+
+	pg := testdb.Postgres(t)
+	said := runCmd(t, "", "db", "copy", "--from", backup, "--to", pg)
+	if !strings.Contains(said, "every row equal") || !strings.Contains(said, "tokens") {
+		t.Fatalf("copy said %q", said)
+	}
+	s, err := store.Open(ctx, pg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if got, err := s.TokenBySecret(ctx, tok["secret_key"]); err != nil || got.AccessKey != tok["access_key"] {
+		t.Fatalf("token after the copy: %+v, %v", got, err)
+	}
+	if _, err := s.Authenticate(ctx, "ops@example.com", "correct horse battery"); err != nil {
+		t.Fatalf("user after the copy: %v", err)
+	}
+	if err := run(ctx, []string{"db", "copy", "--from", backup, "--to", pg}, nil, &out, &errOut); err == nil ||
+		!strings.Contains(err.Error(), "empty") {
+		t.Fatalf("second copy: %v", err)
+	}
+}
+
+func TestRedact(t *testing.T) {
+	for in, want := range map[string]string{
+		"data/rampart.db": "data/rampart.db",
+		"postgres://rampart:s3cret@db.example:5432/rampart?sslmode=require": "postgres://rampart:xxxxx@db.example:5432/rampart?sslmode=require",
+	} {
+		if got := redact(in); got != want {
+			t.Errorf("redact(%q) = %q, want %q", in, got, want)
+		}
 	}
 }
