@@ -14,21 +14,28 @@ import (
 	"github.com/rampart-fw/rampart/store"
 )
 
-// MaxBodyBytes bounds request bodies; larger ones answer 413.
-const MaxBodyBytes = 1 << 20
+// Request bodies are bounded; larger ones answer 413. IP sets, up to
+// 100,000 entries, may be larger than the rest.
+const (
+	MaxBodyBytes      = 1 << 20
+	MaxIPSetBodyBytes = 8 << 20
+)
 
 // decodeJSON reads a JSON body of at most MaxBodyBytes into v. Type
 // mismatches become invalid-argument errors naming the field.
-func decodeJSON(c echo.Context, v any) error {
+func decodeJSON(c echo.Context, v any) error { return decodeJSONUpTo(c, v, MaxBodyBytes) }
+
+// decodeJSONUpTo is decodeJSON for a body of at most max bytes.
+func decodeJSONUpTo(c echo.Context, v any, max int64) error {
 	r := c.Request()
-	if r.ContentLength > MaxBodyBytes {
+	if r.ContentLength > max {
 		return echo.NewHTTPError(http.StatusRequestEntityTooLarge)
 	}
-	body, err := io.ReadAll(io.LimitReader(r.Body, MaxBodyBytes+1))
+	body, err := io.ReadAll(io.LimitReader(r.Body, max+1))
 	if err != nil {
 		return echo.NewHTTPError(http.StatusBadRequest, "could not read the request body")
 	}
-	if len(body) > MaxBodyBytes {
+	if int64(len(body)) > max {
 		return echo.NewHTTPError(http.StatusRequestEntityTooLarge)
 	}
 	if len(bytes.TrimSpace(body)) == 0 {

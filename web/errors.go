@@ -139,7 +139,7 @@ func toAPIError(err error) (int, apiError) {
 		case http.StatusNotFound:
 			return status, apiError{Type: "not_found", Message: msg}
 		case http.StatusRequestEntityTooLarge:
-			return status, apiError{Type: "request_entity_too_large", Message: "the request body is larger than 1 MiB"}
+			return status, apiError{Type: "request_entity_too_large", Message: "the request body is too large (1 MiB; 8 MiB for IP sets)"}
 		case http.StatusTooManyRequests:
 			return status, apiError{Type: "too_many_requests", Message: msg}
 		}

@@ -42,6 +42,11 @@ func (s *Server) registerRoutes() {
 	z.GET("/servers/:server", s.handleServerGet)
 	z.PATCH("/servers/:server", s.handleServerPatch)
 	z.DELETE("/servers/:server", s.handleServerDelete)
+	z.GET("/ip_sets", s.handleIPSetList)
+	z.POST("/ip_sets", s.handleIPSetCreate)
+	z.GET("/ip_sets/:set", s.handleIPSetGet)
+	z.PATCH("/ip_sets/:set", s.handleIPSetPatch)
+	z.DELETE("/ip_sets/:set", s.handleIPSetDelete)
 	z.POST("/servers/:server/evaluate", s.handleServerEvaluate)
 
 	// The legacy API of the original documentation, in the default zone.
