@@ -94,3 +94,13 @@ func hostLabel(name string) string {
 	}
 	return name
 }
+
+// entryLines is an IP set's entries as the form shows them.
+func entryLines(s store.IPSet) string {
+	out := make([]byte, 0, 20*len(s.Entries))
+	for _, p := range s.Entries {
+		out = append(out, store.FormatIPRange(p)...)
+		out = append(out, '\n')
+	}
+	return string(out)
+}

@@ -233,6 +233,8 @@ func (con *console) page(c echo.Context, title, section string) views.Page {
 		p.Path = "/servers"
 	case "tokens":
 		p.Path = "/tokens"
+	case "ip-sets":
+		p.Path = "/ip-sets"
 	case "hosts", "organizations", "users", "grants":
 		p.Path = "/operator/" + section
 	default:

@@ -49,6 +49,8 @@ func TestConsoleShowsEveryStoreFieldError(t *testing.T) {
 			"name": {"vm-2"}, "zone": {"fr-par-1"}, "type": {"instance"}, "interface": {"vnet2"},
 			"addresses": {"192.0.2.2"}, "local": {""}, "security_group": {g.ID}}},
 		"token": {func(store.FieldCase) string { return "/tokens" }, url.Values{"description": {"ci"}}},
+		"ip-set": {func(store.FieldCase) string { return "/ip-sets?zone=fr-par-1" }, url.Values{
+			"name": {"office"}, "description": {""}, "entries": {"192.0.2.0/24"}}},
 	}
 	tested := 0
 	for _, tc := range store.FieldCases {

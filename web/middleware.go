@@ -5,6 +5,7 @@ import (
 	"mime"
 	"net/http"
 	"runtime/debug"
+	"strings"
 	"time"
 
 	"github.com/labstack/echo/v4"
@@ -103,10 +104,14 @@ func consoleBodyLimit(next echo.HandlerFunc) echo.HandlerFunc {
 				return echo.NewHTTPError(http.StatusUnsupportedMediaType, "The console takes forms as application/x-www-form-urlencoded, not multipart.")
 			}
 		}
-		if r.ContentLength > MaxBodyBytes {
+		limit := int64(MaxBodyBytes)
+		if strings.HasPrefix(r.URL.Path, "/ip-sets") {
+			limit = MaxIPSetBodyBytes // a pasted list of up to 100,000 entries
+		}
+		if r.ContentLength > limit {
 			return echo.NewHTTPError(http.StatusRequestEntityTooLarge)
 		}
-		r.Body = http.MaxBytesReader(c.Response(), r.Body, MaxBodyBytes)
+		r.Body = http.MaxBytesReader(c.Response(), r.Body, limit)
 		return next(c)
 	}
 }

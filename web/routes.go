@@ -95,6 +95,12 @@ func (s *Server) registerRoutes() {
 	e.POST("/servers/:server/delete", con.handleServerRemoveForm, user...)
 	e.POST("/servers/:server/evaluate", con.handleServerEvaluateForm, user...)
 
+	e.GET("/ip-sets", con.handleIPSetsPage, user...)
+	e.POST("/ip-sets", con.handleIPSetCreateForm, user...)
+	e.GET("/ip-sets/:set", con.handleIPSetPage, user...)
+	e.POST("/ip-sets/:set", con.handleIPSetEditForm, user...)
+	e.POST("/ip-sets/:set/delete", con.handleIPSetDeleteForm, user...)
+
 	e.GET("/tokens", con.handleTokensPage, user...)
 	e.POST("/tokens", con.handleTokenGenerateForm, user...)
 	e.POST("/tokens/:key/revoke", con.handleTokenRevokeForm, user...)

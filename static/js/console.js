@@ -9,9 +9,16 @@
     return m ? m.getAttribute("content") : "";
   }
 
-  // Zone selector and other selects that submit their form on change.
+  // Zone selector and other selects that submit their form on change; a
+  // file input that loads its file into a textarea (IP sets: the form
+  // posts text, never a multipart upload).
   document.addEventListener("change", function (ev) {
     var el = ev.target;
+    if (el.matches && el.matches("input[type=file][data-load-into]") && el.files && el.files[0]) {
+      var into = document.getElementById(el.getAttribute("data-load-into"));
+      el.files[0].text().then(function (text) { if (into) into.value = text; });
+      return;
+    }
     if (el.matches && el.matches("select[data-autosubmit]") && el.form) {
       el.form.requestSubmit();
     }
