@@ -187,7 +187,11 @@ type Compiler struct {
 // compiledGroup is what a group was compiled from, and into.
 type compiledGroup struct {
 	key   groupKey
-	rules []store.Rule // a private copy
+	// rules are the snapshot's own slice: snapshots are never modified
+	// (store.SnapshotSince shares unchanged groups' slices), so an
+	// unchanged group is recognised by identity, without comparing its
+	// rules one by one (1,000 groups of 50 rules cost 0.2 s a sync).
+	rules []store.Rule
 	gc    GroupChains
 }
 
@@ -209,7 +213,7 @@ func (c *Compiler) group(g store.Group, rules []store.Rule, unreadable []string,
 	if len(unreadable) > 0 {
 		return failClosed(g), fmt.Errorf("stored data cannot be read: %s", strings.Join(unreadable, "; "))
 	}
-	if old, ok := c.groups[g.ID]; ok && old.key == keyOf(g) && slices.Equal(old.rules, rules) {
+	if old, ok := c.groups[g.ID]; ok && old.key == keyOf(g) && sameStoreRules(old.rules, rules) {
 		old.gc.Generation = g.Generation // e.g. a server joined: same chains
 		next[g.ID] = old
 		return old.gc, nil
@@ -218,8 +222,20 @@ func (c *Compiler) group(g store.Group, rules []store.Rule, unreadable []string,
 	// Clipped, so that an append by a user of the Ruleset cannot write
 	// into chains that other Rulesets share.
 	gc.In.Rules, gc.Out.Rules = slices.Clip(gc.In.Rules), slices.Clip(gc.Out.Rules)
-	next[g.ID] = compiledGroup{key: keyOf(g), rules: slices.Clone(rules), gc: gc}
+	next[g.ID] = compiledGroup{key: keyOf(g), rules: rules, gc: gc}
 	return gc, nil
+}
+
+// sameStoreRules reports whether a group's rules are the same: at once when
+// they are the same slice, else rule by rule.
+func sameStoreRules(a, b []store.Rule) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	if len(a) == 0 || &a[0] == &b[0] {
+		return true
+	}
+	return slices.Equal(a, b)
 }
 
 // Compile builds the Ruleset of snap, reusing the chains of the groups that

@@ -29,7 +29,7 @@ func openSQLite(ctx context.Context, path string) (engine, *sql.DB, *sql.DB, err
 		return nil, nil, nil, fmt.Errorf("open store: %w", err)
 	}
 	// Pragmas in the DSN so that every pooled connection gets them.
-	const pragmas = "_pragma=busy_timeout(5000)&_pragma=journal_mode(WAL)&_pragma=foreign_keys(ON)"
+	const pragmas = "_pragma=busy_timeout(5000)&_pragma=journal_mode(WAL)&_pragma=foreign_keys(ON)&_pragma=cache_size(-32768)"
 	w, err := sql.Open("sqlite", "file:"+path+"?"+pragmas+"&_pragma=synchronous(FULL)&_txlock=immediate")
 	if err != nil {
 		return nil, nil, nil, fmt.Errorf("open store %s: %w", path, err)

@@ -44,10 +44,17 @@ func (snap *Snapshot) linkServers() {
 	}
 }
 
-// markUnreadable lists, per group, the rows that could not be read.
-func (snap *Snapshot) markUnreadable() {
+// markUnreadable lists, per group, the rows that could not be read. The
+// marks of the groups in kept are prev's: their rows were not read again.
+func (snap *Snapshot) markUnreadable(prev *Snapshot, kept map[string]bool) {
 	snap.Unreadable = map[string][]string{}
 	for _, g := range snap.Groups {
+		if kept[g.ID] {
+			if u, ok := prev.Unreadable[g.ID]; ok {
+				snap.Unreadable[g.ID] = u
+			}
+			continue
+		}
 		if g.Unreadable != "" {
 			snap.Unreadable[g.ID] = append(snap.Unreadable[g.ID], "group "+g.ID+": "+g.Unreadable)
 		}
@@ -58,7 +65,7 @@ func (snap *Snapshot) markUnreadable() {
 		}
 	}
 	for _, s := range snap.Servers {
-		if s.Unreadable != "" {
+		if s.Unreadable != "" && !kept[s.SecurityGroup.ID] {
 			gid := s.SecurityGroup.ID
 			snap.Unreadable[gid] = append(snap.Unreadable[gid], "server "+s.ID+": "+s.Unreadable)
 		}
@@ -94,7 +101,7 @@ func (db *DB) Snapshot(ctx context.Context) (Snapshot, error) {
 		return Snapshot{}, fmt.Errorf("snapshot: %w", err)
 	}
 	snap.linkServers()
-	snap.markUnreadable()
+	snap.markUnreadable(nil, nil)
 	return snap, nil
 }
 
@@ -188,6 +195,7 @@ func (db *DB) SnapshotSince(ctx context.Context, prev Snapshot) (Snapshot, error
 		return db.Snapshot(ctx)
 	}
 	snap := Snapshot{Rules: make(map[string][]Rule, len(prev.Rules))}
+	var unchanged map[string]bool
 	err := db.read(ctx, func(tx *txn) error {
 		if err := tx.QueryRowContext(ctx, `SELECT value FROM generation WHERE id = 1`).Scan(&snap.Generation); err != nil {
 			return err
@@ -209,7 +217,7 @@ func (db *DB) SnapshotSince(ctx context.Context, prev Snapshot) (Snapshot, error
 		for i := range prev.Groups {
 			known[prev.Groups[i].ID] = &prev.Groups[i]
 		}
-		unchanged := map[string]bool{}
+		unchanged = map[string]bool{}
 		var changed []any
 		for _, x := range current {
 			if g := known[x.id]; g != nil && x.gen <= prev.Generation {
@@ -268,6 +276,6 @@ func (db *DB) SnapshotSince(ctx context.Context, prev Snapshot) (Snapshot, error
 	}
 	sort.Slice(snap.Servers, func(i, j int) bool { return snap.Servers[i].ID < snap.Servers[j].ID })
 	snap.linkServers()
-	snap.markUnreadable()
+	snap.markUnreadable(&prev, unchanged)
 	return snap, nil
 }
