@@ -706,3 +706,24 @@ func TestOperatorArea(t *testing.T) {
 	p.click(p.link("Users"), "Users")
 	p.see("users")
 }
+
+// TestIPSetsPage: an IP set is created by pasting a list (overlaps
+// merged), opened and edited; both pages pass axe.
+func TestIPSetsPage(t *testing.T) {
+	srv := suite.srv
+	a := srv.newAccount(t, "sets")
+	p := newTab(t, srv)
+	p.signIn(a)
+	p.click(p.link("IP sets"), "IP sets")
+	p.see("ip-sets")
+	p.fill("Name", "office")
+	if err := p.label("Entries").Fill("203.0.113.0/25\n203.0.113.128/25\n2001:db8::/48, 198.51.100.7"); err != nil {
+		t.Fatal(err)
+	}
+	p.click(p.button("Create IP set"), "Create IP set")
+	p.visible(p.text("created with 3 entries"), "the set's flash")
+	p.see("ip-set")
+	if v, err := p.label("Entries").InputValue(); err != nil || !strings.Contains(v, "203.0.113.0/24") {
+		t.Errorf("entries = %q (%v), want the halves merged into 203.0.113.0/24", v, err)
+	}
+}
