@@ -164,6 +164,13 @@ func (a *Agent) HostID() string {
 // Generation returns the generation of the view the agent holds.
 func (a *Agent) Generation() int64 { return a.src.current().Generation }
 
+// Console returns the console the agent follows, "" when it follows none.
+func (a *Agent) Console() string {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.base
+}
+
 // Reconciler returns the agent's reconciler.
 func (a *Agent) Reconciler() *enforcer.Reconciler { return a.rec }
 

@@ -31,9 +31,10 @@ const (
 func (c *Console) AgentHandler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST "+hostview.PathEnrol, c.handleEnrol)
-	mux.HandleFunc("GET "+hostview.ViewPath("{id}"), c.handleView)
-	mux.HandleFunc("POST "+hostview.ReportPath("{id}"), c.handleReport)
-	mux.HandleFunc("POST "+hostview.CertificatePath("{id}"), c.handleRenew)
+	// As hostview.ViewPath, ReportPath and CertificatePath make them.
+	mux.HandleFunc("GET /v1/hosts/{id}/view", c.handleView)
+	mux.HandleFunc("POST /v1/hosts/{id}/report", c.handleReport)
+	mux.HandleFunc("POST /v1/hosts/{id}/certificate", c.handleRenew)
 	return mux
 }
 
