@@ -87,6 +87,11 @@ type Agent struct {
 	heartbeat time.Duration
 	reconnect context.CancelCauseFunc // ends the current session
 
+	// renewing is held while a renewal is under way: a session started
+	// then (the console ends the old certificate's stream as soon as it
+	// issued the new one) waits for the new certificate.
+	renewing sync.Mutex
+
 	saveView  chan struct{} // the view changed: write it
 	connected chan struct{} // a session started: report in full
 }
@@ -246,12 +251,15 @@ func (a *Agent) setView(v hostview.View) {
 
 // follow reads the view stream of one console after another until ctx
 // ends: a console that dies, or that cannot be reached, makes way for the
-// next; after a round without any, it waits, longer each round.
+// next; one that ends the stream itself (a new certificate, a stream out of
+// step) is asked again. After a round of consoles that could not be
+// reached, or whose streams ended at once, it waits, longer each round.
 func (a *Agent) follow(ctx context.Context, consoles []string) {
 	backoff := minBackoff
 	failed := 0
 	for i := 0; ctx.Err() == nil; i = (i + 1) % len(consoles) {
 		base := consoles[i]
+		start := time.Now()
 		started, err := a.session(ctx, base)
 		if ctx.Err() != nil {
 			return
@@ -260,17 +268,18 @@ func (a *Agent) follow(ctx context.Context, consoles []string) {
 		switch {
 		case errors.As(err, &oos):
 			a.log.Warn("agent: the stream is out of step; asking again", "console", base, "err", err)
-			i-- // the same console again, for a full view
-			continue
-		case errors.Is(err, errNewCertificate):
-			i-- // the same console, with the new certificate
-			continue
+			i-- // the same console again, which sends a full view
+		case errors.Is(err, errNewCertificate), started && errors.Is(err, io.EOF):
+			a.log.Info("agent: the console ended the stream; asking again", "console", base, "err", err)
+			i--
 		case started:
 			a.log.Warn("agent: the view stream ended", "console", base, "err", err)
-			failed, backoff = 0, minBackoff
-			continue
 		default:
 			a.log.Warn("agent: cannot reach the console", "console", base, "err", err)
+		}
+		if started && time.Since(start) > 2*time.Second {
+			failed, backoff = 0, minBackoff
+			continue
 		}
 		if failed++; failed < len(consoles) {
 			continue
@@ -300,6 +309,8 @@ func (e outOfStep) Error() string { return e.err.Error() }
 // session reads one console's view stream until it ends; started says
 // whether the console answered with a stream.
 func (a *Agent) session(ctx context.Context, base string) (started bool, err error) {
+	a.renewing.Lock()
+	a.renewing.Unlock()
 	ctx, cancelCause := context.WithCancelCause(ctx)
 	cancel := func() { cancelCause(errSilent) }
 	defer cancel()
@@ -400,6 +411,8 @@ func readLine(r *bufio.Reader) ([]byte, error) {
 			if len(line) > maxFrame {
 				return nil, fmt.Errorf("a frame over %d bytes", maxFrame)
 			}
+		case errors.Is(err, io.EOF) && len(line) == 0:
+			return nil, io.EOF // the console ended the stream
 		case errors.Is(err, io.EOF):
 			// A frame cut short is not applied: views are applied whole.
 			return nil, io.ErrUnexpectedEOF

@@ -102,6 +102,8 @@ func (a *Agent) renewLoop(ctx context.Context, consoles []string) {
 // renew asks the connected console, or each in turn, for the next
 // certificate.
 func (a *Agent) renew(ctx context.Context, consoles []string) error {
+	a.renewing.Lock()
+	defer a.renewing.Unlock()
 	a.mu.Lock()
 	c := a.cred.cred
 	base := a.base
