@@ -40,7 +40,9 @@ func ReportPath(hostID string) string { return pathHosts + url.PathEscape(hostID
 
 // CertificatePath is where host hostID POSTs a RenewRequest for a new
 // certificate, with its current one.
-func CertificatePath(hostID string) string { return pathHosts + url.PathEscape(hostID) + "/certificate" }
+func CertificatePath(hostID string) string {
+	return pathHosts + url.PathEscape(hostID) + "/certificate"
+}
 
 // Frame types.
 const (
