@@ -504,7 +504,7 @@ func pinnedTLS(pin, host string) *tls.Config {
 				}
 			}
 			if ca == nil {
-				return errors.New("the console's CA does not match the join token's pin: not the console that issued it")
+				return errPin
 			}
 			pool := x509.NewCertPool()
 			pool.AddCert(ca)
@@ -515,8 +515,12 @@ func pinnedTLS(pin, host string) *tls.Config {
 	}
 }
 
+// errPin is a console whose CA is not the one the join token pins.
+var errPin = errors.New("the console's CA does not match the join token's pin: not the console that issued it")
+
 // enrol redeems the join token at the first console that answers, and
-// keeps the credential.
+// keeps the credential. Consoles that cannot be reached are tried again
+// until one answers; a refusal, or a console of another CA, ends it.
 func (a *Agent) enrol(ctx context.Context) error {
 	if a.cfg.JoinToken == "" {
 		return errors.New("agent: not enrolled: a join token is needed (rampart host add prints one)")
@@ -528,49 +532,63 @@ func (a *Agent) enrol(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("agent: %w", err)
 	}
-	key, keyDER, err := newKey()
+	_, keyDER, err := newKey()
 	if err != nil {
 		return err
 	}
+	key, _ := x509.ParsePKCS8PrivateKey(keyDER)
 	csr, err := newCSR(key)
 	if err != nil {
 		return err
 	}
 	body, _ := json.Marshal(hostview.EnrolRequest{JoinSecret: tok.Secret, CSR: csr})
-	var errs []error
-	for _, base := range a.cfg.Consoles {
-		u, _ := url.Parse(base)
-		tr := a.transport(pinnedTLS(tok.Pin, u.Hostname()))
-		var resp hostview.EnrolResponse
-		err := post(ctx, &http.Client{Transport: tr}, base+hostview.PathEnrol, body, &resp)
-		tr.CloseIdleConnections()
-		var refused *RefusedError
-		if errors.As(err, &refused) {
-			return fmt.Errorf("agent: enrol at %s: %w", base, err) // every console shares the token's fate
+	backoff := minBackoff
+	for {
+		for _, base := range a.cfg.Consoles {
+			u, _ := url.Parse(base)
+			tr := a.transport(pinnedTLS(tok.Pin, u.Hostname()))
+			var resp hostview.EnrolResponse
+			err := post(ctx, &http.Client{Transport: tr}, base+hostview.PathEnrol, body, &resp)
+			tr.CloseIdleConnections()
+			var refused *RefusedError
+			switch {
+			case errors.As(err, &refused), errors.Is(err, errPin):
+				// Every console of the database would say the same.
+				return fmt.Errorf("agent: enrol at %s: %w", base, err)
+			case err != nil:
+				a.log.Warn("agent: enrol: cannot reach the console", "console", base, "err", err)
+				continue
+			}
+			return a.enrolled(tok, base, keyDER, resp)
 		}
-		if err != nil {
-			errs = append(errs, fmt.Errorf("%s: %w", base, err))
-			continue
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("agent: enrol: %w", ctx.Err())
+		case <-time.After(backoff/2 + mrand.N(backoff/2+1)):
 		}
-		if hostview.Pin(resp.CA) != tok.Pin {
-			return fmt.Errorf("agent: enrol at %s: the CA sent is not the pinned one", base)
-		}
-		c := credential{HostID: resp.HostID, HostName: resp.HostName, Consoles: a.cfg.Consoles,
-			Key: keyDER, Certificate: resp.Certificate, CA: resp.CA}
-		p, err := parseCredential(c)
-		if err != nil {
-			return fmt.Errorf("agent: enrol at %s: %w", base, err)
-		}
-		if err := writeJSON(a.cfg.StateDir, credentialFile, c); err != nil {
-			return fmt.Errorf("agent: keep the credential: %w", err)
-		}
-		a.mu.Lock()
-		a.cred = p
-		a.mu.Unlock()
-		a.log.Info("agent: enrolled", "host", resp.HostName, "id", resp.HostID, "console", base)
-		return nil
+		backoff = min(2*backoff, a.cfg.MaxBackoff)
 	}
-	return fmt.Errorf("agent: enrol: no console answered: %w", errors.Join(errs...))
+}
+
+// enrolled keeps the credential an enrolment answered.
+func (a *Agent) enrolled(tok hostview.JoinToken, base string, keyDER []byte, resp hostview.EnrolResponse) error {
+	if hostview.Pin(resp.CA) != tok.Pin {
+		return fmt.Errorf("agent: enrol at %s: the CA sent is not the pinned one", base)
+	}
+	c := credential{HostID: resp.HostID, HostName: resp.HostName, Consoles: a.cfg.Consoles,
+		Key: keyDER, Certificate: resp.Certificate, CA: resp.CA}
+	p, err := parseCredential(c)
+	if err != nil {
+		return fmt.Errorf("agent: enrol at %s: %w", base, err)
+	}
+	if err := writeJSON(a.cfg.StateDir, credentialFile, c); err != nil {
+		return fmt.Errorf("agent: keep the credential: %w", err)
+	}
+	a.mu.Lock()
+	a.cred = p
+	a.mu.Unlock()
+	a.log.Info("agent: enrolled", "host", resp.HostName, "id", resp.HostID, "console", base)
+	return nil
 }
 
 func newKey() (*ecdsa.PrivateKey, []byte, error) {

@@ -156,11 +156,8 @@ func (c *Console) authenticate(w http.ResponseWriter, r *http.Request) (store.Ho
 		return store.Host{}, "", false
 	}
 	id, serial := hostview.HostIDOf(leaf), hostview.Serial(leaf.SerialNumber)
-	// The hub's copy answers without a read; a refusal is checked against
-	// the store, which another console may have just changed.
-	if h, ok := c.hub.host(id); ok && h.CertSerial == serial {
-		return h, serial, true
-	}
+	// Read from the store, not the hub's copy, which may be a moment
+	// behind a removal or a new certificate (another console's too).
 	h, err := c.db.Host(r.Context(), id)
 	switch {
 	case store.ErrorCode(err) == store.CodeNotFound:
