@@ -322,16 +322,6 @@ func (h *hub) closeAll(reason string) {
 	}
 }
 
-// host returns the host as last read.
-func (h *hub) host(id string) (store.Host, bool) {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	if e := h.hosts[id]; e != nil {
-		return e.host, true
-	}
-	return store.Host{}, false
-}
-
 // viewGeneration returns the generation of the host's view.
 func (h *hub) viewGeneration(id string) int64 {
 	h.mu.Lock()
