@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"net/http"
 	"time"
 
@@ -18,13 +19,15 @@ import (
 func (a *Agent) report(ctx context.Context, applied <-chan struct{}) {
 	tick := time.NewTimer(defaultHeartbeat)
 	defer tick.Stop()
+	var last hostview.Report // the last sent in full
 	for {
-		heartbeat := false
+		heartbeat, connected := false, false
 		select {
 		case <-ctx.Done():
 			return
 		case <-applied:
 		case <-a.connected:
+			connected = true
 		case <-tick.C:
 			heartbeat = true
 		}
@@ -37,14 +40,23 @@ func (a *Agent) report(ctx context.Context, applied <-chan struct{}) {
 			continue // sent in full when a session starts
 		}
 		r := hostview.NewReport(hostID, a.cfg.Version, a.rec.Stats(), a.rec.Groups())
-		if heartbeat {
+		switch {
+		case heartbeat:
 			r.Counters = a.counters(ctx, r.Groups)
 			r.Heartbeat, r.Groups = true, nil
+		case !connected && sameState(last, r):
+			// Only the generation moved (a change elsewhere): the
+			// heartbeat carries it.
+			continue
 		}
 		body, _ := json.Marshal(r)
-		if err := post(ctx, client, base+hostview.ReportPath(hostID), body, nil); err != nil && ctx.Err() == nil {
+		err := post(ctx, client, base+hostview.ReportPath(hostID), body, nil)
+		switch {
+		case err == nil && !heartbeat:
+			last = r
+		case err != nil && ctx.Err() == nil:
 			// The stream notices a console gone; the next session
-			// reports again.
+			// reports again, in full.
 			a.log.Warn("agent: report", "console", base, "err", err)
 		}
 	}
@@ -170,4 +182,10 @@ func (a *Agent) renewed(c credential, certDER []byte) error {
 		reconnect(errNewCertificate) // the console ends streams of the old certificate anyway
 	}
 	return nil
+}
+
+// sameState reports whether two reports say the same of the groups, the
+// last apply and drift.
+func sameState(a, b hostview.Report) bool {
+	return a.Error == b.Error && a.DriftRepairs == b.DriftRepairs && maps.Equal(a.Groups, b.Groups)
 }
