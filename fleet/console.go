@@ -78,6 +78,7 @@ type Console struct {
 	ready   chan struct{}
 	enrols  *rate.Limiter // enrolment is unauthenticated: a bound on its store writes
 	now     func() time.Time
+	traffic traffic
 }
 
 // New returns the Console of cfg, loading (or creating) the agents' CA.

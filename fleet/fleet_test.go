@@ -211,7 +211,14 @@ func TestScope(t *testing.T) {
 		case <-time.After(10 * time.Second):
 			t.Fatal("no first frame")
 		}
-		if _, err := db.RemoveHost(ctx, "h3"); err != nil {
+		// As `rampart host remove` does: another process, whose change
+		// wakes no watcher of the console's.
+		cli, err := store.Open(ctx, dbPath(t, db), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer cli.Close()
+		if _, err := cli.RemoveHost(ctx, "h3"); err != nil {
 			t.Fatal(err)
 		}
 		start := time.Now()

@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"os"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	"github.com/rampart-fw/rampart/hostview"
@@ -297,6 +298,8 @@ func (c *Console) handleReport(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	c.reports.receive(h.ID, rep, c.now())
+	c.traffic.reports.Add(1)
+	c.traffic.reportBytes.Add(uint64(max(r.ContentLength, 0)))
 	w.WriteHeader(http.StatusNoContent)
 }
 
@@ -329,6 +332,8 @@ func (c *Console) handleView(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set(hostview.HeaderHeartbeat, strconv.FormatInt(c.heartbeat.Milliseconds(), 10))
 	w.WriteHeader(http.StatusOK)
 	rc := http.NewResponseController(w)
+	c.traffic.streams.Add(1)
+	defer c.traffic.streams.Add(-1)
 	write := func(b []byte) error {
 		// A write that does not go through within a few heartbeats is an
 		// agent gone without a word.
@@ -336,6 +341,8 @@ func (c *Console) handleView(w http.ResponseWriter, r *http.Request) {
 		if _, err := w.Write(b); err != nil {
 			return err
 		}
+		c.traffic.frames.Add(1)
+		c.traffic.frameBytes.Add(uint64(len(b)))
 		return rc.Flush()
 	}
 	heartbeat := func() error {
@@ -364,4 +371,25 @@ func (c *Console) handleView(w http.ResponseWriter, r *http.Request) {
 			}
 		}
 	}
+}
+
+// Traffic is what the agents' endpoint carried since the console started:
+// for metrics, and for benchmarks (bytes per change and per agent).
+type Traffic struct {
+	Streams     int64  // view streams open now
+	Frames      uint64 // frames written to view streams, heartbeats included
+	FrameBytes  uint64 // their bytes (JSON lines, before TLS)
+	Reports     uint64 // reports received
+	ReportBytes uint64 // their bodies' bytes
+}
+
+type traffic struct {
+	streams                                  atomic.Int64
+	frames, frameBytes, reports, reportBytes atomic.Uint64
+}
+
+// Traffic returns the agents' endpoint's totals.
+func (c *Console) Traffic() Traffic {
+	return Traffic{Streams: c.traffic.streams.Load(), Frames: c.traffic.frames.Load(), FrameBytes: c.traffic.frameBytes.Load(),
+		Reports: c.traffic.reports.Load(), ReportBytes: c.traffic.reportBytes.Load()}
 }
