@@ -250,13 +250,13 @@ func encodeFrame(f hostview.Frame) []byte {
 	return append(b, '\n')
 }
 
-// errUnknownHost is returned by subscribe for a host the hub does not know
-// (yet, or any more).
+// hubError is why subscribe refused a stream.
 type hubError string
 
 func (e hubError) Error() string { return string(e) }
 
 const (
+	// errUnknownHost: a host the hub does not know (yet, or any more).
 	errUnknownHost = hubError("unknown host")
 	errStopping    = hubError("the console is stopping")
 )

@@ -14,16 +14,22 @@ import (
 	"github.com/rampart-fw/rampart/store"
 )
 
-// The agents' endpoint. Every path but PathEnrol needs the host's client
-// certificate, and names the host, which must be the certificate's.
-const (
-	// PathEnrol: POST an EnrolRequest, answered with an EnrolResponse.
-	PathEnrol = "/v1/enrol"
-	// ViewPath: GET, answered with the view stream, newline-delimited
-	// JSON Frames (ContentType). The query parameter "generation" gives
-	// the generation of the complete view the agent holds (0: none).
-	pathHosts = "/v1/hosts/"
-)
+// The agents' endpoint, served over TLS 1.3. Every path but PathEnrol
+// needs the host's client certificate and names the host, which must be
+// the certificate's: a host reads and reports for itself only.
+//
+//	POST PathEnrol                EnrolRequest → EnrolResponse (no client certificate)
+//	GET  ViewPath(id)?generation=N the view stream: one JSON Frame per line (ContentType),
+//	                              from the complete view of generation N the agent holds (0: none)
+//	POST ReportPath(id)           Report → 204
+//	POST CertificatePath(id)      RenewRequest → RenewResponse
+//
+// Refusals answer an ErrorResponse: 400 a bad body, 401 no certificate,
+// or one that is not the current one of an existing host, or a join
+// token unknown, used or expired; 403 another host's path or report.
+const PathEnrol = "/v1/enrol"
+
+const pathHosts = "/v1/hosts/"
 
 // ContentType is the view stream's: one JSON Frame per line.
 const ContentType = "application/x-ndjson"
