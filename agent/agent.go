@@ -184,6 +184,9 @@ func (a *Agent) Reconciler() *enforcer.Reconciler { return a.rec }
 func (a *Agent) Run(ctx context.Context) error {
 	if a.HostID() == "" {
 		if err := a.enrol(ctx); err != nil {
+			if ctx.Err() != nil {
+				return nil // stopped while enrolling
+			}
 			return err
 		}
 	}
@@ -446,6 +449,12 @@ type RefusedError struct {
 	Message string
 }
 
+// Temporary reports whether the request may succeed if asked again
+// later: the console was busy or could not answer.
+func (e *RefusedError) Temporary() bool {
+	return e.Status == http.StatusTooManyRequests || e.Status >= 500
+}
+
 func (e *RefusedError) Error() string {
 	return fmt.Sprintf("the console refused: %d %s", e.Status, e.Message)
 }
@@ -552,7 +561,7 @@ func (a *Agent) enrol(ctx context.Context) error {
 			tr.CloseIdleConnections()
 			var refused *RefusedError
 			switch {
-			case errors.As(err, &refused), errors.Is(err, errPin):
+			case errors.As(err, &refused) && !refused.Temporary(), errors.Is(err, errPin):
 				// Every console of the database would say the same.
 				return fmt.Errorf("agent: enrol at %s: %w", base, err)
 			case err != nil:

@@ -92,7 +92,7 @@ func New(ctx context.Context, cfg Config) (*Console, error) {
 	}
 	c := &Console{db: cfg.Store, host: cfg.Host, rec: cfg.Reconciler, log: cfg.Logger, version: cfg.Version,
 		lostAfter: cfg.LostAfter, heartbeat: cfg.Heartbeat, tokenTTL: cfg.JoinTokenTTL, certLifetime: cfg.CertLifetime,
-		ready: make(chan struct{}), enrols: rate.NewLimiter(10, 20), now: time.Now}
+		ready: make(chan struct{}), enrols: rate.NewLimiter(20, 100), now: time.Now}
 	if c.lostAfter <= 0 {
 		c.lostAfter = DefaultLostAfter
 	}
