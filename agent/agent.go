@@ -108,13 +108,15 @@ func New(cfg Config) (*Agent, error) {
 	if cfg.MaxBackoff <= 0 {
 		cfg.MaxBackoff = defaultMaxBackoff
 	}
+	consoles := make([]string, len(cfg.Consoles))
 	for i, u := range cfg.Consoles {
 		norm, err := consoleURL(u)
 		if err != nil {
 			return nil, err
 		}
-		cfg.Consoles[i] = norm
+		consoles[i] = norm
 	}
+	cfg.Consoles = consoles
 	if err := openStateDir(cfg.StateDir); err != nil {
 		return nil, fmt.Errorf("agent: %w", err)
 	}
