@@ -124,8 +124,13 @@ func answer(w http.ResponseWriter, v any) {
 	json.NewEncoder(w).Encode(v)
 }
 
-// decode reads a JSON body of at most limit bytes.
+// decode reads a JSON body of at most limit bytes, within requestWait
+// (the server has no read or write timeout of its own: it would end the
+// view streams).
 func decode(w http.ResponseWriter, r *http.Request, limit int64, v any) bool {
+	rc := http.NewResponseController(w)
+	rc.SetReadDeadline(time.Now().Add(requestWait))
+	rc.SetWriteDeadline(time.Now().Add(2 * requestWait))
 	if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, limit)).Decode(v); err != nil {
 		refuse(w, http.StatusBadRequest, "bad request body: "+err.Error())
 		return false
