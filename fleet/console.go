@@ -376,6 +376,17 @@ func (c *Console) NewJoinToken(ctx context.Context, name string) (store.Host, st
 	return h, hostview.JoinToken{Secret: secret, Pin: c.ca.Pin()}.String(), nil
 }
 
+// RemoveHost removes a host: its agent is refused from then on, and its
+// view stream ends at once.
+func (c *Console) RemoveHost(ctx context.Context, name string) (store.Host, error) {
+	h, err := c.db.RemoveHost(ctx, name)
+	if err != nil {
+		return store.Host{}, err
+	}
+	c.hub.wake()
+	return h, nil
+}
+
 // CreateHost adds a host to the database and returns it with its join
 // token, for the command line: the console need not run.
 func CreateHost(ctx context.Context, db *store.DB, name string, ttl time.Duration) (store.Host, string, error) {

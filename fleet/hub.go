@@ -140,17 +140,34 @@ func (h *hub) read(ctx context.Context) error {
 		}
 		return err
 	}
-	h.mu.Lock()
-	defer h.mu.Unlock()
 	if snap.Generation == prev.Generation && prev.Rules != nil {
 		return nil
 	}
-	h.update(snap)
+	// The views are computed without h.mu, which the web layer's reads
+	// take: only read changes them, and reads are serialised by readMu.
+	views := make(map[string]viewChange, len(snap.Hosts))
+	for _, host := range snap.Hosts {
+		prev := hostview.View{HostID: host.ID}
+		if e := h.hosts[host.ID]; e != nil {
+			prev = e.view
+		}
+		next, d := prev.Advance(snap.ForHost(host.ID))
+		views[host.ID] = viewChange{next, d}
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.update(snap, views)
 	return nil
 }
 
-// update moves every host to snap; h.mu is held.
-func (h *hub) update(snap store.Snapshot) {
+// viewChange is a host's next view and the delta to it.
+type viewChange struct {
+	next  hostview.View
+	delta hostview.Delta
+}
+
+// update moves every host to snap, whose views are computed; h.mu is held.
+func (h *hub) update(snap store.Snapshot, views map[string]viewChange) {
 	h.snap = snap
 	live := make(map[string]bool, len(snap.Hosts))
 	for _, host := range snap.Hosts {
@@ -162,7 +179,7 @@ func (h *hub) update(snap store.Snapshot) {
 		}
 		e.host = host
 		prevGen := e.view.Generation
-		next, d := e.view.Advance(snap.ForHost(host.ID))
+		next, d := views[host.ID].next, views[host.ID].delta
 		if !d.Empty() {
 			e.lastChange = snap.Generation
 		}
