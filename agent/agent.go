@@ -92,6 +92,9 @@ type Agent struct {
 	// issued the new one) waits for the new certificate.
 	renewing sync.Mutex
 
+	ready     chan struct{} // see Ready
+	readyOnce sync.Once
+
 	saveView  chan struct{} // the view changed: write it
 	connected chan struct{} // a session started: report in full
 }
@@ -121,7 +124,7 @@ func New(cfg Config) (*Agent, error) {
 		return nil, fmt.Errorf("agent: %w", err)
 	}
 	a := &Agent{cfg: cfg, log: cfg.Logger, src: newViewSource(), heartbeat: defaultHeartbeat,
-		saveView: make(chan struct{}, 1), connected: make(chan struct{}, 1)}
+		ready: make(chan struct{}), saveView: make(chan struct{}, 1), connected: make(chan struct{}, 1)}
 	a.rec = enforcer.NewReconciler(a.src, cfg.Backend, cfg.Logger)
 	var c credential
 	ok, err := readJSON(cfg.StateDir, credentialFile, &c)
@@ -178,6 +181,12 @@ func (a *Agent) Console() string {
 	return a.base
 }
 
+// Ready is closed once the view kept from before was applied (the first
+// apply attempted), or at once when none was kept: what a service manager
+// waits for before the network comes up, so that a host comes up
+// protected.
+func (a *Agent) Ready() <-chan struct{} { return a.ready }
+
 // Reconciler returns the agent's reconciler.
 func (a *Agent) Reconciler() *enforcer.Reconciler { return a.rec }
 
@@ -204,6 +213,18 @@ func (a *Agent) Run(ctx context.Context) error {
 	applied, cancel := a.rec.Watch()
 	defer cancel()
 	var wg sync.WaitGroup
+	select {
+	case <-a.src.has:
+		wg.Go(func() {
+			select {
+			case <-ctx.Done():
+			case <-a.rec.Ready():
+			}
+			a.readyOnce.Do(func() { close(a.ready) })
+		})
+	default:
+		a.readyOnce.Do(func() { close(a.ready) }) // nothing kept to apply
+	}
 	wg.Go(func() {
 		select {
 		case <-ctx.Done():

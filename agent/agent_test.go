@@ -149,6 +149,14 @@ func TestBootsFromKeptView(t *testing.T) {
 			go func() { done <- a.Run(ctx) }()
 			defer func() { cancel(); <-done }()
 			deadline := time.Now().Add(10 * time.Second)
+			select {
+			case <-a.Ready():
+			case <-time.After(10 * time.Second):
+				t.Fatal("not ready within 10 s")
+			}
+			if tt.applied && a.Reconciler().Stats().AppliedGeneration != 7 {
+				t.Fatal("ready before the kept view was applied")
+			}
 			for tt.applied && a.Reconciler().Stats().AppliedGeneration != 7 {
 				if time.Now().After(deadline) {
 					t.Fatal("the kept view was not applied within 10 s")

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"os"
 	"strings"
 	"time"
@@ -119,9 +120,37 @@ func runAgent(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return err
 	}
 	logger.Info("agent starting", "state_dir", *stateDir, "enforcer", *mode)
+	go func() {
+		select {
+		case <-ctx.Done():
+		case <-a.Ready():
+			if err := sdNotify("READY=1"); err != nil {
+				logger.Warn("tell systemd the agent is ready", "err", err)
+			}
+		}
+	}()
 	if err := a.Run(ctx); err != nil {
 		return err
 	}
 	logger.Info("agent stopped; the nftables ruleset stays in place (remove it with `rampart enforcer remove`)")
 	return nil
+}
+
+// sdNotify sends state to the service manager (systemd's sd_notify
+// protocol: one datagram to $NOTIFY_SOCKET), when there is one.
+func sdNotify(state string) error {
+	path := os.Getenv("NOTIFY_SOCKET")
+	if path == "" {
+		return nil
+	}
+	if strings.HasPrefix(path, "@") {
+		path = "\x00" + path[1:] // an abstract socket
+	}
+	conn, err := net.DialUnix("unixgram", nil, &net.UnixAddr{Name: path, Net: "unixgram"})
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	_, err = conn.Write([]byte(state))
+	return err
 }
