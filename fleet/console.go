@@ -5,7 +5,8 @@
 // layer reads through Console.
 //
 // The console's own host is a host like the others: its reconciler applies
-// only its view (HostSource), and its reports are kept as an agent's.
+// only its view (store.Snapshot.ForHost), and its reports are kept as an
+// agent's.
 package fleet
 
 import (
@@ -39,11 +40,11 @@ type Config struct {
 	Store *store.DB
 	// Host is the console's own host (store.DB.EnsureHost).
 	Host store.Host
-	// Reconciler enforces the console's own host: it must follow
-	// HostSource(Store, Host.ID). Console.Run runs it.
-	Reconciler *enforcer.Reconciler
-	Logger     *slog.Logger
-	Version    string
+	// Backend enforces the console's own host's view, through the
+	// console's reconciler.
+	Backend enforcer.Backend
+	Logger  *slog.Logger
+	Version string
 	// LostAfter is the silence after which a host is lost (0:
 	// DefaultLostAfter).
 	LostAfter time.Duration
@@ -84,13 +85,13 @@ type Console struct {
 // New returns the Console of cfg, loading (or creating) the agents' CA.
 // Nothing runs until Run.
 func New(ctx context.Context, cfg Config) (*Console, error) {
-	if cfg.Store == nil || cfg.Reconciler == nil || cfg.Host.ID == "" {
-		return nil, errors.New("fleet: a store, the console's host and its reconciler are required")
+	if cfg.Store == nil || cfg.Backend == nil || cfg.Host.ID == "" {
+		return nil, errors.New("fleet: a store, the console's host and a backend are required")
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	c := &Console{db: cfg.Store, host: cfg.Host, rec: cfg.Reconciler, log: cfg.Logger, version: cfg.Version,
+	c := &Console{db: cfg.Store, host: cfg.Host, log: cfg.Logger, version: cfg.Version,
 		lostAfter: cfg.LostAfter, heartbeat: cfg.Heartbeat, tokenTTL: cfg.JoinTokenTTL, certLifetime: cfg.CertLifetime,
 		ready: make(chan struct{}), enrols: rate.NewLimiter(20, 100), now: time.Now}
 	if c.lostAfter <= 0 {
@@ -109,10 +110,17 @@ func New(ctx context.Context, cfg Config) (*Console, error) {
 	if c.ca, err = LoadCA(ctx, c.db); err != nil {
 		return nil, err
 	}
-	c.hub = newHub(c.db, c.log)
+	// The hub and the console's own reconciler follow the store through
+	// one reader: one read per change serves both.
+	snaps := &snapshots{db: c.db}
+	c.hub = newHub(snaps, c.log)
+	c.rec = enforcer.NewReconciler(&hostSource{snaps: snaps, hostID: c.host.ID}, cfg.Backend, c.log)
 	c.reports = newReportBook(c.db, c.log)
 	return c, nil
 }
+
+// Reconciler returns the reconciler of the console's own host.
+func (c *Console) Reconciler() *enforcer.Reconciler { return c.rec }
 
 // CA returns the agents' CA.
 func (c *Console) CA() *CA { return c.ca }

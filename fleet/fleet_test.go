@@ -11,8 +11,10 @@ import (
 	"crypto/x509/pkix"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"math/big"
 	"net/http"
+	"reflect"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -451,4 +453,32 @@ func TestTwoConsoles(t *testing.T) {
 	must[store.Rule](t)(db2.CreateRule(ctx, f.org, zone, f.group.ID, store.RuleInput{Direction: store.Inbound,
 		Protocol: store.ANY, Action: store.Accept, IPRange: "10.0.0.0/8"}))
 	waitFor(t, "the change through B", func() bool { st, _ := b.groupState(t, f.current(t, db2)); return st == store.Available })
+}
+
+// TestHostSource: a host's reconciler reads exactly its part of the
+// store, incrementally.
+func TestHostSource(t *testing.T) {
+	ctx := context.Background()
+	db := openDB(t)
+	must[store.Host](t)(db.EnsureHost(ctx, "console"))
+	h1, _ := must2(t)(fleet.CreateHost(ctx, db, "h1", 0))
+	f := newFixture(t, db, "h1")
+	src := fleet.HostSource(db, h1.ID)
+	inc := src.(interface {
+		SnapshotSince(context.Context, store.Snapshot) (store.Snapshot, error)
+	})
+	got := must[store.Snapshot](t)(src.Snapshot(ctx))
+	for step := range 3 {
+		want := must[store.Snapshot](t)(db.Snapshot(ctx)).ForHost(h1.ID)
+		if !reflect.DeepEqual(got, want) {
+			t.Fatalf("step %d: the source read\n%+v\nwant\n%+v", step, got, want)
+		}
+		if len(got.Groups) != 1 || got.Groups[0].ID != f.group.ID {
+			t.Fatalf("step %d: groups %+v, want the fixture's", step, got.Groups)
+		}
+		must[store.Rule](t)(db.CreateRule(ctx, f.org, zone, f.group.ID, store.RuleInput{Direction: store.Inbound,
+			Protocol: store.ANY, Action: store.Accept, IPRange: fmt.Sprintf("10.%d.0.0/16", step)}))
+		must[store.Group](t)(db.CreateGroup(ctx, f.org, zone, store.GroupInput{Name: fmt.Sprint("elsewhere", step)}))
+		got = must[store.Snapshot](t)(inc.SnapshotSince(ctx, got))
+	}
 }

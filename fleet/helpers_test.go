@@ -118,8 +118,7 @@ func startConsole(tb testing.TB, db *store.DB, o consoleOpts) *console {
 		o.backend = enforcer.NewPreview("test")
 	}
 	log := testLog(tb)
-	rec := enforcer.NewReconciler(fleet.HostSource(db, host.ID), o.backend, log)
-	c, err := fleet.New(ctx, fleet.Config{Store: db, Host: host, Reconciler: rec, Logger: log, Version: "test",
+	c, err := fleet.New(ctx, fleet.Config{Store: db, Host: host, Backend: o.backend, Logger: log, Version: "test",
 		LostAfter: testLostAfter, Heartbeat: testHeartbeat, CertLifetime: o.certLifetime, JoinTokenTTL: o.tokenTTL})
 	if err != nil {
 		tb.Fatal(err)

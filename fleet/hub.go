@@ -33,8 +33,9 @@ const subscriberBuffer = 64
 // generation read: computed once per change whatever the number of agents,
 // and sent to the connected agents as deltas.
 type hub struct {
-	db  *store.DB
-	log *slog.Logger
+	db    *store.DB
+	snaps *snapshots // shared with the console's reconciler
+	log   *slog.Logger
 
 	poke  chan struct{}
 	ready chan struct{}
@@ -70,8 +71,8 @@ type subscriber struct {
 	reason         string        // why, once done is closed
 }
 
-func newHub(db *store.DB, log *slog.Logger) *hub {
-	return &hub{db: db, log: log, poke: make(chan struct{}, 1), ready: make(chan struct{}),
+func newHub(snaps *snapshots, log *slog.Logger) *hub {
+	return &hub{db: snaps.db, snaps: snaps, log: log, poke: make(chan struct{}, 1), ready: make(chan struct{}),
 		hosts: map[string]*hostEntry{}, holders: map[string][]string{}}
 }
 
@@ -132,7 +133,7 @@ func (h *hub) read(ctx context.Context) error {
 	h.mu.Lock()
 	prev := h.snap
 	h.mu.Unlock()
-	snap, err := h.db.SnapshotSince(ctx, prev)
+	snap, err := h.snaps.latest(ctx)
 	h.nextRead = start.Add(readPace * time.Since(start))
 	if err != nil {
 		if ctx.Err() == nil {

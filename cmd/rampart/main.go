@@ -167,14 +167,13 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err != nil {
 		return err
 	}
-	// This machine enforces its own host's servers; agents the others'.
-	rec := enforcer.NewReconciler(fleet.HostSource(db, host.ID), backend, logger)
 	if m, why := backend.Mode(); m != enforcer.ModeNFTables {
 		logger.Warn("not enforcing: rules are computed and shown, not applied to the kernel", "mode", m, "reason", why)
 	} else {
 		logger.Info("enforcing with nftables", "table", "inet rampart", "host", host.Name)
 	}
-	console, err := fleet.New(ctx, fleet.Config{Store: db, Host: host, Reconciler: rec, Logger: logger, Version: version,
+	// This machine enforces its own host's servers; agents the others'.
+	console, err := fleet.New(ctx, fleet.Config{Store: db, Host: host, Backend: backend, Logger: logger, Version: version,
 		LostAfter: fl.lostAfter, JoinTokenTTL: fl.tokenTTL, CertLifetime: fl.certLifetime})
 	if err != nil {
 		return err
