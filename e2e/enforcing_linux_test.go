@@ -21,8 +21,9 @@ import (
 
 // TestSyncStateEnforcing is flow 10 where the kernel enforces: the server
 // runs with --enforcer nftables inside a network namespace the test makes
-// (so the host's own ruleset is never touched), a changed group reaches
-// "available", and its rules are in the namespace's kernel. A second
+// (so the host's own ruleset is never touched), a changed group with a
+// server on the console's host reaches "available", and its rules are in
+// the namespace's kernel. A second
 // Chromium runs inside the namespace too, to see what a person sees there.
 func TestSyncStateEnforcing(t *testing.T) {
 	needNamespaces(t, "the enforcing flow")
@@ -58,6 +59,13 @@ func TestSyncStateEnforcing(t *testing.T) {
 	tok := srv.newToken(t, a.Org)
 	g := srv.createGroup(t, tok, "enforced", true)
 	srv.addRule(t, tok, g.ID, "inbound", 22)
+	// The console's kernel holds the groups of the servers on its host.
+	servers := "/instance/v1/zones/fr-par-1/servers"
+	if code := srv.api(t, http.MethodPost, servers, tok.SecretKey, map[string]any{
+		"name": "vm-e2e", "project": tok.ProjectID, "interface": "vnet-e2e", "security_group": g.ID,
+	}, nil); code != http.StatusCreated {
+		t.Fatalf("POST %s = %d, want 201", servers, code)
+	}
 	srv.waitState(t, tok, g.ID, "available")
 
 	out := run(t, "ip", "netns", "exec", ns, "nft", "list", "table", "inet", "rampart")

@@ -51,6 +51,7 @@ type Reconciler struct {
 	snapGen  int64    // store generation of the last snapshot taken
 	groups   map[string]*groupStatus
 	stats    Stats
+	watchers map[chan struct{}]struct{} // woken after every apply: see Watch
 }
 
 type groupStatus struct {
@@ -67,8 +68,9 @@ func NewReconciler(src Source, b Backend, log *slog.Logger) *Reconciler {
 	}
 	return &Reconciler{
 		src: src, backend: b, log: log, interval: defaultCheckInterval,
-		ready:  make(chan struct{}),
-		groups: map[string]*groupStatus{},
+		ready:    make(chan struct{}),
+		groups:   map[string]*groupStatus{},
+		watchers: map[chan struct{}]struct{}{},
 	}
 }
 
@@ -120,6 +122,7 @@ func (r *Reconciler) check(ctx context.Context) {
 		if r.sync(ctx) {
 			r.mu.Lock()
 			r.stats.DriftRepairs++
+			r.notify()
 			r.mu.Unlock()
 		}
 	case ctx.Err() == nil:
@@ -159,6 +162,7 @@ func (r *Reconciler) sync(ctx context.Context) bool {
 			r.mu.Lock()
 			r.stats.ApplyErrors++
 			r.stats.LastError = "read desired state: " + err.Error()
+			r.notify()
 			r.mu.Unlock()
 		}
 		return false
@@ -213,6 +217,7 @@ func (r *Reconciler) pace(ctx context.Context) bool {
 func (r *Reconciler) record(snap store.Snapshot, rs *Ruleset, full bool, d rulesetDiff, err error, dur time.Duration) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	defer r.notify()
 	r.desired = rs
 	r.stats.LastApply = time.Now()
 	r.stats.LastApplyDuration = dur
@@ -429,4 +434,49 @@ func (r *Reconciler) Stats() Stats {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return r.stats
+}
+
+// GroupStatus is where the backend stands with one group.
+type GroupStatus struct {
+	Applied int64  // group generation the backend holds, 0 if none
+	Error   string // why the group's last apply (or compile) failed, "" when it did not
+	// ErrorGeneration is the group generation whose apply failed.
+	ErrorGeneration int64
+}
+
+// Groups returns the status of every group of the last snapshot, by ID.
+func (r *Reconciler) Groups() map[string]GroupStatus {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := make(map[string]GroupStatus, len(r.groups))
+	for id, st := range r.groups {
+		out[id] = GroupStatus{Applied: st.applied, Error: st.errText, ErrorGeneration: st.errGen}
+	}
+	return out
+}
+
+// Watch returns a channel that receives (capacity 1, never blocking the
+// reconciler) after every apply, failed or not, and every drift repair,
+// and a function that stops the notifications: what an agent needs to
+// report promptly.
+func (r *Reconciler) Watch() (<-chan struct{}, func()) {
+	ch := make(chan struct{}, 1)
+	r.mu.Lock()
+	r.watchers[ch] = struct{}{}
+	r.mu.Unlock()
+	return ch, func() {
+		r.mu.Lock()
+		delete(r.watchers, ch)
+		r.mu.Unlock()
+	}
+}
+
+// notify wakes the watchers; r.mu is held.
+func (r *Reconciler) notify() {
+	for ch := range r.watchers {
+		select {
+		case ch <- struct{}{}:
+		default:
+		}
+	}
 }

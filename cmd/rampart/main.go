@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"github.com/rampart-fw/rampart/enforcer"
+	"github.com/rampart-fw/rampart/fleet"
 	"github.com/rampart-fw/rampart/store"
 	"github.com/rampart-fw/rampart/web"
 )
@@ -42,6 +43,12 @@ func main() {
 
 const usage = `usage:
   rampart serve [--listen 127.0.0.1:8080] [--db data/rampart.db|postgres://…] [--zones fr-par-1,nl-ams-1] [--enforcer auto|nftables|preview]
+                [--host-name NAME] [--agent-listen ADDR] [--agent-names NAMES] [--lost-after 30s] [--join-token-ttl 1h] [--cert-lifetime 720h]
+                [--secure-cookies] [--trusted-proxies CIDRS]
+  rampart agent --console URL[,URL2…] --join-token TOKEN --state-dir DIR   (later runs: --state-dir DIR alone)
+  rampart host add --db PATH|URL --name NAME [--join-token-ttl 1h]   (prints {"host_id","name","join_token"})
+  rampart host token --db PATH|URL --name NAME [--join-token-ttl 1h] (a new join token for a host)
+  rampart host remove --db PATH|URL --name NAME
   rampart token create --db PATH|URL [--org NAME]
   rampart user create --db PATH|URL --email E [--org NAME] [--operator]   (password read from standard input)
   rampart grant --db PATH|URL --org NAME [--host NAME] --interfaces 'tap-acme-*,vnet1*' [--local]
@@ -83,6 +90,10 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 			return runDBBackup(ctx, rest[1:], stdout, stderr)
 		}
 		return errors.New("usage: rampart db copy --from PATH --to postgres://… | rampart db backup --db PATH --to FILE")
+	case "agent":
+		return runAgent(ctx, rest, stdout, stderr)
+	case "host":
+		return runHost(ctx, rest, stdout, stderr)
 	case "enforcer":
 		if len(rest) == 0 || rest[0] != "remove" {
 			return errors.New("usage: rampart enforcer remove")
@@ -230,8 +241,22 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		"mark the console's cookies Secure, when it is reached over HTTPS (env RAMPART_SECURE_COOKIES)")
 	proxies := fs.String("trusted-proxies", envOr("RAMPART_TRUSTED_PROXIES", ""),
 		"comma-separated CIDRs of reverse proxies whose X-Forwarded-For and X-Forwarded-Proto are believed (env RAMPART_TRUSTED_PROXIES)")
+	defaultHost, _ := os.Hostname()
+	hostName := fs.String("host-name", envOr("RAMPART_HOST_NAME", defaultHost),
+		"the name of this machine among the hosts: the console enforces the servers on it (env RAMPART_HOST_NAME)")
+	agentListen := fs.String("agent-listen", envOr("RAMPART_AGENT_LISTEN", ""),
+		"address of the agents' endpoint (TLS), off when empty (env RAMPART_AGENT_LISTEN)")
+	agentNames := fs.String("agent-names", envOr("RAMPART_AGENT_NAMES", ""),
+		"comma-separated names and addresses the agents reach the console by, for its certificate; default: the hostname and the listen address (env RAMPART_AGENT_NAMES)")
+	var fl fleetFlags
+	if err := fl.register(fs); err != nil {
+		return err
+	}
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	if !store.ValidHostName(*hostName) {
+		return fmt.Errorf("--host-name %q: a host name is 1 to 63 letters, digits, '.', '_' or '-' (set --host-name)", *hostName)
 	}
 	trusted, err := parsePrefixes(*proxies)
 	if err != nil {
@@ -249,19 +274,35 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	defer db.Close()
 	reportUnreadable(ctx, db, logger)
 
+	host, err := db.EnsureHost(ctx, *hostName)
+	if err != nil {
+		return err
+	}
 	backend, err := enforcer.Open(*mode)
 	if err != nil {
 		return err
 	}
-	rec := enforcer.NewReconciler(db, backend, logger)
 	if m, why := backend.Mode(); m != enforcer.ModeNFTables {
 		logger.Warn("not enforcing: rules are computed and shown, not applied to the kernel", "mode", m, "reason", why)
 	} else {
-		logger.Info("enforcing with nftables", "table", "inet rampart")
+		logger.Info("enforcing with nftables", "table", "inet rampart", "host", host.Name)
+	}
+	// This machine enforces its own host's servers; agents the others'.
+	console, err := fleet.New(ctx, fleet.Config{Store: db, Host: host, Backend: backend, Logger: logger, Version: version,
+		LostAfter: fl.lostAfter, JoinTokenTTL: fl.tokenTTL, CertLifetime: fl.certLifetime})
+	if err != nil {
+		return err
+	}
+	var agentLn net.Listener
+	if *agentListen != "" {
+		if agentLn, err = net.Listen("tcp", *agentListen); err != nil {
+			return fmt.Errorf("agent listen: %w", err)
+		}
 	}
 
-	srv, err := web.New(web.Config{Store: db, Enforcer: rec, Logger: logger, Version: version,
-		SecureCookies: *secure, TrustedProxies: trusted})
+	srv, err := web.New(web.Config{Store: db, Enforcer: console, Logger: logger, Version: version,
+		SecureCookies: *secure, TrustedProxies: trusted,
+		Fleet: console, JoinToken: console.JoinToken, JoinTokenTTL: fl.tokenTTL})
 	if err != nil {
 		return err
 	}
@@ -276,7 +317,22 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 
 	recCtx, stopRec := context.WithCancel(context.Background())
 	recDone := make(chan error, 1)
-	go func() { recDone <- rec.Run(recCtx) }()
+	go func() { recDone <- console.Run(recCtx) }()
+	var agentsDone chan error // nil, which never answers, without agents
+	if agentLn != nil {
+		agentsDone = make(chan error, 1)
+		names := splitZones(*agentNames)
+		if len(names) == 0 {
+			names = fleet.ServerNames(agentLn.Addr().String())
+		}
+		logger.Info("agents' endpoint", "addr", "https://"+agentLn.Addr().String(), "names", names, "ca_pin", console.CA().Pin())
+		go func() { agentsDone <- console.ServeAgents(recCtx, agentLn, names) }()
+	}
+	waitAgents := func() {
+		if agentsDone != nil {
+			<-agentsDone
+		}
+	}
 
 	httpSrv := srv.HTTPServer()
 	httpSrv.ErrorLog = slog.NewLogLogger(logger.Handler(), slog.LevelWarn)
@@ -288,7 +344,13 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	case err := <-serveErr:
 		stopRec()
 		<-recDone
+		waitAgents()
 		return fmt.Errorf("serve: %w", err)
+	case err := <-agentsDone:
+		httpSrv.Close()
+		stopRec()
+		<-recDone
+		return err
 	}
 	logger.Info("shutting down; the nftables ruleset stays in place (remove it with `rampart enforcer remove`)")
 	shutCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -296,6 +358,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	err = httpSrv.Shutdown(shutCtx)
 	stopRec()
 	<-recDone
+	waitAgents()
 	return err
 }
 

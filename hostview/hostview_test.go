@@ -1,0 +1,326 @@
+package hostview
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"math/rand/v2"
+	"net/netip"
+	"path/filepath"
+	"reflect"
+	"testing"
+
+	"github.com/rampart-fw/rampart/store"
+)
+
+// forHost is what an agent must rebuild: the console's view of the host,
+// without the other hosts (a view does not carry them).
+func forHost(snap store.Snapshot, hostID string) store.Snapshot {
+	v := snap.ForHost(hostID)
+	v.Hosts = nil
+	return v
+}
+
+// roundTrip sends a frame through JSON, as the view stream does.
+func roundTrip(t *testing.T, f Frame) Frame {
+	t.Helper()
+	b, err := json.Marshal(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out Frame
+	if err := json.Unmarshal(b, &out); err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// TestAgentRebuildsForHost is the protocol's property: an agent that
+// received a full view and then every delta (through JSON), or a full
+// view again after a reconnect, holds exactly snap.ForHost(host) of the
+// console's snapshot at that generation, for every host, after every one
+// of a few hundred random changes to a real store (groups, rules,
+// servers moving between groups and hosts, the default host moving).
+func TestAgentRebuildsForHost(t *testing.T) {
+	ctx := context.Background()
+	db, err := store.Open(ctx, filepath.Join(t.TempDir(), "r.db"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	org, err := db.EnsureOrganization(ctx, "acme")
+	if err != nil {
+		t.Fatal(err)
+	}
+	const zone = "fr-par-1"
+	hostNames := []string{"console", "h1", "h2", "h3"}
+	if _, err := db.EnsureHost(ctx, "console"); err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range hostNames[1:] {
+		if _, _, err := db.CreateHost(ctx, n, 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	seed := rand.Uint64()
+	t.Logf("seed %d", seed)
+	rng := rand.New(rand.NewPCG(seed, 13))
+
+	snap, err := db.Snapshot(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hostIDs := map[string]string{}
+	for _, h := range snap.Hosts {
+		hostIDs[h.Name] = h.ID
+	}
+	console := map[string]View{} // what the hub last sent each host
+	agent := map[string]View{}   // what each agent rebuilt
+	for _, id := range hostIDs {
+		v := FromSnapshot(id, snap.ForHost(id))
+		console[id] = v
+		agent[id] = *roundTrip(t, Frame{Type: FrameView, View: &v}).View
+	}
+
+	var groups, servers, rules []string
+	made := 0 // servers ever made: names and interfaces stay unique
+	ruleGroup := map[string]string{}
+	pick := func(list []string) string { return list[rng.IntN(len(list))] }
+	policy := func() store.Policy { return []store.Policy{store.Accept, store.Drop}[rng.IntN(2)] }
+	ptr := func(n int) *int { return &n }
+	ops := []func() error{
+		func() error { // a group
+			g, err := db.CreateGroup(ctx, org.ID, zone, store.GroupInput{Name: fmt.Sprint("g", len(groups)),
+				Stateful: rng.IntN(2) == 0, InboundDefaultPolicy: policy(), OutboundDefaultPolicy: policy(),
+				SMTPEnabled: rng.IntN(2) == 0, Tags: []string{"t"}[:rng.IntN(2)]})
+			if err == nil {
+				groups = append(groups, g.ID)
+			}
+			return err
+		},
+		func() error { // a group's settings
+			if len(groups) == 0 {
+				return nil
+			}
+			p, s := policy(), rng.IntN(2) == 0
+			_, err := db.UpdateGroup(ctx, org.ID, zone, pick(groups), store.GroupPatch{InboundDefaultPolicy: &p, SMTPEnabled: &s})
+			return err
+		},
+		func() error { // a rule
+			if len(groups) == 0 {
+				return nil
+			}
+			gid := pick(groups)
+			in := store.RuleInput{Direction: store.Inbound, Protocol: store.TCP, Action: policy(),
+				IPRange: fmt.Sprintf("10.%d.0.0/16", rng.IntN(200)), DestPortFrom: ptr(1 + rng.IntN(1000))}
+			if rng.IntN(2) == 0 {
+				in.Direction, in.Protocol, in.IPRange, in.DestPortFrom = store.Outbound, store.ANY, "::/0", nil
+			}
+			r, err := db.CreateRule(ctx, org.ID, zone, gid, in)
+			if err == nil {
+				rules = append(rules, r.ID)
+				ruleGroup[r.ID] = gid
+			}
+			return err
+		},
+		func() error { // a rule removed
+			if len(rules) == 0 {
+				return nil
+			}
+			i := rng.IntN(len(rules))
+			id := rules[i]
+			rules = append(rules[:i], rules[i+1:]...)
+			err := db.DeleteRule(ctx, org.ID, zone, ruleGroup[id], id)
+			if store.ErrorCode(err) == store.CodeNotFound {
+				return nil // its group went
+			}
+			return err
+		},
+		func() error { // a server, on some host, in some group
+			made++
+			in := store.ServerInput{Name: fmt.Sprint("s", made), Interface: fmt.Sprintf("vm%d", made),
+				Addresses: []string{fmt.Sprintf("10.1.%d.%d", made/200, 1+made%200)}}
+			if rng.IntN(3) > 0 {
+				in.Host = pick(hostNames)
+			}
+			if len(groups) > 0 {
+				in.SecurityGroupID = pick(groups)
+			}
+			s, err := db.CreateServer(ctx, org.ID, zone, in)
+			if err == nil {
+				servers = append(servers, s.ID)
+			}
+			return err
+		},
+		func() error { // a server moves to another host
+			if len(servers) == 0 {
+				return nil
+			}
+			h := pick(append(hostNames, ""))
+			_, err := db.UpdateServer(ctx, org.ID, zone, pick(servers), store.ServerPatch{Host: &h})
+			return err
+		},
+		func() error { // a server moves to another group
+			if len(servers) == 0 || len(groups) == 0 {
+				return nil
+			}
+			g := pick(groups)
+			_, err := db.UpdateServer(ctx, org.ID, zone, pick(servers), store.ServerPatch{SecurityGroupID: &g})
+			return err
+		},
+		func() error { // a server removed
+			if len(servers) == 0 {
+				return nil
+			}
+			i := rng.IntN(len(servers))
+			id := servers[i]
+			servers = append(servers[:i], servers[i+1:]...)
+			_, err := db.DeleteServer(ctx, org.ID, zone, id)
+			return err
+		},
+		func() error { // a group removed (refused while it holds servers)
+			if len(groups) == 0 {
+				return nil
+			}
+			i := rng.IntN(len(groups))
+			_, err := db.DeleteGroup(ctx, org.ID, zone, groups[i])
+			if err == nil {
+				groups = append(groups[:i], groups[i+1:]...)
+			}
+			if store.ErrorCode(err) == store.CodeConflict || store.ErrorCode(err) == store.CodeInvalid {
+				return nil
+			}
+			return err
+		},
+		func() error { // the default host moves
+			_, err := db.SetDefaultHost(ctx, pick(hostNames))
+			return err
+		},
+	}
+	weights := []int{3, 2, 6, 2, 5, 3, 3, 1, 1, 1}
+	var total int
+	for _, w := range weights {
+		total += w
+	}
+	nonEmpty := 0
+	for step := range 300 {
+		// Sometimes several changes between two reads, as the hub's
+		// pacing coalesces them.
+		for range 1 + rng.IntN(3) {
+			n := rng.IntN(total)
+			i := 0
+			for n >= weights[i] {
+				n -= weights[i]
+				i++
+			}
+			if err := ops[i](); err != nil {
+				t.Fatalf("step %d op %d: %v", step, i, err)
+			}
+		}
+		next, err := db.SnapshotSince(ctx, snap)
+		if err != nil {
+			t.Fatal(err)
+		}
+		snap = next
+		for name, id := range hostIDs {
+			v, d := console[id].Advance(snap.ForHost(id))
+			console[id] = v
+			if !d.Empty() {
+				nonEmpty++
+			}
+			if rng.IntN(20) == 0 { // a reconnect: a full view
+				agent[id] = *roundTrip(t, Frame{Type: FrameView, View: &v}).View
+			} else {
+				got, err := agent[id].Apply(*roundTrip(t, Frame{Type: FrameDelta, Delta: &d}).Delta)
+				if err != nil {
+					t.Fatalf("step %d host %s: %v", step, name, err)
+				}
+				agent[id] = got
+			}
+			if got, want := agent[id].Snapshot(), forHost(snap, id); !reflect.DeepEqual(got, want) {
+				t.Fatalf("step %d host %s: the agent holds\n%+v\nwant\n%+v", step, name, got, want)
+			}
+		}
+	}
+	if nonEmpty < 100 {
+		t.Errorf("only %d deltas changed anything: the test did not exercise the protocol", nonEmpty)
+	}
+	// The incremental reads matched a whole read all along.
+	full, err := db.Snapshot(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, id := range hostIDs {
+		if !reflect.DeepEqual(agent[id].Snapshot(), forHost(full, id)) {
+			t.Errorf("host %s: the agent's view differs from a whole snapshot's", name)
+		}
+	}
+}
+
+// TestDeltaRefusals: a delta applies only to the view it starts from.
+func TestDeltaRefusals(t *testing.T) {
+	v := View{HostID: "h", Generation: 5, Groups: []Group{{ID: "a", Generation: 3}}}
+	tests := []struct {
+		name string
+		d    Delta
+		ok   bool
+	}{
+		{"next generation", Delta{HostID: "h", From: 5, Generation: 7}, true},
+		{"another host", Delta{HostID: "x", From: 5, Generation: 7}, false},
+		{"from elsewhere", Delta{HostID: "h", From: 4, Generation: 7}, false},
+		{"backwards", Delta{HostID: "h", From: 5, Generation: 4}, false},
+		{"a group twice", Delta{HostID: "h", From: 5, Generation: 6, Groups: []Group{{ID: "b"}, {ID: "b"}}}, false},
+		{"a group replaced", Delta{HostID: "h", From: 5, Generation: 6, Groups: []Group{{ID: "a", Generation: 6}}}, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := v.Apply(tt.d)
+			if (err == nil) != tt.ok {
+				t.Fatalf("Apply = %v, want ok %v", err, tt.ok)
+			}
+		})
+	}
+}
+
+// TestUnreadableRowsTravel: rows the store could not read reach the agent,
+// which then fails the group closed as the console would.
+func TestUnreadableRowsTravel(t *testing.T) {
+	snap := store.Snapshot{Generation: 9,
+		Groups: []store.Group{{ID: "g", Generation: 9, Unreadable: "inbound policy \"maybe\""}},
+		Rules: map[string][]store.Rule{"g": {{ID: "r", GroupID: "g", Direction: store.Inbound, Protocol: store.TCP,
+			Action: store.Accept, IPRange: netip.MustParsePrefix("10.0.0.0/8"), Position: 1, Editable: true, Unreadable: "port 0"}}},
+		Servers:    []store.Server{{ID: "s", HostID: "h", SecurityGroup: store.ServerRef{ID: "g"}, Unreadable: "addresses"}},
+		Unreadable: map[string][]string{"g": {"group g: x", "rule r: port 0", "server s: addresses"}},
+	}
+	v := FromSnapshot("h", snap)
+	got := roundTrip(t, Frame{Type: FrameView, View: &v}).View.Snapshot()
+	if !reflect.DeepEqual(got, snap) {
+		t.Fatalf("got\n%+v\nwant\n%+v", got, snap)
+	}
+}
+
+func TestJoinToken(t *testing.T) {
+	pin := Pin([]byte("a CA certificate"))
+	tests := []struct {
+		in string
+		ok bool
+	}{
+		{"s3cr3t." + pin, true},
+		{" s3cr3t." + pin + "\n", true},
+		{"s3cr3t", false},
+		{"." + pin, false},
+		{"s3cr3t.", false},
+		{"s3cr3t.abc", false},
+		{"s3cr3t." + pin + "x", false},
+	}
+	for _, tt := range tests {
+		tok, err := ParseJoinToken(tt.in)
+		if (err == nil) != tt.ok {
+			t.Errorf("ParseJoinToken(%q) = %v, want ok %v", tt.in, err, tt.ok)
+			continue
+		}
+		if tt.ok && (tok.Secret != "s3cr3t" || tok.Pin != pin || tok.String() != "s3cr3t."+pin) {
+			t.Errorf("ParseJoinToken(%q) = %+v", tt.in, tok)
+		}
+	}
+}
