@@ -145,7 +145,7 @@ func BenchmarkEncodeFullBatch(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		if err := fullBatch(bt, rs); err != nil {
+		if err := fullBatch(bt, rs, tableState{}); err != nil {
 			b.Fatal(err)
 		}
 		buf, err := bt.finish()
