@@ -162,12 +162,13 @@ func encodedMsgs(t *testing.T, buf []byte) []netlink.Message {
 // TestEncodeRuleMatchesLibrary checks that the batch's own encoding of
 // rules and chains is byte for byte what github.com/google/nftables sends
 // for ruleExprs, for every kind of rule the compiler makes: the benchmark's
-// 10,000 rules, the fixed ones, and the test cases' groups.
+// 10,000 rules, the fixed ones, the rich snapshot's logged rules and log
+// chains, and the test cases' groups.
 func TestEncodeRuleMatchesLibrary(t *testing.T) {
 	rs := Compile(benchSnapshot(1))
 	var chains []Chain
-	for _, g := range rs.Groups {
-		chains = append(chains, g.In, g.Out)
+	for _, g := range append(rs.Groups, richRuleset().Groups...) {
+		chains = append(append(chains, g.In, g.Out), g.LogChains...)
 	}
 	chains = append(chains, baseChains()...)
 	chains = append(chains, rs.HostIn, rs.HostOut)
@@ -348,5 +349,56 @@ func TestKernelApplyKnowsWhatItSent(t *testing.T) {
 	}
 	if b.verifiedFor == rs3 {
 		t.Fatal("an apply over an unverified kernel counted as verified")
+	}
+}
+
+// TestEncodeObjectsMatchLibrary checks that the batch's own encoding of
+// NEWOBJ (counters and limits) and DELOBJ is byte for byte what the
+// library's AddObj and DeleteObject send.
+func TestEncodeObjectsMatchLibrary(t *testing.T) {
+	tb := table()
+	b, err := newBatch(tb)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lib, rec := b.lib, b.rec
+	objects := []Object{
+		{Kind: ObjCounter, Name: counterName(gA, TagDefaultIn), Tag: TagDefaultIn},
+		{Kind: ObjCounter, Name: counterName(gA, strings.Repeat("z", 100)), Tag: "z"},
+		{Kind: ObjCounter, Name: "c"},
+		{Kind: ObjLimit, Name: limitName(gA, LogLimit{Rate: 50, Burst: 100}), Rate: 50, Burst: 100},
+		{Kind: ObjLimit, Name: "l", Rate: 1 << 40, Burst: 1<<32 - 1},
+	}
+	for _, o := range objects {
+		start := len(b.buf)
+		if err := b.addObject(o); err != nil {
+			t.Fatal(err)
+		}
+		if err := b.delObject(o); err != nil {
+			t.Fatal(err)
+		}
+		named := &nftables.NamedObj{Table: tb, Name: o.Name, Type: nftables.ObjTypeCounter, Obj: &expr.Counter{}}
+		if o.Kind == ObjLimit {
+			named = &nftables.NamedObj{Table: tb, Name: o.Name, Type: nftables.ObjTypeLimit,
+				Obj: &expr.Limit{Type: expr.LimitTypePkts, Rate: o.Rate, Unit: expr.LimitTimeSecond, Burst: o.Burst}}
+		}
+		rec.msgs = rec.msgs[:0]
+		lib.AddObj(named)
+		lib.DeleteObject(named)
+		if err := lib.Flush(); err != nil {
+			t.Fatal(err)
+		}
+		got := encodedMsgs(t, b.buf[start:])
+		want := rec.msgs[1 : len(rec.msgs)-1]
+		if len(got) != len(want) {
+			t.Fatalf("object %s: %d messages, want %d", o.Name, len(got), len(want))
+		}
+		for i := range got {
+			wf := want[i].Header.Flags &^ (netlink.Acknowledge | netlink.Echo)
+			if got[i].Header.Type != want[i].Header.Type || got[i].Header.Flags != wf || !bytes.Equal(got[i].Data, want[i].Data) {
+				t.Errorf("object %s message %d differs from the library's:\n got %v %v % x\nwant %v %v % x", o.Name, i,
+					got[i].Header.Type, got[i].Header.Flags, got[i].Data, want[i].Header.Type, wf, want[i].Data)
+			}
+		}
 	}
 }
