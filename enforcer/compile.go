@@ -370,8 +370,9 @@ func compileGroup(g store.Group, rules []store.Rule, cfg LogConfig) GroupChains 
 	gc := GroupChains{GroupID: g.ID, Generation: g.Generation, In: Chain{Name: inName}, Out: Chain{Name: outName}}
 	// log says whether each rule of In and Out logs.
 	var logIn, logOut []bool
+	base := groupBase(g.ID)
 	add := func(dir store.Direction, r Rule, log bool) {
-		r.Counter = counterName(g.ID, r.Tag)
+		r.Counter = objectName(base, "", r.Tag)
 		if dir == store.Inbound {
 			gc.In.Rules, logIn = append(gc.In.Rules, r), append(logIn, log)
 		} else {
@@ -403,6 +404,7 @@ func compileGroup(g store.Group, rules []store.Rule, cfg LogConfig) GroupChains 
 	add(store.Outbound, Rule{Tag: TagDefaultOut, Verdict: verdict(g.OutboundDefaultPolicy)},
 		g.LogDefaultDrops && g.OutboundDefaultPolicy == store.Drop)
 
+	gc.Objects = make([]Object, 0, len(gc.In.Rules)+len(gc.Out.Rules)+2)
 	for _, side := range []struct {
 		dir   store.Direction
 		rules []Rule

@@ -79,22 +79,53 @@ var fixedTags = []string{TagDefaultIn, TagDefaultOut, TagEstablishedIn, TagEstab
 // of its SHA-256. Names thus stay under NFT_OBJ_MAXNAMELEN and
 // NFT_CHAIN_MAXNAMELEN (256 with the NUL).
 func objectTag(tag string) string {
+	var b strings.Builder
+	appendObjectTag(&b, tag)
+	return b.String()
+}
+
+// appendObjectTag writes objectTag(tag) to b; names are built this way,
+// with one allocation each, because a group's compilation makes one per
+// rule.
+func appendObjectTag(b *strings.Builder, tag string) {
 	for _, f := range fixedTags {
 		if tag == f {
-			return tag
+			b.WriteString(tag)
+			return
 		}
 	}
-	if isUUID(tag) {
-		return "u" + strings.ReplaceAll(tag, "-", "")
+	switch {
+	case isUUID(tag):
+		b.WriteByte('u')
+		for i := 0; i < len(tag); i++ {
+			if tag[i] != '-' {
+				b.WriteByte(tag[i])
+			}
+		}
+	case tag != "" && len(tag) <= 64 && strings.Trim(tag, "abcdefghijklmnopqrstuvwxyz0123456789") == "":
+		b.WriteByte('r')
+		b.WriteString(tag)
+	case len(tag) <= 100:
+		b.WriteByte('x')
+		var h [200]byte
+		b.Write(hex.AppendEncode(h[:0], []byte(tag)))
+	default:
+		h := sha256.Sum256([]byte(tag))
+		b.WriteByte('h')
+		var x [16]byte
+		b.Write(hex.AppendEncode(x[:0], h[:8]))
 	}
-	if tag != "" && len(tag) <= 64 && strings.Trim(tag, "abcdefghijklmnopqrstuvwxyz0123456789") == "" {
-		return "r" + tag
-	}
-	if len(tag) <= 100 {
-		return "x" + hex.EncodeToString([]byte(tag))
-	}
-	h := sha256.Sum256([]byte(tag))
-	return "h" + hex.EncodeToString(h[:8])
+}
+
+// objectName is base + "_" + infix + objectTag(tag), in one allocation.
+func objectName(base, infix, tag string) string {
+	var b strings.Builder
+	b.Grow(len(base) + 1 + len(infix) + 1 + 32 + 8)
+	b.WriteString(base)
+	b.WriteByte('_')
+	b.WriteString(infix)
+	appendObjectTag(&b, tag)
+	return b.String()
 }
 
 // isUUID reports whether s is a UUID in its canonical lower-case form, as
@@ -123,13 +154,13 @@ func groupBase(groupID string) string { return "sg_" + chainID(groupID) }
 
 // counterName is the name of the counter object of a group's rule.
 func counterName(groupID, tag string) string {
-	return groupBase(groupID) + "_" + objectTag(tag)
+	return objectName(groupBase(groupID), "", tag)
 }
 
 // logChainName is the name of the chain through which a logged rule of a
 // group decides.
 func logChainName(groupID, tag string) string {
-	return groupBase(groupID) + "_log_" + objectTag(tag)
+	return objectName(groupBase(groupID), "log_", tag)
 }
 
 // limitedName is the name of the counter of a group's log entries that
