@@ -8,6 +8,7 @@ import (
 	"net"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/rampart-fw/rampart/store"
 )
@@ -153,5 +154,87 @@ func TestKernelCountersLast(t *testing.T) {
 	}
 	if byChain["r-ping"].Packets != 1 || byChain[TagDefaultIn].Packets != 1 {
 		t.Errorf("Counters(%s) = %+v", g.In.Name, byChain)
+	}
+}
+
+// TestKernelReconcilerCountersRestart runs the reconcile loop, stops it
+// and starts another on a new backend, as a restart of serve does: the
+// first apply of the new one is a full resync, and the counters go on.
+// Through the Reconciler: Counters, AllCounters, ResetCounters, and
+// SetLogConfig, whose new limit rewrites the group's log chains while
+// its counters go on.
+func TestKernelReconcilerCountersRestart(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	a := group(gA, false, store.Drop, store.Accept, false)
+	a.LogDefaultDrops = true
+	ping := rule("r-ping", store.Inbound, store.ICMP, store.Accept, "10.99.0.0/24", 0, 0)
+	ping.Log = true
+	src := newFakeSource(oneGroup(a, ping))
+	pings := func(n int) {
+		t.Helper()
+		for i := 0; i < n; i++ {
+			expect(t, "ping", pingErr(e.client, e.s1.v4), true)
+		}
+	}
+	r1 := NewReconciler(src, e.b, nil)
+	ctx1, stop1 := context.WithCancel(ctx)
+	done1 := make(chan error, 1)
+	go func() { done1 <- r1.Run(ctx1) }()
+	<-r1.Ready()
+	pings(3)
+	if c := r1.Counters(ctx, gA); c["r-ping"].Packets != 3 {
+		t.Fatalf("before the restart: %+v", c)
+	}
+	stop1()
+	if err := <-done1; err != nil {
+		t.Fatal(err)
+	}
+
+	b2, err := NewNFTables(WithNetNS(int(e.router.h)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { b2.Close() })
+	r2 := NewReconciler(src, b2, nil)
+	r2.SetLogConfig(LogConfig{Limit: LogLimit{Rate: 5, Burst: 5}})
+	runCtx, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- r2.Run(runCtx) }()
+	t.Cleanup(func() { cancel(); <-done })
+	<-r2.Ready()
+	if s := r2.Stats(); s.FullResyncs != 1 || s.LastError != "" {
+		t.Fatalf("restart stats %+v", s)
+	}
+	if !strings.Contains(r2.RulesetText(), limitName(gA, LogLimit{Rate: 5, Burst: 5})) {
+		t.Error("the restarted reconciler does not use its log limit")
+	}
+	pings(2)
+	if c := r2.Counters(ctx, gA); c["r-ping"].Packets != 5 {
+		t.Errorf("after the restart: r-ping = %+v, want 5 packets", c["r-ping"])
+	}
+	// A new limit at run time: the log chains are rewritten, the counters
+	// go on.
+	r2.SetLogConfig(LogConfig{Limit: LogLimit{Rate: 9, Burst: 9}})
+	waitFor(t, 3*time.Second, "new limit applied", func() bool {
+		return strings.Contains(listTable(t, e.router.name), limitName(gA, LogLimit{Rate: 9, Burst: 9}))
+	})
+	if l := listTable(t, e.router.name); strings.Contains(l, limitName(gA, LogLimit{Rate: 5, Burst: 5})) {
+		t.Errorf("old limit object left:\n%s", l)
+	}
+	pings(1)
+	all, err := r2.AllCounters(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if all[gA]["r-ping"].Packets != 6 || len(all) != 2 {
+		t.Errorf("AllCounters = %+v", all)
+	}
+	held, err := r2.ResetCounters(ctx, gA)
+	if err != nil || held["r-ping"].Packets != 6 {
+		t.Fatalf("ResetCounters = %+v, %v", held, err)
+	}
+	if c := r2.Counters(ctx, gA); c["r-ping"].Packets != 0 {
+		t.Errorf("after a reset: %+v", c["r-ping"])
 	}
 }
