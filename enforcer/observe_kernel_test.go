@@ -147,6 +147,16 @@ func TestKernelCountersLast(t *testing.T) {
 	traffic("after reset", 1, 1)
 	check("counting again after a reset", b2, rs)
 
+	// Counters the kernel does not hold are left out, the others read.
+	ghost := GroupChains{GroupID: gC, Objects: []Object{{Kind: ObjCounter, Name: counterName(gC, "nope"), Tag: "nope"}}}
+	mixed, err := b2.GroupCounters(ctx, ghost, g)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(mixed[gC]) != 0 || mixed[gA]["r-ping"].Packets != 1 {
+		t.Errorf("counters with one missing = %+v", mixed)
+	}
+
 	// The chain-based read gives the same counters.
 	byChain, err := b2.Counters(ctx, g.In.Name)
 	if err != nil {
