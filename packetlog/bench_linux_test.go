@@ -36,7 +36,7 @@ func BenchmarkLoggedConnections(b *testing.B) {
 		{"logged", true, enforcer.LogConfig{}},
 		{"logged_unlimited", true, enforcer.LogConfig{Limit: enforcer.LogLimit{Rate: 10_000_000, Burst: 10_000_000}}},
 	}
-	const rounds, perSample = 9, 1000
+	const rounds, perSample = 9, 3000
 	rates := make([][]float64, len(configs))
 	for b.Loop() {
 		for round := range rounds {
