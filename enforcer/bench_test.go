@@ -145,7 +145,7 @@ func BenchmarkEncodeFullBatch(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		if err := fullBatch(bt, rs); err != nil {
+		if err := fullBatch(bt, rs, tableState{}); err != nil {
 			b.Fatal(err)
 		}
 		buf, err := bt.finish()
@@ -209,4 +209,69 @@ func TestKernelLargeRuleset(t *testing.T) {
 	if got != 1000 {
 		t.Errorf("to_server holds %d elements, want 1000", got)
 	}
+}
+
+// BenchmarkGroupCounters measures reading counters from the table of the
+// benchmark's snapshot (1,000 servers, 200 groups, 50 rules each: 11,600
+// counter objects): one group's (58 counters, one request each, in one
+// sendmsg), every group's (one dump of the table's counters), one group's
+// through its chains (Counters: two rule dumps, then the objects), and a
+// reset of one group.
+func BenchmarkGroupCounters(b *testing.B) {
+	be := benchBackend(b)
+	rs := Compile(benchSnapshot(1))
+	ctx := context.Background()
+	if err := be.Apply(ctx, nil, rs); err != nil {
+		b.Fatal(err)
+	}
+	g := rs.Groups[17]
+	b.Run("one_group", func(b *testing.B) {
+		for b.Loop() {
+			c, err := be.GroupCounters(ctx, g)
+			if err != nil {
+				b.Fatal(err)
+			}
+			if len(c[g.GroupID]) != len(g.Objects) {
+				b.Fatalf("%d counters, want %d", len(c[g.GroupID]), len(g.Objects))
+			}
+		}
+	})
+	b.Run("all_groups", func(b *testing.B) {
+		var want int
+		for _, g := range rs.Groups {
+			want += len(g.Objects)
+		}
+		for b.Loop() {
+			c, err := be.GroupCounters(ctx, rs.Groups...)
+			if err != nil {
+				b.Fatal(err)
+			}
+			var got int
+			for _, m := range c {
+				got += len(m)
+			}
+			if got != want {
+				b.Fatalf("%d counters, want %d", got, want)
+			}
+		}
+		b.ReportMetric(float64(want), "counters")
+	})
+	b.Run("one_group_by_chains", func(b *testing.B) {
+		for b.Loop() {
+			c, err := be.Counters(ctx, g.In.Name, g.Out.Name)
+			if err != nil {
+				b.Fatal(err)
+			}
+			if len(c) != len(g.Objects) {
+				b.Fatalf("%d counters, want %d", len(c), len(g.Objects))
+			}
+		}
+	})
+	b.Run("reset_one_group", func(b *testing.B) {
+		for b.Loop() {
+			if _, err := be.ResetCounters(ctx, g); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
 }

@@ -28,9 +28,12 @@ const (
 	TagEstablishedIn  = "established_in"
 	TagEstablishedOut = "established_out"
 	TagCompileError   = "compile_error"
-	tagLoopback       = "loopback"
-	tagLocal          = "local"
-	tagDispatch       = "dispatch"
+	// TagLogLimited counts, per group, the packets that logged rules
+	// decided but did not log because the group's log limit refused them.
+	TagLogLimited = "log_limited"
+	tagLoopback   = "loopback"
+	tagLocal      = "local"
+	tagDispatch   = "dispatch"
 )
 
 // Family restricts a rule to one IP version (meta nfproto).
@@ -78,9 +81,32 @@ type Rule struct {
 	DPortTo       uint16 // range end; 0 = single port
 	VMapIIF       string // iifname vmap @map: dispatch, no verdict of its own
 	VMapOIF       string // oifname vmap @map
-	Counter       bool
-	Verdict       Verdict
+	// Counter names the counter object the rule counts in (counter name
+	// "X"), "" for none. A named counter lives in the table, not in the
+	// rule, so it keeps counting across rewrites of the chain.
+	Counter string
+	// Log, when its Chain or Prefix is set, logs what the rule decides
+	// (see Log).
+	Log     Log
+	Verdict Verdict
 }
+
+// Log is how a rule logs the packets it decides through NFLOG, within its
+// group's rate limit. In a group chain, Chain is set: the rule counts,
+// then goes to Chain (goto), which the compiler adds to the group's
+// LogChains; that chain's first rule logs while the group's limit object
+// allows (limit name Limit, log prefix Prefix group Group) and decides,
+// and its second counts what the limit refused (TagLogLimited) and decides
+// the same. A rule cannot both log and decide through a limit in one rule:
+// a limit that refuses ends the rule without its verdict.
+type Log struct {
+	Chain  string // goto Chain (the group chain's rule)
+	Limit  string // limit name "X" (the log chain's first rule)
+	Prefix string // log prefix "P" group Group
+	Group  uint16
+}
+
+func (l Log) logs() bool { return l.Prefix != "" }
 
 // Chain is a chain of the table with its rules in order. Hook is empty for
 // regular chains.
@@ -91,11 +117,49 @@ type Chain struct {
 	Rules    []Rule
 }
 
-// GroupChains are the two chains compiled from one security group.
+// GroupChains are the chains compiled from one security group, and the
+// objects of the table that their rules name.
 type GroupChains struct {
 	GroupID    string
 	Generation int64
 	In, Out    Chain
+	// LogChains are the chains of the rules that log (see Log), ordered
+	// by name.
+	LogChains []Chain
+	// Objects are the named counters and the limit object of the group,
+	// ordered by kind and name.
+	Objects []Object
+}
+
+// ObjectKind is the kind of a stateful object of the table.
+type ObjectKind uint8
+
+// Object kinds, with the kernel's NFT_OBJECT values.
+const (
+	ObjCounter ObjectKind = 1 // NFT_OBJECT_COUNTER
+	ObjLimit   ObjectKind = 4 // NFT_OBJECT_LIMIT
+)
+
+// Object is a stateful object of the table that rules use by name.
+//
+// A counter object's name is derived from its group and tag alone, so the
+// same rule finds the same counter after any rewrite of its chain. A limit
+// object's name also holds its rate and burst: the kernel cannot change a
+// limit object in place, so new settings make a new object, which the
+// rewritten rules then use.
+type Object struct {
+	Kind  ObjectKind
+	Name  string
+	Tag   string // counter: the rule tag it counts, or TagLogLimited
+	Rate  uint64 // limit: packets per second
+	Burst uint32 // limit: packets above the rate
+}
+
+func compareObjects(a, b Object) int {
+	if a.Kind != b.Kind {
+		return int(a.Kind) - int(b.Kind)
+	}
+	return strings.Compare(a.Name, b.Name)
 }
 
 // MapElem is one element of a dispatch verdict map: interface -> jump chain.
@@ -181,6 +245,9 @@ func Compile(snap store.Snapshot) *Ruleset {
 // are shared between Rulesets and must not be modified. The zero Compiler is
 // ready to use; it is not safe for concurrent use.
 type Compiler struct {
+	// Log is where and how fast logged packets go; a change recompiles
+	// the groups it concerns.
+	Log    LogConfig
 	groups map[string]compiledGroup
 }
 
@@ -197,13 +264,17 @@ type compiledGroup struct {
 
 // groupKey holds the settings of a group that its chains depend on.
 type groupKey struct {
-	stateful      bool
-	smtpEnabled   bool
-	inPol, outPol store.Policy
+	stateful        bool
+	smtpEnabled     bool
+	inPol, outPol   store.Policy
+	logDefaultDrops bool
+	logGroup        uint16
+	logLimit        LogLimit
 }
 
-func keyOf(g store.Group) groupKey {
-	return groupKey{g.Stateful, g.SMTPEnabled, g.InboundDefaultPolicy, g.OutboundDefaultPolicy}
+func keyOf(g store.Group, cfg LogConfig) groupKey {
+	return groupKey{g.Stateful, g.SMTPEnabled, g.InboundDefaultPolicy, g.OutboundDefaultPolicy,
+		g.LogDefaultDrops, cfg.nflogGroup(), cfg.limitFor(g.ID)}
 }
 
 // group returns the chains of g, compiled now or reused. A group with rows
@@ -213,16 +284,18 @@ func (c *Compiler) group(g store.Group, rules []store.Rule, unreadable []string,
 	if len(unreadable) > 0 {
 		return failClosed(g), fmt.Errorf("stored data cannot be read: %s", strings.Join(unreadable, "; "))
 	}
-	if old, ok := c.groups[g.ID]; ok && old.key == keyOf(g) && sameStoreRules(old.rules, rules) {
+	key := keyOf(g, c.Log)
+	if old, ok := c.groups[g.ID]; ok && old.key == key && sameStoreRules(old.rules, rules) {
 		old.gc.Generation = g.Generation // e.g. a server joined: same chains
 		next[g.ID] = old
 		return old.gc, nil
 	}
-	gc := compileGroup(g, rules)
+	gc := compileGroup(g, rules, c.Log)
 	// Clipped, so that an append by a user of the Ruleset cannot write
 	// into chains that other Rulesets share.
 	gc.In.Rules, gc.Out.Rules = slices.Clip(gc.In.Rules), slices.Clip(gc.Out.Rules)
-	next[g.ID] = compiledGroup{key: keyOf(g), rules: rules, gc: gc}
+	gc.LogChains, gc.Objects = slices.Clip(gc.LogChains), slices.Clip(gc.Objects)
+	next[g.ID] = compiledGroup{key: key, rules: rules, gc: gc}
 	return gc, nil
 }
 
@@ -305,31 +378,70 @@ func (rs *Ruleset) addError(groupID string, err error) {
 
 // compileGroup builds a group's two chains: stateful exception first, then
 // SMTP blocking (outbound), the rules in position order, the default
-// policy. The store has checked every field (rows it could not read never
-// get here), so there is nothing left to refuse.
-func compileGroup(g store.Group, rules []store.Rule) GroupChains {
+// policy; then the chains of the rules that log and the objects that all
+// of them name. The store has checked every field (rows it could not read
+// never get here), so there is nothing left to refuse.
+func compileGroup(g store.Group, rules []store.Rule, cfg LogConfig) GroupChains {
 	inName, outName := ChainNames(g.ID)
 	gc := GroupChains{GroupID: g.ID, Generation: g.Generation, In: Chain{Name: inName}, Out: Chain{Name: outName}}
+	// log says whether each rule of In and Out logs.
+	var logIn, logOut []bool
+	base := groupBase(g.ID)
+	add := func(dir store.Direction, r Rule, log bool) {
+		r.Counter = objectName(base, "", r.Tag)
+		if dir == store.Inbound {
+			gc.In.Rules, logIn = append(gc.In.Rules, r), append(logIn, log)
+		} else {
+			gc.Out.Rules, logOut = append(gc.Out.Rules, r), append(logOut, log)
+		}
+	}
 	if g.Stateful {
-		gc.In.Rules = append(gc.In.Rules, Rule{Tag: TagEstablishedIn, CTEstablished: true, Counter: true, Verdict: Verdict{Kind: "accept"}})
-		gc.Out.Rules = append(gc.Out.Rules, Rule{Tag: TagEstablishedOut, CTEstablished: true, Counter: true, Verdict: Verdict{Kind: "accept"}})
+		add(store.Inbound, Rule{Tag: TagEstablishedIn, CTEstablished: true, Verdict: Verdict{Kind: "accept"}}, false)
+		add(store.Outbound, Rule{Tag: TagEstablishedOut, CTEstablished: true, Verdict: Verdict{Kind: "accept"}}, false)
 	}
 	sorted := slices.Clone(rules)
 	slices.SortStableFunc(sorted, func(a, b store.Rule) int { return a.Position - b.Position })
 	if !g.SMTPEnabled {
 		// The six rules the API lists, before any other, each tagged with
 		// its ID so that counters (and the packet tester) name the row.
-		sorted = append(store.SMTPRules(g.ID), sorted...)
+		// Their drops are logged as the default drops are: both are
+		// Rampart's, not the user's.
+		smtp := store.SMTPRules(g.ID)
+		for i := range smtp {
+			smtp[i].Log = g.LogDefaultDrops
+		}
+		sorted = append(smtp, sorted...)
 	}
 	for _, r := range sorted {
-		if r.Direction == store.Inbound {
-			gc.In.Rules = append(gc.In.Rules, compileRule(r))
-		} else {
-			gc.Out.Rules = append(gc.Out.Rules, compileRule(r))
+		add(r.Direction, compileRule(r), r.Log)
+	}
+	add(store.Inbound, Rule{Tag: TagDefaultIn, Verdict: verdict(g.InboundDefaultPolicy)},
+		g.LogDefaultDrops && g.InboundDefaultPolicy == store.Drop)
+	add(store.Outbound, Rule{Tag: TagDefaultOut, Verdict: verdict(g.OutboundDefaultPolicy)},
+		g.LogDefaultDrops && g.OutboundDefaultPolicy == store.Drop)
+
+	gc.Objects = make([]Object, 0, len(gc.In.Rules)+len(gc.Out.Rules)+2)
+	for _, side := range []struct {
+		dir   store.Direction
+		rules []Rule
+		log   []bool
+	}{{store.Inbound, gc.In.Rules, logIn}, {store.Outbound, gc.Out.Rules, logOut}} {
+		for i := range side.rules {
+			r := &side.rules[i]
+			gc.Objects = append(gc.Objects, Object{Kind: ObjCounter, Name: r.Counter, Tag: r.Tag})
+			if side.log[i] {
+				gc.LogChains = append(gc.LogChains, logged(r, g.ID, side.dir, cfg))
+			}
 		}
 	}
-	gc.In.Rules = append(gc.In.Rules, Rule{Tag: TagDefaultIn, Counter: true, Verdict: verdict(g.InboundDefaultPolicy)})
-	gc.Out.Rules = append(gc.Out.Rules, Rule{Tag: TagDefaultOut, Counter: true, Verdict: verdict(g.OutboundDefaultPolicy)})
+	if len(gc.LogChains) > 0 {
+		l := cfg.limitFor(g.ID)
+		gc.Objects = append(gc.Objects,
+			Object{Kind: ObjCounter, Name: limitedName(g.ID), Tag: TagLogLimited},
+			Object{Kind: ObjLimit, Name: limitName(g.ID, l), Rate: l.Rate, Burst: l.Burst})
+	}
+	slices.SortFunc(gc.LogChains, func(a, b Chain) int { return strings.Compare(a.Name, b.Name) })
+	slices.SortFunc(gc.Objects, compareObjects)
 	return gc
 }
 
@@ -337,11 +449,13 @@ func compileGroup(g store.Group, rules []store.Rule) GroupChains {
 // applied for it before: dropping is safer than letting everything through.
 func failClosed(g store.Group) GroupChains {
 	in, out := ChainNames(g.ID)
-	drop := Rule{Tag: TagCompileError, Counter: true, Verdict: Verdict{Kind: "drop"}}
+	name := counterName(g.ID, TagCompileError)
+	drop := Rule{Tag: TagCompileError, Counter: name, Verdict: Verdict{Kind: "drop"}}
 	return GroupChains{
 		GroupID: g.ID, Generation: g.Generation,
-		In:  Chain{Name: in, Rules: []Rule{drop}},
-		Out: Chain{Name: out, Rules: []Rule{drop}},
+		In:      Chain{Name: in, Rules: []Rule{drop}},
+		Out:     Chain{Name: out, Rules: []Rule{drop}},
+		Objects: []Object{{Kind: ObjCounter, Name: name, Tag: TagCompileError}},
 	}
 }
 
@@ -356,7 +470,7 @@ func verdict(p store.Policy) Verdict {
 // is the remote side: the source of inbound traffic, the destination of
 // outbound traffic; DestIPRange, when set, narrows the other side.
 func compileRule(r store.Rule) Rule {
-	out := Rule{Tag: r.ID, Counter: true, Verdict: verdict(r.Action)}
+	out := Rule{Tag: r.ID, Verdict: verdict(r.Action)}
 	remote, local := r.IPRange.Masked(), r.DestIPRange
 	if local.IsValid() {
 		local = local.Masked()

@@ -23,32 +23,32 @@ func TestCompileRule(t *testing.T) {
 		{
 			name: "inbound tcp single port, IPv4 any",
 			rule: rule("r", store.Inbound, store.TCP, store.Accept, "0.0.0.0/0", 22, 0),
-			want: `meta nfproto ipv4 meta l4proto tcp tcp dport 22 counter accept comment "r"`,
+			want: `meta nfproto ipv4 meta l4proto tcp tcp dport 22 accept comment "r"`,
 		},
 		{
 			name: "port range, to equal to from is one port",
 			rule: rule("r", store.Inbound, store.UDP, store.Drop, "10.0.0.0/8", 53, 53),
-			want: `meta nfproto ipv4 ip saddr 10.0.0.0/8 meta l4proto udp udp dport 53 counter drop comment "r"`,
+			want: `meta nfproto ipv4 ip saddr 10.0.0.0/8 meta l4proto udp udp dport 53 drop comment "r"`,
 		},
 		{
 			name: "inbound IPv6 port range",
 			rule: rule("r", store.Inbound, store.TCP, store.Accept, "2001:db8::/32", 8000, 8080),
-			want: `meta nfproto ipv6 ip6 saddr 2001:db8::/32 meta l4proto tcp tcp dport 8000-8080 counter accept comment "r"`,
+			want: `meta nfproto ipv6 ip6 saddr 2001:db8::/32 meta l4proto tcp tcp dport 8000-8080 accept comment "r"`,
 		},
 		{
 			name: "outbound matches the destination; a host prints bare",
 			rule: rule("r", store.Outbound, store.ANY, store.Drop, "203.0.113.7/32", 0, 0),
-			want: `meta nfproto ipv4 ip daddr 203.0.113.7 counter drop comment "r"`,
+			want: `meta nfproto ipv4 ip daddr 203.0.113.7 drop comment "r"`,
 		},
 		{
 			name: "ICMP with an IPv4 range is icmp",
 			rule: rule("r", store.Inbound, store.ICMP, store.Accept, "10.1.0.0/16", 0, 0),
-			want: `meta nfproto ipv4 ip saddr 10.1.0.0/16 meta l4proto icmp counter accept comment "r"`,
+			want: `meta nfproto ipv4 ip saddr 10.1.0.0/16 meta l4proto icmp accept comment "r"`,
 		},
 		{
 			name: "ICMP with an IPv6 range is icmpv6",
 			rule: rule("r", store.Outbound, store.ICMP, store.Accept, "::/0", 0, 0),
-			want: `meta nfproto ipv6 meta l4proto ipv6-icmp counter accept comment "r"`,
+			want: `meta nfproto ipv6 meta l4proto ipv6-icmp accept comment "r"`,
 		},
 		{
 			name: "dest ip range narrows the other side",
@@ -57,12 +57,12 @@ func TestCompileRule(t *testing.T) {
 				r.DestIPRange = netip.MustParsePrefix("192.0.2.10/32")
 				return r
 			}(),
-			want: `meta nfproto ipv4 ip saddr 10.0.0.0/8 ip daddr 192.0.2.10 meta l4proto tcp tcp dport 443 counter accept comment "r"`,
+			want: `meta nfproto ipv4 ip saddr 10.0.0.0/8 ip daddr 192.0.2.10 meta l4proto tcp tcp dport 443 accept comment "r"`,
 		},
 		{
 			name: "host bits are cleared",
 			rule: rule("r", store.Inbound, store.ANY, store.Accept, "10.1.2.3/8", 0, 0),
-			want: `meta nfproto ipv4 ip saddr 10.0.0.0/8 counter accept comment "r"`,
+			want: `meta nfproto ipv4 ip saddr 10.0.0.0/8 accept comment "r"`,
 		},
 	}
 	for _, tt := range tests {
@@ -122,7 +122,7 @@ func TestCompileGroupChains(t *testing.T) {
 	}
 	for _, c := range []Chain{a.In, a.Out, b.In, b.Out} {
 		for _, r := range c.Rules {
-			if !r.Counter {
+			if r.Counter != counterName(gA, r.Tag) && r.Counter != counterName(gB, r.Tag) {
 				t.Errorf("chain %s rule %s has no counter", c.Name, r.Tag)
 			}
 		}
@@ -214,11 +214,13 @@ func TestPreviewText(t *testing.T) {
 	for _, want := range []string{
 		"table inet rampart\ndelete table inet rampart\ntable inet rampart {\n",
 		"\tmap to_server {\n\t\ttype ifname : verdict\n\t\telements = {\n\t\t\t\"vs1\" : jump " + aIn + "\n\t\t}\n\t}\n",
-		"\tchain " + aIn + " {\n\t\tct state established,related counter accept comment \"established_in\"\n" +
-			"\t\tmeta nfproto ipv4 meta l4proto tcp tcp dport 22 counter accept comment \"ssh\"\n" +
-			"\t\tcounter drop comment \"default_in\"\n\t}\n",
-		"\t\tmeta nfproto ipv4 meta l4proto tcp tcp dport 25 counter drop comment \"" + store.SMTPRules(gA)[0].ID + "\"\n",
-		"\t\tmeta nfproto ipv6 meta l4proto tcp tcp dport 587 counter drop comment \"" + store.SMTPRules(gA)[5].ID + "\"\n",
+		"\tcounter " + counterName(gA, TagDefaultIn) + " {\n\t}\n",
+		"\tcounter " + counterName(gA, "ssh") + " {\n\t}\n",
+		"\tchain " + aIn + " {\n\t\tct state established,related counter name \"" + counterName(gA, TagEstablishedIn) + "\" accept comment \"established_in\"\n" +
+			"\t\tmeta nfproto ipv4 meta l4proto tcp tcp dport 22 counter name \"sg_aaaaaaaa000040008000000000000001_rssh\" accept comment \"ssh\"\n" +
+			"\t\tcounter name \"sg_aaaaaaaa000040008000000000000001_default_in\" drop comment \"default_in\"\n\t}\n",
+		"\t\tmeta nfproto ipv4 meta l4proto tcp tcp dport 25 counter name \"" + counterName(gA, store.SMTPRules(gA)[0].ID) + "\" drop comment \"" + store.SMTPRules(gA)[0].ID + "\"\n",
+		"\t\tmeta nfproto ipv6 meta l4proto tcp tcp dport 587 counter name \"" + counterName(gA, store.SMTPRules(gA)[5].ID) + "\" drop comment \"" + store.SMTPRules(gA)[5].ID + "\"\n",
 		"\tchain egress {\n\t\ttype filter hook forward priority -1; policy accept;\n\t\tiifname vmap @from_server comment \"dispatch\"\n\t}\n",
 		"\tchain ingress {\n\t\ttype filter hook forward priority 0; policy accept;\n\t\toifname vmap @to_server comment \"dispatch\"\n\t}\n",
 		"\tchain host_in {\n\t\ttype filter hook input priority 0; policy accept;\n\t\tiifname \"lo\" accept comment \"loopback\"\n\t}\n",

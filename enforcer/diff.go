@@ -3,19 +3,27 @@ package enforcer
 import "slices"
 
 // rulesetDiff is what an incremental apply must send to turn prev into next.
+//
+// A batch applies it in this order, so that every name a message uses
+// exists when the kernel reads it and nothing is deleted while in use:
+// objects added, chains added (a group's log chains before the chains that
+// go to them), chains replaced, map elements, chains deleted, objects
+// deleted.
 type rulesetDiff struct {
-	addChains     []Chain  // chains of new groups, with their rules
+	addObjects    []Object
+	addChains     []Chain  // chains of new groups, and new log chains, with their rules
 	replaceChains []Chain  // existing chains whose rules changed: flush + re-add
-	delChains     []string // chains of removed groups
+	delChains     []string // chains of removed groups, and log chains no rule uses
 	delTo, addTo  []MapElem
 	delFrom       []MapElem
 	addFrom       []MapElem
+	delObjects    []Object        // objects no rule uses any more
 	touched       map[string]bool // group IDs whose kernel state this diff changes
 }
 
 func (d *rulesetDiff) empty() bool {
-	return len(d.addChains)+len(d.replaceChains)+len(d.delChains)+
-		len(d.delTo)+len(d.addTo)+len(d.delFrom)+len(d.addFrom) == 0
+	return len(d.addObjects)+len(d.addChains)+len(d.replaceChains)+len(d.delChains)+
+		len(d.delTo)+len(d.addTo)+len(d.delFrom)+len(d.addFrom)+len(d.delObjects) == 0
 }
 
 // diffRulesets compares two Rulesets. Base chains and sets never change, so
@@ -31,19 +39,20 @@ func diffRulesets(prev, next *Ruleset) rulesetDiff {
 		case j == len(next.Groups) || i < len(prev.Groups) && prev.Groups[i].GroupID < next.Groups[j].GroupID:
 			g := prev.Groups[i]
 			d.delChains = append(d.delChains, g.In.Name, g.Out.Name)
+			for _, c := range g.LogChains {
+				d.delChains = append(d.delChains, c.Name)
+			}
+			d.delObjects = append(d.delObjects, g.Objects...)
 			i++
 		case i == len(prev.Groups) || next.Groups[j].GroupID < prev.Groups[i].GroupID:
 			g := next.Groups[j]
-			d.addChains = append(d.addChains, g.In, g.Out)
+			d.addObjects = append(d.addObjects, g.Objects...)
+			d.addChains = append(append(d.addChains, g.LogChains...), g.In, g.Out)
 			d.touched[g.GroupID] = true
 			j++
 		default:
-			old, g := prev.Groups[i], next.Groups[j]
-			for _, pair := range [2][2]Chain{{old.In, g.In}, {old.Out, g.Out}} {
-				if !sameRules(pair[0].Rules, pair[1].Rules) {
-					d.replaceChains = append(d.replaceChains, pair[1])
-					d.touched[g.GroupID] = true
-				}
+			if d.diffGroup(prev.Groups[i], next.Groups[j]) {
+				d.touched[next.Groups[j].GroupID] = true
 			}
 			i++
 			j++
@@ -83,6 +92,60 @@ func diffRulesets(prev, next *Ruleset) rulesetDiff {
 		}
 	}
 	return d
+}
+
+// diffGroup adds what turns old into g, the same group, and reports
+// whether anything did change.
+func (d *rulesetDiff) diffGroup(old, g GroupChains) bool {
+	n := len(d.addObjects) + len(d.addChains) + len(d.replaceChains) + len(d.delChains) + len(d.delObjects)
+	if !(len(old.Objects) > 0 && len(g.Objects) > 0 && &old.Objects[0] == &g.Objects[0] && len(old.Objects) == len(g.Objects)) {
+		del, add := diffSorted(old.Objects, g.Objects, compareObjects)
+		d.addObjects = append(d.addObjects, add...)
+		d.delObjects = append(d.delObjects, del...)
+	}
+	for _, pair := range [2][2]Chain{{old.In, g.In}, {old.Out, g.Out}} {
+		if !sameRules(pair[0].Rules, pair[1].Rules) {
+			d.replaceChains = append(d.replaceChains, pair[1])
+		}
+	}
+	i, j := 0, 0
+	for i < len(old.LogChains) || j < len(g.LogChains) {
+		switch {
+		case j == len(g.LogChains) || i < len(old.LogChains) && old.LogChains[i].Name < g.LogChains[j].Name:
+			d.delChains = append(d.delChains, old.LogChains[i].Name)
+			i++
+		case i == len(old.LogChains) || g.LogChains[j].Name < old.LogChains[i].Name:
+			d.addChains = append(d.addChains, g.LogChains[j])
+			j++
+		default:
+			if !sameRules(old.LogChains[i].Rules, g.LogChains[j].Rules) {
+				d.replaceChains = append(d.replaceChains, g.LogChains[j])
+			}
+			i++
+			j++
+		}
+	}
+	return len(d.addObjects)+len(d.addChains)+len(d.replaceChains)+len(d.delChains)+len(d.delObjects) != n
+}
+
+// diffSorted returns the elements of sorted list a missing from sorted
+// list b (del) and those of b missing from a (add).
+func diffSorted[T any](a, b []T, cmp func(x, y T) int) (del, add []T) {
+	i, j := 0, 0
+	for i < len(a) || j < len(b) {
+		switch {
+		case j == len(b) || i < len(a) && cmp(a[i], b[j]) < 0:
+			del = append(del, a[i])
+			i++
+		case i == len(a) || cmp(b[j], a[i]) < 0:
+			add = append(add, b[j])
+			j++
+		default:
+			i++
+			j++
+		}
+	}
+	return del, add
 }
 
 // sameRules reports whether two chains hold the same rules: at once when

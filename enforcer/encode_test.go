@@ -21,6 +21,7 @@ import (
 	"github.com/google/nftables/expr"
 	"github.com/google/nftables/userdata"
 	"github.com/mdlayher/netlink"
+	"golang.org/x/sys/unix"
 
 	"github.com/rampart-fw/rampart/store"
 )
@@ -88,19 +89,31 @@ func ruleExprs(r Rule, s sets) ([]expr.Any, error) {
 		e = append(e, &expr.Meta{Key: vm.key, Register: 1},
 			&expr.Lookup{SourceRegister: 1, DestRegister: 0, IsDestRegSet: true, SetName: set.Name, SetID: set.ID})
 	}
-	if r.Counter {
-		e = append(e, &expr.Counter{})
+	if r.Counter != "" {
+		e = append(e, &expr.Objref{Type: int(nftables.ObjTypeCounter), Name: r.Counter})
 	}
-	switch r.Verdict.Kind {
+	v := r.Verdict
+	switch {
+	case r.Log.Chain != "":
+		v = Verdict{Kind: "goto", Chain: r.Log.Chain}
+	case r.Log.Prefix != "":
+		if r.Log.Limit != "" {
+			e = append(e, &expr.Objref{Type: int(nftables.ObjTypeLimit), Name: r.Log.Limit})
+		}
+		e = append(e, &expr.Log{Key: 1<<unix.NFTA_LOG_GROUP | 1<<unix.NFTA_LOG_PREFIX, Group: r.Log.Group, Data: []byte(r.Log.Prefix)})
+	}
+	switch v.Kind {
 	case "accept":
 		e = append(e, &expr.Verdict{Kind: expr.VerdictAccept})
 	case "drop":
 		e = append(e, &expr.Verdict{Kind: expr.VerdictDrop})
 	case "jump":
-		e = append(e, &expr.Verdict{Kind: expr.VerdictJump, Chain: r.Verdict.Chain})
+		e = append(e, &expr.Verdict{Kind: expr.VerdictJump, Chain: v.Chain})
+	case "goto":
+		e = append(e, &expr.Verdict{Kind: expr.VerdictGoto, Chain: v.Chain})
 	case "":
 	default:
-		return nil, fmt.Errorf("unknown verdict %q", r.Verdict.Kind)
+		return nil, fmt.Errorf("unknown verdict %q", v.Kind)
 	}
 	return e, nil
 }
@@ -149,12 +162,13 @@ func encodedMsgs(t *testing.T, buf []byte) []netlink.Message {
 // TestEncodeRuleMatchesLibrary checks that the batch's own encoding of
 // rules and chains is byte for byte what github.com/google/nftables sends
 // for ruleExprs, for every kind of rule the compiler makes: the benchmark's
-// 10,000 rules, the fixed ones, and the test cases' groups.
+// 10,000 rules, the fixed ones, the rich snapshot's logged rules and log
+// chains, and the test cases' groups.
 func TestEncodeRuleMatchesLibrary(t *testing.T) {
 	rs := Compile(benchSnapshot(1))
 	var chains []Chain
-	for _, g := range rs.Groups {
-		chains = append(chains, g.In, g.Out)
+	for _, g := range append(rs.Groups, richRuleset().Groups...) {
+		chains = append(append(chains, g.In, g.Out), g.LogChains...)
 	}
 	chains = append(chains, baseChains()...)
 	chains = append(chains, rs.HostIn, rs.HostOut)
@@ -162,11 +176,18 @@ func TestEncodeRuleMatchesLibrary(t *testing.T) {
 	// with jumps, /32 and /128, full-length ports, interface matches.
 	extra := Chain{Name: "sg_extra_in", Rules: []Rule{
 		{Tag: "a", IIFName: "vnet12345678901", Verdict: Verdict{Kind: "accept"}},
-		{Tag: "b", OIFName: "lo", Counter: true, Verdict: Verdict{Kind: "jump", Chain: "sg_x_in"}},
+		{Tag: "b", OIFName: "lo", Counter: "sg_x_rb", Verdict: Verdict{Kind: "jump", Chain: "sg_x_in"}},
 		{Tag: "c", Family: FamilyIPv4, SAddr: netip.MustParsePrefix("192.0.2.7/32"), DAddr: netip.MustParsePrefix("10.0.0.0/8"), L4: L4UDP, DPortFrom: 65535, Verdict: Verdict{Kind: "drop"}},
-		{Tag: "d", Family: FamilyIPv6, SAddr: netip.MustParsePrefix("2001:db8::1/128"), DAddr: netip.MustParsePrefix("2001:db8:1::/33"), L4: L4ICMPv6, Counter: true, Verdict: Verdict{Kind: "accept"}},
+		{Tag: "d", Family: FamilyIPv6, SAddr: netip.MustParsePrefix("2001:db8::1/128"), DAddr: netip.MustParsePrefix("2001:db8:1::/33"), L4: L4ICMPv6, Counter: "sg_x_rd", Verdict: Verdict{Kind: "accept"}},
 		{Tag: "", L4: L4TCP, DPortFrom: 1, DPortTo: 65535},
-		{Tag: TagCompileError, Counter: true, Verdict: Verdict{Kind: "drop"}},
+		{Tag: TagCompileError, Counter: "sg_x_compile_error", Verdict: Verdict{Kind: "drop"}},
+		// A logged rule, and the two rules of its log chain.
+		{Tag: "e", L4: L4UDP, Counter: "sg_x_re", Log: Log{Chain: "sg_x_log_re"}, Verdict: Verdict{Kind: "drop"}},
+		{Tag: "e", Log: Log{Limit: "sg_x_log_50_100", Prefix: "rampart:x:in:e:drop", Group: 2910}, Verdict: Verdict{Kind: "drop"}},
+		{Tag: TagLogLimited, Counter: "sg_x_log_limited", Verdict: Verdict{Kind: "drop"}},
+		// A log without a limit, in group 0, and a prefix of odd length.
+		{Tag: "f", Log: Log{Prefix: "rampart:x:out:f:accep", Group: 0}, Verdict: Verdict{Kind: "accept"}},
+		{Tag: "g", Log: Log{Prefix: strings.Repeat("p", LogPrefixMax), Group: 65535}},
 	}}
 	chains = append(chains, extra)
 	for _, rl := range []string{"0.0.0.0/1", "10.1.2.3/31", "fd00::/7", "::/1"} {
@@ -242,7 +263,7 @@ func TestEncodeRuleMatchesLibrary(t *testing.T) {
 // that list the same.
 func TestKernelBytecodeMatchesNFT(t *testing.T) {
 	requireRoot(t)
-	rs := Compile(richSnapshot())
+	rs := richRuleset()
 	nsNetlink, h := newNS(t, "bn")
 	b, err := NewNFTables(WithNetNS(int(h)))
 	if err != nil {
@@ -328,5 +349,56 @@ func TestKernelApplyKnowsWhatItSent(t *testing.T) {
 	}
 	if b.verifiedFor == rs3 {
 		t.Fatal("an apply over an unverified kernel counted as verified")
+	}
+}
+
+// TestEncodeObjectsMatchLibrary checks that the batch's own encoding of
+// NEWOBJ (counters and limits) and DELOBJ is byte for byte what the
+// library's AddObj and DeleteObject send.
+func TestEncodeObjectsMatchLibrary(t *testing.T) {
+	tb := table()
+	b, err := newBatch(tb)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lib, rec := b.lib, b.rec
+	objects := []Object{
+		{Kind: ObjCounter, Name: counterName(gA, TagDefaultIn), Tag: TagDefaultIn},
+		{Kind: ObjCounter, Name: counterName(gA, strings.Repeat("z", 100)), Tag: "z"},
+		{Kind: ObjCounter, Name: "c"},
+		{Kind: ObjLimit, Name: limitName(gA, LogLimit{Rate: 50, Burst: 100}), Rate: 50, Burst: 100},
+		{Kind: ObjLimit, Name: "l", Rate: 1 << 40, Burst: 1<<32 - 1},
+	}
+	for _, o := range objects {
+		start := len(b.buf)
+		if err := b.addObject(o); err != nil {
+			t.Fatal(err)
+		}
+		if err := b.delObject(o); err != nil {
+			t.Fatal(err)
+		}
+		named := &nftables.NamedObj{Table: tb, Name: o.Name, Type: nftables.ObjTypeCounter, Obj: &expr.Counter{}}
+		if o.Kind == ObjLimit {
+			named = &nftables.NamedObj{Table: tb, Name: o.Name, Type: nftables.ObjTypeLimit,
+				Obj: &expr.Limit{Type: expr.LimitTypePkts, Rate: o.Rate, Unit: expr.LimitTimeSecond, Burst: o.Burst}}
+		}
+		rec.msgs = rec.msgs[:0]
+		lib.AddObj(named)
+		lib.DeleteObject(named)
+		if err := lib.Flush(); err != nil {
+			t.Fatal(err)
+		}
+		got := encodedMsgs(t, b.buf[start:])
+		want := rec.msgs[1 : len(rec.msgs)-1]
+		if len(got) != len(want) {
+			t.Fatalf("object %s: %d messages, want %d", o.Name, len(got), len(want))
+		}
+		for i := range got {
+			wf := want[i].Header.Flags &^ (netlink.Acknowledge | netlink.Echo)
+			if got[i].Header.Type != want[i].Header.Type || got[i].Header.Flags != wf || !bytes.Equal(got[i].Data, want[i].Data) {
+				t.Errorf("object %s message %d differs from the library's:\n got %v %v % x\nwant %v %v % x", o.Name, i,
+					got[i].Header.Type, got[i].Header.Flags, got[i].Data, want[i].Header.Type, wf, want[i].Data)
+			}
+		}
 	}
 }

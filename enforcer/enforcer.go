@@ -72,9 +72,20 @@ type Backend interface {
 	// Verify reports ErrDrift (wrapped) when what the backend holds differs
 	// from rs, or another error when it cannot tell.
 	Verify(ctx context.Context, rs *Ruleset) error
-	// Counters returns the counters of the rules of the named chains, keyed
-	// by rule tag (rule ID, "default_in", "default_out", ...).
+	// Counters returns the counters of the rules the named chains hold in
+	// the backend, keyed by rule tag (rule ID, "default_in", ...): it
+	// reads the chains' rules, then the counter objects they name.
 	Counters(ctx context.Context, chains ...string) (map[string]Counter, error)
+	// GroupCounters returns the counters of groups as applied, by group ID
+	// and then by tag (rule ID, TagDefaultIn, ..., TagLogLimited), reading
+	// only the objects the groups name. The counters are the table's
+	// named counters: rewrites of the groups' chains and full resyncs
+	// keep them; they start from zero when the table itself was deleted.
+	// A counter the backend does not hold is left out.
+	GroupCounters(ctx context.Context, groups ...GroupChains) (map[string]map[string]Counter, error)
+	// ResetCounters sets the counters of groups to zero, in one request,
+	// and returns what they held, as GroupCounters does.
+	ResetCounters(ctx context.Context, groups ...GroupChains) (map[string]map[string]Counter, error)
 	// Remove deletes the table, if present.
 	Remove(ctx context.Context) error
 }

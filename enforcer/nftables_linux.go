@@ -35,6 +35,11 @@ type NFTables struct {
 	// cost every apply 10-20 ms when each opened and closed its own.
 	nl *netlink.Conn
 
+	// rmu guards rd, the socket counters are read and reset on: reads
+	// neither wait for nor delay an apply.
+	rmu sync.Mutex
+	rd  *netlink.Conn
+
 	// testHookBatch, when set (tests only), may add messages to a batch
 	// before it is sent, e.g. one the kernel refuses.
 	testHookBatch func(c *nftables.Conn, t *nftables.Table)
@@ -115,9 +120,10 @@ func table() *nftables.Table {
 // Mode implements Backend.
 func (n *NFTables) Mode() (string, string) { return ModeNFTables, "" }
 
-// Apply implements Backend. With prev nil, the table is deleted and rebuilt
-// in the same batch (a full resync); otherwise only the chains and map
-// elements that differ are sent: a changed chain is flushed and refilled.
+// Apply implements Backend. With prev nil, the table is rebuilt whole in
+// one batch (a full resync) that keeps its counters (see fullBatch);
+// otherwise only the chains, objects and map elements that differ are
+// sent: a changed chain is flushed and refilled.
 func (n *NFTables) Apply(ctx context.Context, prev, next *Ruleset) error {
 	if err := ctx.Err(); err != nil {
 		return err
@@ -129,8 +135,17 @@ func (n *NFTables) Apply(ctx context.Context, prev, next *Ruleset) error {
 	if err != nil {
 		return err
 	}
+	c, err := n.conn()
+	if err != nil {
+		return err
+	}
 	if prev == nil {
-		err = fullBatch(b, next)
+		var cur tableState
+		if cur, err = dumpTable(c); err != nil {
+			n.closeConn()
+			return fmt.Errorf("full resync: read the table: %w", err)
+		}
+		err = fullBatch(b, next, cur)
 	} else {
 		d := diffRulesets(prev, next)
 		if d.empty() {
@@ -146,10 +161,6 @@ func (n *NFTables) Apply(ctx context.Context, prev, next *Ruleset) error {
 	}
 	if n.testHookBatch != nil {
 		n.testHookBatch(b.conn(), t)
-	}
-	c, err := n.conn()
-	if err != nil {
-		return err
 	}
 	// When the kernel is known to hold prev (verified, and no transaction
 	// since) or the table is replaced whole, and no other transaction
@@ -206,8 +217,14 @@ func (n *NFTables) closeConn() {
 // kernel. The backend may still be used: it opens another when needed.
 func (n *NFTables) Close() error {
 	n.mu.Lock()
-	defer n.mu.Unlock()
 	n.closeConn()
+	n.mu.Unlock()
+	n.rmu.Lock()
+	if n.rd != nil {
+		_ = n.rd.Close()
+		n.rd = nil
+	}
+	n.rmu.Unlock()
 	return nil
 }
 
@@ -222,19 +239,65 @@ func namedSets(t *nftables.Table) sets {
 	}
 }
 
-func fullBatch(b *batch, rs *Ruleset) error {
+// fullBatch builds the batch of a full resync over cur, what the table
+// held just before. Deleting and re-adding the table, as a simple full
+// resync would, would also delete its counter objects; instead, in the
+// same one batch:
+//
+//   - the table is added (nothing happens if it exists),
+//   - its rules are all deleted (a flush of the table), then every named
+//     set (the maps, whose elements jump to chains) and every chain,
+//     whoever added them,
+//   - the objects that no rule of rs uses are deleted,
+//   - every object of rs is added: the kernel leaves an existing counter
+//     (or limit) of that name as it is, count included,
+//   - then the maps, chains, rules and elements of rs as before.
+//
+// The kernel applies it whole or not at all, and nothing outside our table
+// is touched. A change by someone else between the read of cur and the
+// batch can make the kernel refuse it (a chain already gone): the
+// reconciler then retries within a second, with a new read.
+func fullBatch(b *batch, rs *Ruleset, cur tableState) error {
 	// About 500 bytes a rule: grow the buffer once rather than by doubling.
 	n := len(rs.HostIn.Rules) + len(rs.HostOut.Rules) + 2*len(rs.ToServer)
 	for _, g := range rs.Groups {
-		n += len(g.In.Rules) + len(g.Out.Rules)
+		n += len(g.In.Rules) + len(g.Out.Rules) + 2*len(g.LogChains) + len(g.Objects)/4
 	}
 	b.buf = slices.Grow(b.buf, 512*n)
 	c, t, s := b.conn(), b.t, b.sets
-	// Adding before deleting makes the delete valid whether or not the table
-	// exists; the whole batch commits or nothing does.
 	c.AddTable(t)
-	c.DelTable(t)
-	c.AddTable(t)
+	if len(cur.chains) > 0 {
+		c.FlushTable(t)
+	}
+	for _, name := range cur.sets {
+		c.DelSet(&nftables.Set{Table: t, Name: name})
+	}
+	for _, name := range cur.chains {
+		if err := b.delChain(name); err != nil {
+			return err
+		}
+	}
+	want := map[Object]bool{}
+	for _, g := range rs.Groups {
+		for _, o := range g.Objects {
+			want[Object{Kind: o.Kind, Name: o.Name}] = true
+		}
+	}
+	for _, o := range cur.objects {
+		if !want[o] {
+			if err := b.delObject(o); err != nil {
+				return err
+			}
+		}
+	}
+	for _, g := range rs.Groups {
+		for _, o := range g.Objects {
+			if err := b.addObject(o); err != nil {
+				return err
+			}
+		}
+	}
+	c = b.conn()
 	for _, name := range []string{mapToServer, mapFromServer} {
 		if err := c.AddSet(s[name], nil); err != nil {
 			return fmt.Errorf("add map %s: %w", name, err)
@@ -242,7 +305,7 @@ func fullBatch(b *batch, rs *Ruleset) error {
 	}
 	// Chains that are jumped to must exist before the jumps.
 	for _, g := range rs.Groups {
-		for _, ch := range []Chain{g.In, g.Out} {
+		for _, ch := range append(slices.Clip(g.LogChains), g.In, g.Out) {
 			if err := b.addChain(ch); err != nil {
 				return err
 			}
@@ -262,8 +325,14 @@ func fullBatch(b *batch, rs *Ruleset) error {
 	return nil
 }
 
+// incrementalBatch builds the batch of d, in the order rulesetDiff says.
 func incrementalBatch(b *batch, d rulesetDiff) error {
 	s := b.sets
+	for _, o := range d.addObjects {
+		if err := b.addObject(o); err != nil {
+			return err
+		}
+	}
 	for _, ch := range d.addChains {
 		if err := b.addChain(ch); err != nil {
 			return err
@@ -290,12 +359,21 @@ func incrementalBatch(b *batch, d rulesetDiff) error {
 	if err := addElems(b.conn(), s[mapFromServer], d.addFrom); err != nil {
 		return err
 	}
-	// Last: nothing may still jump to a chain when it is deleted.
+	// Flushed first, all of them: nothing may still jump to a chain when
+	// it is deleted, and a group's chains go to its log chains.
 	for _, name := range d.delChains {
 		if err := b.flushChain(name); err != nil {
 			return err
 		}
+	}
+	for _, name := range d.delChains {
 		if err := b.delChain(name); err != nil {
+			return err
+		}
+	}
+	// Last: no rule uses them any more.
+	for _, o := range d.delObjects {
+		if err := b.delObject(o); err != nil {
 			return err
 		}
 	}
@@ -424,7 +502,7 @@ func (n *NFTables) Verify(ctx context.Context, rs *Ruleset) error {
 func allChains(rs *Ruleset) []Chain {
 	var out []Chain
 	for _, g := range rs.Groups {
-		out = append(out, g.In, g.Out)
+		out = append(append(out, g.In, g.Out), g.LogChains...)
 	}
 	return append(append(out, baseChains()...), rs.HostIn, rs.HostOut)
 }
@@ -448,9 +526,11 @@ func cString(b []byte) string {
 	return string(b)
 }
 
-// Counters implements Backend with one rule dump per chain.
+// Counters implements Backend: one rule dump per chain, for the counter
+// each rule names, then one request for the counters.
 func (n *NFTables) Counters(ctx context.Context, chains ...string) (map[string]Counter, error) {
-	out := map[string]Counter{}
+	byName := map[string]string{} // counter name -> tag
+	var names []string
 	for _, ch := range chains {
 		if err := ctx.Err(); err != nil {
 			return nil, err
@@ -460,12 +540,94 @@ func (n *NFTables) Counters(ctx context.Context, chains ...string) (map[string]C
 			return nil, fmt.Errorf("counters of chain %s: %w", ch, err)
 		}
 		for _, r := range rules {
-			if r.counter != nil {
-				out[r.tag] = *r.counter
+			if r.counter != "" {
+				if _, ok := byName[r.counter]; !ok {
+					names = append(names, r.counter)
+				}
+				byName[r.counter] = r.tag
 			}
 		}
 	}
+	got, err := n.readCounters(ctx, names, false)
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[string]Counter, len(got))
+	for name, c := range got {
+		out[byName[name]] = c
+	}
 	return out, nil
+}
+
+// GroupCounters implements Backend.
+func (n *NFTables) GroupCounters(ctx context.Context, groups ...GroupChains) (map[string]map[string]Counter, error) {
+	return n.groupCounters(ctx, groups, false)
+}
+
+// ResetCounters implements Backend with NFT_MSG_GETOBJ_RESET, one per
+// counter, all sent at once. Each counter is read and zeroed atomically: a
+// packet counts either in what is returned or in the counter after.
+func (n *NFTables) ResetCounters(ctx context.Context, groups ...GroupChains) (map[string]map[string]Counter, error) {
+	return n.groupCounters(ctx, groups, true)
+}
+
+func (n *NFTables) groupCounters(ctx context.Context, groups []GroupChains, reset bool) (map[string]map[string]Counter, error) {
+	type ref struct{ group, tag string }
+	refs := map[string]ref{}
+	var names []string
+	for _, g := range groups {
+		for _, o := range g.Objects {
+			if o.Kind == ObjCounter {
+				refs[o.Name] = ref{g.GroupID, o.Tag}
+				names = append(names, o.Name)
+			}
+		}
+	}
+	got, err := n.readCounters(ctx, names, reset)
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[string]map[string]Counter, len(groups))
+	for _, g := range groups {
+		out[g.GroupID] = map[string]Counter{}
+	}
+	for name, c := range got {
+		r := refs[name]
+		out[r.group][r.tag] = c
+	}
+	return out, nil
+}
+
+// readCounters reads (or resets) counters on the backend's read socket.
+func (n *NFTables) readCounters(ctx context.Context, names []string, reset bool) (map[string]Counter, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	n.rmu.Lock()
+	defer n.rmu.Unlock()
+	if n.rd == nil {
+		c, err := dialNetfilter(n.opts.netnsFD)
+		if err != nil {
+			return nil, err
+		}
+		if err := bigBuffers(c); err != nil {
+			c.Close()
+			return nil, err
+		}
+		n.rd = c
+	}
+	got, err := readCounters(ctx, n.rd, names, reset)
+	if err != nil {
+		// Its state is unknown: the next read opens another.
+		_ = n.rd.Close()
+		n.rd = nil
+		what := "read"
+		if reset {
+			what = "reset"
+		}
+		return nil, fmt.Errorf("%s counters: %w", what, err)
+	}
+	return got, nil
 }
 
 // Remove implements Backend: it deletes the table if it exists, in one batch.

@@ -49,7 +49,7 @@ func (p *Preview) Counters(_ context.Context, chains ...string) (map[string]Coun
 		for _, c := range []Chain{g.In, g.Out} {
 			if want[c.Name] {
 				for _, r := range c.Rules {
-					if r.Counter {
+					if r.Counter != "" {
 						out[r.Tag] = Counter{}
 					}
 				}
@@ -57,6 +57,30 @@ func (p *Preview) Counters(_ context.Context, chains ...string) (map[string]Coun
 		}
 	}
 	return out, nil
+}
+
+// GroupCounters implements Backend: every counter of the groups is zero.
+func (p *Preview) GroupCounters(_ context.Context, groups ...GroupChains) (map[string]map[string]Counter, error) {
+	return zeroCounters(groups), nil
+}
+
+// ResetCounters implements Backend: there is nothing to reset.
+func (p *Preview) ResetCounters(_ context.Context, groups ...GroupChains) (map[string]map[string]Counter, error) {
+	return zeroCounters(groups), nil
+}
+
+func zeroCounters(groups []GroupChains) map[string]map[string]Counter {
+	out := make(map[string]map[string]Counter, len(groups))
+	for _, g := range groups {
+		m := map[string]Counter{}
+		for _, o := range g.Objects {
+			if o.Kind == ObjCounter {
+				m[o.Tag] = Counter{}
+			}
+		}
+		out[g.GroupID] = m
+	}
+	return out
 }
 
 // Remove implements Backend: there is nothing to remove.
@@ -71,8 +95,17 @@ func (rs *Ruleset) Text() string {
 	fmt.Fprintf(&b, "# rampart generation %d\n", rs.Generation)
 	fmt.Fprintf(&b, "table inet %s\ndelete table inet %s\n", TableName, TableName)
 	fmt.Fprintf(&b, "table inet %s {\n", TableName)
-	// Group chains come before the maps and hooked chains that jump to them.
+	// Objects come before the rules that name them, and chains before the
+	// rules, maps and hooked chains that go to them.
 	for _, g := range rs.Groups {
+		for _, o := range g.Objects {
+			writeObject(&b, o)
+		}
+	}
+	for _, g := range rs.Groups {
+		for _, c := range g.LogChains {
+			writeChain(&b, c)
+		}
 		writeChain(&b, g.In)
 		writeChain(&b, g.Out)
 	}
@@ -94,7 +127,19 @@ func (rs *Ruleset) GroupText(groupID string) string {
 	var b strings.Builder
 	writeChain(&b, g.In)
 	writeChain(&b, g.Out)
+	for _, c := range g.LogChains {
+		writeChain(&b, c)
+	}
 	return b.String()
+}
+
+func writeObject(b *strings.Builder, o Object) {
+	switch o.Kind {
+	case ObjCounter:
+		fmt.Fprintf(b, "\tcounter %s {\n\t}\n", o.Name)
+	case ObjLimit:
+		fmt.Fprintf(b, "\tlimit %s {\n\t\trate %d/second burst %d packets\n\t}\n", o.Name, o.Rate, o.Burst)
+	}
 }
 
 func writeMap(b *strings.Builder, name string, elems []MapElem) {
@@ -176,14 +221,24 @@ func (r Rule) String() string {
 	if r.VMapOIF != "" {
 		p = append(p, "oifname vmap @"+r.VMapOIF)
 	}
-	if r.Counter {
-		p = append(p, "counter")
+	if r.Counter != "" {
+		p = append(p, fmt.Sprintf("counter name %q", r.Counter))
 	}
-	switch r.Verdict.Kind {
+	v := r.Verdict
+	switch {
+	case r.Log.Chain != "":
+		v = Verdict{Kind: "goto", Chain: r.Log.Chain}
+	case r.Log.logs():
+		if r.Log.Limit != "" {
+			p = append(p, fmt.Sprintf("limit name %q", r.Log.Limit))
+		}
+		p = append(p, fmt.Sprintf("log prefix %q group %d", r.Log.Prefix, r.Log.Group))
+	}
+	switch v.Kind {
 	case "accept", "drop":
-		p = append(p, r.Verdict.Kind)
-	case "jump":
-		p = append(p, "jump "+r.Verdict.Chain)
+		p = append(p, v.Kind)
+	case "jump", "goto":
+		p = append(p, v.Kind+" "+v.Chain)
 	}
 	if r.Tag != "" {
 		p = append(p, fmt.Sprintf("comment %q", r.Tag))

@@ -14,24 +14,30 @@ import (
 	"github.com/rampart-fw/rampart/store"
 )
 
-// richSnapshot exercises every construct the compiler emits.
+// richSnapshot exercises every construct the compiler emits: group A logs
+// its default drop, its SMTP rows and two rules; group C logs one rule
+// only, under a limit of its own.
 func richSnapshot() store.Snapshot {
 	withDest := rule("r-dest", store.Inbound, store.TCP, store.Accept, "10.0.0.0/8", 443, 0)
 	withDest.DestIPRange = netip.MustParsePrefix("10.99.1.2/32")
+	logs := func(r store.Rule) store.Rule { r.Log = true; return r }
+	a := group(gA, true, store.Drop, store.Accept, true)
+	a.LogDefaultDrops = true
 	return snapshot(7,
 		[]store.Group{
-			group(gA, true, store.Drop, store.Accept, true),
+			a,
 			group(gB, false, store.Accept, store.Drop, false),
 			group(gC, true, store.Drop, store.Drop, true),
 		},
 		map[string][]store.Rule{
+			gC: {logs(rule("r-c1", store.Outbound, store.UDP, store.Accept, "::/0", 53, 0))},
 			gA: {
-				rule("r-ssh", store.Inbound, store.TCP, store.Accept, "0.0.0.0/0", 22, 0),
+				logs(rule("r-ssh", store.Inbound, store.TCP, store.Accept, "0.0.0.0/0", 22, 0)),
 				rule("r-web6", store.Inbound, store.TCP, store.Accept, "::/0", 8000, 8080),
 				rule("r-dns", store.Inbound, store.UDP, store.Drop, "192.168.0.0/16", 53, 0),
 				rule("r-ping", store.Inbound, store.ICMP, store.Accept, "10.99.0.0/24", 0, 0),
 				rule("r-ping6", store.Inbound, store.ICMP, store.Accept, "fd99::/16", 0, 0),
-				rule("r-any", store.Outbound, store.ANY, store.Drop, "203.0.113.7/32", 0, 0),
+				logs(rule("r-any", store.Outbound, store.ANY, store.Drop, "203.0.113.7/32", 0, 0)),
 				rule("r-any6", store.Outbound, store.ANY, store.Accept, "2001:db8::1/128", 0, 0),
 				withDest,
 			},
@@ -42,7 +48,15 @@ func richSnapshot() store.Snapshot {
 	)
 }
 
-var counterRe = regexp.MustCompile(`counter packets \d+ bytes \d+`)
+// richRuleset compiles richSnapshot with group C's log limit of its own.
+func richRuleset() *Ruleset {
+	c := Compiler{Log: LogConfig{Groups: map[string]LogLimit{gC: {Rate: 7, Burst: 3}}}}
+	return c.Compile(richSnapshot())
+}
+
+// counterRe matches the counts of an anonymous counter or of a counter
+// object.
+var counterRe = regexp.MustCompile(`(counter )?packets \d+ bytes \d+`)
 
 // normalise drops what legitimately differs between two loads of the same
 // ruleset: counter values and the handle comments of `nft -a`.
@@ -62,7 +76,7 @@ func normalise(s string) string {
 // same rules as after a netlink apply of the same snapshot.
 func TestPreviewTextMatchesNetlink(t *testing.T) {
 	requireRoot(t)
-	rs := Compile(richSnapshot())
+	rs := richRuleset()
 	if len(rs.Errors) > 0 {
 		t.Fatalf("compile errors: %v", rs.Errors)
 	}

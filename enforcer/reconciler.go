@@ -3,6 +3,7 @@ package enforcer
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"slices"
 	"strings"
@@ -40,18 +41,19 @@ type Reconciler struct {
 	// syncMu serialises applies and guards compiler; mu guards the fields
 	// below and is never held across a backend call, so readers are not
 	// blocked by an apply.
-	syncMu   sync.Mutex
-	compiler Compiler        // recompiles only the groups that changed
-	lastSnap *store.Snapshot // the last snapshot read, for incremental reads
-	nextRead time.Time       // no snapshot before: see sync
-	mu       sync.Mutex
-	applied  *Ruleset // what the backend holds; nil: unknown, next apply is full
-	desired  *Ruleset // last compiled, applied or not
-	needFull bool     // the backend was found to differ from applied
-	snapGen  int64    // store generation of the last snapshot taken
-	groups   map[string]*groupStatus
-	stats    Stats
-	watchers map[chan struct{}]struct{} // woken after every apply: see Watch
+	syncMu    sync.Mutex
+	compiler  Compiler        // recompiles only the groups that changed
+	lastSnap  *store.Snapshot // the last snapshot read, for incremental reads
+	nextRead  time.Time       // no snapshot before: see sync
+	mu        sync.Mutex
+	applied   *Ruleset // what the backend holds; nil: unknown, next apply is full
+	desired   *Ruleset // last compiled, applied or not
+	needFull  bool     // the backend was found to differ from applied
+	snapGen   int64    // store generation of the last snapshot taken
+	recompile bool     // the log settings changed: apply even if the store did not
+	groups    map[string]*groupStatus
+	stats     Stats
+	watchers  map[chan struct{}]struct{} // woken after every apply: see Watch
 }
 
 type groupStatus struct {
@@ -105,9 +107,9 @@ func (r *Reconciler) Ready() <-chan struct{} { return r.ready }
 func (r *Reconciler) check(ctx context.Context) {
 	gen, genErr := r.src.Generation(ctx)
 	r.mu.Lock()
-	applied, failing, seen := r.applied, r.stats.LastError != "", r.snapGen
+	applied, failing, seen, recompile := r.applied, r.stats.LastError != "", r.snapGen, r.recompile
 	r.mu.Unlock()
-	if applied == nil || failing || (genErr == nil && gen != seen) {
+	if applied == nil || failing || recompile || (genErr == nil && gen != seen) {
 		r.sync(ctx)
 		return
 	}
@@ -171,7 +173,7 @@ func (r *Reconciler) sync(ctx context.Context) bool {
 
 	r.mu.Lock()
 	prev, full := r.applied, r.applied == nil || r.needFull
-	r.snapGen = snap.Generation
+	r.snapGen, r.recompile = snap.Generation, false
 	r.mu.Unlock()
 	var d rulesetDiff
 	if prev != nil {
@@ -367,27 +369,88 @@ func (r *Reconciler) GroupGeneration(groupID string) int64 {
 
 // Counters returns the counters of a group's rules as the backend holds
 // them, keyed by rule ID, TagDefaultIn, TagDefaultOut, TagEstablishedIn,
-// TagEstablishedOut or an SMTP rule ID. Counters restart from zero when the group's
-// chains are rewritten. It returns an empty map when they cannot be read.
+// TagEstablishedOut, an SMTP rule ID or TagLogLimited (when the group
+// logs). They are the table's named counters: they keep counting across
+// rewrites of the group's chains and full resyncs (restarts, drift
+// repairs), and restart from zero only when the table itself was deleted
+// or ResetCounters zeroes them. It returns an empty map when they cannot
+// be read.
 func (r *Reconciler) Counters(ctx context.Context, groupID string) map[string]Counter {
-	r.mu.Lock()
-	applied := r.applied
-	r.mu.Unlock()
-	if applied == nil {
-		return map[string]Counter{}
-	}
-	g, ok := applied.Group(groupID)
+	g, ok := r.appliedGroup(groupID)
 	if !ok {
 		return map[string]Counter{}
 	}
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
-	c, err := r.backend.Counters(ctx, g.In.Name, g.Out.Name)
+	c, err := r.backend.GroupCounters(ctx, g)
 	if err != nil {
 		r.log.Error("enforcer counters", "group", groupID, "err", err)
 		return map[string]Counter{}
 	}
-	return c
+	return c[groupID]
+}
+
+// AllCounters returns the counters of every group the backend holds, by
+// group ID and then as Counters keys them, in one read.
+func (r *Reconciler) AllCounters(ctx context.Context) (map[string]map[string]Counter, error) {
+	r.mu.Lock()
+	applied := r.applied
+	r.mu.Unlock()
+	if applied == nil {
+		return map[string]map[string]Counter{}, nil
+	}
+	c, err := r.backend.GroupCounters(ctx, applied.Groups...)
+	if err != nil {
+		return nil, fmt.Errorf("counters: %w", err)
+	}
+	return c, nil
+}
+
+// ResetCounters sets the counters of a group to zero, in one request, and
+// returns what they held. A group the backend does not hold has nothing to
+// reset.
+func (r *Reconciler) ResetCounters(ctx context.Context, groupID string) (map[string]Counter, error) {
+	g, ok := r.appliedGroup(groupID)
+	if !ok {
+		return map[string]Counter{}, nil
+	}
+	c, err := r.backend.ResetCounters(ctx, g)
+	if err != nil {
+		return nil, fmt.Errorf("reset counters of group %s: %w", groupID, err)
+	}
+	return c[groupID], nil
+}
+
+func (r *Reconciler) appliedGroup(groupID string) (GroupChains, bool) {
+	r.mu.Lock()
+	applied := r.applied
+	r.mu.Unlock()
+	if applied == nil {
+		return GroupChains{}, false
+	}
+	return applied.Group(groupID)
+}
+
+// SetLogConfig sets where and how fast the groups' logged packets go; it
+// takes effect within a check interval, rewriting the chains of the groups
+// it changes (their counters go on). Call it before Run for the first
+// apply to use it.
+func (r *Reconciler) SetLogConfig(cfg LogConfig) {
+	r.syncMu.Lock()
+	r.compiler.Log = cfg
+	r.syncMu.Unlock()
+	r.mu.Lock()
+	r.recompile = true
+	r.mu.Unlock()
+}
+
+// Applied returns the Ruleset the backend holds, nil before the first
+// successful apply. It must not be modified. A packet log reader uses it
+// to name what the log prefixes name.
+func (r *Reconciler) Applied() *Ruleset {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.applied
 }
 
 // GroupText returns the nft text of a group's two chains as last compiled.

@@ -94,7 +94,7 @@ func TestKernelReconciler(t *testing.T) {
 	if c := r.Counters(context.Background(), gA); c["web"].Packets == 0 {
 		t.Errorf("Counters(A) = %+v, want rule web counted", c)
 	}
-	if txt := r.GroupText(gA); !strings.Contains(txt, `tcp dport 8080 counter accept comment "web"`) {
+	if txt := r.GroupText(gA); !strings.Contains(txt, `tcp dport 8080 counter name "`+counterName(gA, "web")+`" accept comment "web"`) {
 		t.Errorf("GroupText:\n%s", txt)
 	}
 

@@ -114,6 +114,9 @@ type Group struct {
 	Generation int64
 	// Unreadable says why the stored row is not a valid group, or "".
 	Unreadable string
+	// LogDefaultDrops logs the packets that the default policies (and the
+	// SMTP rows) drop.
+	LogDefaultDrops bool
 }
 
 // ServerRef names a server or a group in another object's answer.
@@ -140,6 +143,9 @@ type Rule struct {
 	// Unreadable says why the stored row is not a valid rule (its fields
 	// then hold what could be read), or "".
 	Unreadable string `json:"-"`
+	// Log logs the packets the rule decides, within its group's rate
+	// limit.
+	Log bool `json:"log,omitempty"`
 }
 
 // Server is a machine a group protects: a VM or container behind a host
