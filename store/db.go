@@ -82,6 +82,10 @@ func Open(ctx context.Context, path string, zones []string) (*DB, error) {
 		sdb.Close()
 		return nil, err
 	}
+	if err := db.backfillVersions(ctx); err != nil {
+		sdb.Close()
+		return nil, fmt.Errorf("open store: versions: %w", err)
+	}
 	return db, nil
 }
 
@@ -253,6 +257,11 @@ func (db *DB) change(ctx context.Context, fn func(tx *sql.Tx, gen int64) error) 
 	if err := fn(tx, gen); errors.Is(err, errNoChange) {
 		return nil // rolled back: the generation does not move
 	} else if err != nil {
+		return err
+	}
+	// Every change makes a version of the groups it concerns, here rather
+	// than in each change, so that no change can forget to.
+	if err := db.recordVersions(ctx, tx, gen); err != nil {
 		return err
 	}
 	if err := tx.Commit(); err != nil {

@@ -100,6 +100,9 @@ func findGroup(ctx context.Context, tx *sql.Tx, orgID, zone, id string) (Group, 
 	if err := loadGroupServers(ctx, tx, []*Group{&g}); err != nil {
 		return Group{}, err
 	}
+	if err := loadGroupState(ctx, tx, []*Group{&g}); err != nil {
+		return Group{}, err
+	}
 	return g, nil
 }
 
@@ -228,7 +231,10 @@ func (db *DB) Groups(ctx context.Context, orgID, zone string, f GroupFilter) ([]
 			for i := range groups {
 				ptrs[i] = &groups[i]
 			}
-			return loadGroupServers(ctx, tx, ptrs)
+			if err := loadGroupServers(ctx, tx, ptrs); err != nil {
+				return err
+			}
+			return loadGroupState(ctx, tx, ptrs)
 		})
 	if err != nil {
 		return nil, 0, fmt.Errorf("list groups: %w", err)

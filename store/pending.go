@@ -1,0 +1,249 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Confirm or roll back. A change to a group may carry a deadline
+// (WithConfirmation): the group then waits, pending, for a confirmation
+// (ConfirmGroup); past the deadline the server restores the version before
+// the change (RollBack, run by RunRollBacks). The state is a row of
+// pending_confirmations, written by the change itself, so it survives a
+// restart, and the roll-back is a change conditional on that row: of
+// several processes sharing the database, the one whose change deletes it
+// performs the roll-back, and the others change nothing.
+
+// MaxConfirmWithin is the longest a change may wait for its confirmation.
+const MaxConfirmWithin = time.Hour
+
+// PendingConfirmation is a change of a group waiting to be confirmed.
+type PendingConfirmation struct {
+	GroupID   string
+	Version   int // the version the change made
+	Base      int // the version a roll-back restores
+	Deadline  time.Time
+	Actor     string // who made the change
+	CreatedAt time.Time
+}
+
+// ParseConfirmWithin reads a confirmation window as a header or a form
+// carries it: a whole number of seconds from 1 to 3600.
+func ParseConfirmWithin(s string) (time.Duration, error) {
+	n, err := strconv.Atoi(strings.TrimSpace(s))
+	if err != nil || n < 1 || time.Duration(n)*time.Second > MaxConfirmWithin {
+		return 0, invalid("confirm_within", "format", "the time to confirm is a whole number of seconds from 1 to %d (got %q)",
+			int(MaxConfirmWithin/time.Second), s)
+	}
+	return time.Duration(n) * time.Second, nil
+}
+
+type confirmKey struct{}
+
+// confirmRequest asks the change that carries it to leave groupID pending
+// for within, and receives what it did.
+type confirmRequest struct {
+	groupID string
+	within  time.Duration
+	result  *PendingConfirmation
+}
+
+// WithConfirmation returns a context whose change to group groupID waits
+// for a confirmation within the given time, and where the pending state
+// will be written once the change commits (its Version is 0 when the
+// change changed nothing, and so awaits nothing).
+func WithConfirmation(ctx context.Context, groupID string, within time.Duration) (context.Context, *PendingConfirmation) {
+	p := &PendingConfirmation{}
+	return context.WithValue(ctx, confirmKey{}, &confirmRequest{groupID: groupID, within: within, result: p}), p
+}
+
+// startPending records that the version the change made waits for its
+// confirmation.
+func (db *DB) startPending(ctx context.Context, tx *sql.Tx, req *confirmRequest, version, base int) error {
+	if base < 1 {
+		return invalid("confirm_within", "constraint", "a new group has no earlier version to roll back to")
+	}
+	now := db.Now().UTC()
+	p := PendingConfirmation{GroupID: req.groupID, Version: version, Base: base, Deadline: now.Add(req.within),
+		Actor: actorOf(ctx), CreatedAt: now}
+	_, err := tx.ExecContext(ctx, `INSERT INTO pending_confirmations (group_id, version, base, deadline, actor, created_at)
+		VALUES (?, ?, ?, ?, ?, ?)`, p.GroupID, p.Version, p.Base, formatTime(p.Deadline), p.Actor, formatTime(p.CreatedAt))
+	if err != nil {
+		return fmt.Errorf("pending confirmation: %w", err)
+	}
+	*req.result = p
+	return nil
+}
+
+func scanPending(sc scanner) (PendingConfirmation, error) {
+	var p PendingConfirmation
+	var deadline, created string
+	err := sc.Scan(&p.GroupID, &p.Version, &p.Base, &deadline, &p.Actor, &created)
+	p.Deadline, p.CreatedAt = parseTime(deadline), parseTime(created)
+	return p, err
+}
+
+const pendingColumns = `group_id, version, base, deadline, actor, created_at`
+
+func findPending(ctx context.Context, tx *sql.Tx, groupID string) (PendingConfirmation, bool, error) {
+	p, err := scanPending(tx.QueryRowContext(ctx, `SELECT `+pendingColumns+` FROM pending_confirmations WHERE group_id = ?`, groupID))
+	if errors.Is(err, sql.ErrNoRows) {
+		return PendingConfirmation{}, false, nil
+	}
+	if err != nil {
+		return PendingConfirmation{}, false, fmt.Errorf("pending confirmation: %w", err)
+	}
+	return p, true, nil
+}
+
+// pendingConflict refuses a change to a group whose last change awaits
+// its confirmation, naming it.
+func pendingConflict(p PendingConfirmation) *Error {
+	return conflict("version %d of this security group awaits confirmation until %s (made by %s): confirm it, or let it roll back to version %d, before changing the group again",
+		p.Version, p.Deadline.UTC().Format(time.RFC3339), p.Actor, p.Base)
+}
+
+// loadGroupState fills each group's Version and Pending.
+func loadGroupState(ctx context.Context, tx *sql.Tx, groups []*Group) error {
+	if len(groups) == 0 {
+		return nil
+	}
+	byID := make(map[string]*Group, len(groups))
+	args := make([]any, len(groups))
+	for i, g := range groups {
+		byID[g.ID] = g
+		args[i] = g.ID
+	}
+	rows, err := tx.QueryContext(ctx, `SELECT g.id, g.version, p.version, p.base, p.deadline, p.actor, p.created_at
+		FROM security_groups g LEFT JOIN pending_confirmations p ON p.group_id = g.id
+		WHERE g.id IN (`+placeholders(len(args))+`)`, args...)
+	if err != nil {
+		return err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var id string
+		var version int
+		var pv, pb sql.NullInt64
+		var deadline, actor, created sql.NullString
+		if err := rows.Scan(&id, &version, &pv, &pb, &deadline, &actor, &created); err != nil {
+			return err
+		}
+		g := byID[id]
+		g.Version = version
+		if pv.Valid {
+			g.Pending = &PendingConfirmation{GroupID: id, Version: int(pv.Int64), Base: int(pb.Int64),
+				Deadline: parseTime(deadline.String), Actor: actor.String, CreatedAt: parseTime(created.String)}
+		}
+	}
+	return rows.Err()
+}
+
+// ConfirmGroup confirms the change of a group that awaits it: the group
+// keeps it. version, when not 0, must be the pending one. A confirmation
+// after the deadline is refused: the roll-back was promised.
+func (db *DB) ConfirmGroup(ctx context.Context, orgID, zone, groupID string, version int) (Group, error) {
+	if err := db.checkZone(zone); err != nil {
+		return Group{}, err
+	}
+	var g Group
+	err := db.change(ctx, func(tx *sql.Tx, gen int64) error {
+		var err error
+		if g, err = findGroup(ctx, tx, orgID, zone, groupID); err != nil {
+			return err
+		}
+		p := g.Pending
+		switch {
+		case p == nil:
+			return conflict("no change of this security group awaits confirmation")
+		case version != 0 && version != p.Version:
+			return conflict("version %d of this security group awaits confirmation, not version %d", p.Version, version)
+		case !db.Now().Before(p.Deadline):
+			return conflict("too late: version %d was to be confirmed by %s; it is being rolled back to version %d",
+				p.Version, p.Deadline.UTC().Format(time.RFC3339), p.Base)
+		}
+		res, err := tx.ExecContext(ctx, `DELETE FROM pending_confirmations WHERE group_id = ? AND version = ?`, g.ID, p.Version)
+		if err != nil {
+			return err
+		}
+		if n, _ := res.RowsAffected(); n != 1 {
+			return conflict("no change of this security group awaits confirmation")
+		}
+		confirmed := *p
+		g.Pending = nil
+		return db.record(ctx, tx, gen, change{org: orgID, zone: zone, group: g.ID, resource: ResourceGroup, id: g.ID,
+			action: actionConfirm, after: map[string]any{"version": confirmed.Version, "deadline": formatTime(confirmed.Deadline)}})
+	})
+	if err != nil {
+		return Group{}, fmt.Errorf("confirm group %s: %w", groupID, err)
+	}
+	return g, nil
+}
+
+// RollBack restores the version before the pending change version of a
+// group, if that change still awaits its confirmation and its deadline
+// has passed: a change conditional on the pending row, so that of several
+// processes racing to do it, one does and the others change nothing. It
+// reports whether this call rolled back. The roll-back is audited
+// (action "rollback", by "system") and is a new version.
+func (db *DB) RollBack(ctx context.Context, groupID string, version int) (bool, error) {
+	ctx, notes := withVersionNotes(WithActor(ctx, "system"))
+	done := false
+	err := db.change(ctx, func(tx *sql.Tx, gen int64) error {
+		p, ok, err := findPending(ctx, tx, groupID)
+		if err != nil {
+			return err
+		}
+		if !ok || p.Version != version || db.Now().Before(p.Deadline) {
+			return errNoChange
+		}
+		res, err := tx.ExecContext(ctx, `DELETE FROM pending_confirmations WHERE group_id = ? AND version = ?`, groupID, version)
+		if err != nil {
+			return err
+		}
+		if n, _ := res.RowsAffected(); n != 1 {
+			return errNoChange
+		}
+		var org, zone string
+		if err := tx.QueryRowContext(ctx, `SELECT organization_id, zone FROM security_groups WHERE id = ?`, groupID).
+			Scan(&org, &zone); err != nil {
+			return fmt.Errorf("roll back: %w", err)
+		}
+		g, err := findGroup(ctx, tx, org, zone, groupID)
+		if err != nil {
+			return err
+		}
+		base, err := findVersion(ctx, tx, groupID, p.Base)
+		if err != nil {
+			return err
+		}
+		notes[groupID] = fmt.Sprintf("rolled back to version %d: version %d was not confirmed by %s",
+			p.Base, version, p.Deadline.UTC().Format(time.RFC3339))
+		changed, err := db.restore(ctx, tx, gen, g, base, "rollback")
+		if err != nil {
+			return err
+		}
+		if !changed {
+			// Nothing to restore (the change touched no setting or rule):
+			// the roll-back is still audited, and still a version.
+			if err := db.record(ctx, tx, gen, change{org: org, zone: zone, group: groupID, resource: ResourceGroup,
+				id: groupID, action: "rollback"}); err != nil {
+				return err
+			}
+			if err := db.touchGroup(ctx, tx, gen, groupID); err != nil {
+				return err
+			}
+		}
+		done = true
+		return nil
+	})
+	if err != nil {
+		return false, fmt.Errorf("roll back group %s from version %d: %w", groupID, version, err)
+	}
+	return done, nil
+}
