@@ -247,3 +247,129 @@ func (db *DB) RollBack(ctx context.Context, groupID string, version int) (bool, 
 	}
 	return done, nil
 }
+
+// PendingNotice is a change of one of an organization's groups that
+// awaits its confirmation, as every console page mentions it.
+type PendingNotice struct {
+	GroupID   string
+	GroupName string
+	Zone      string
+	Version   int
+	Deadline  time.Time
+}
+
+// PendingNotices lists the changes of an organization's groups that await
+// their confirmation, soonest deadline first. Like Account, it is part of
+// what frames every console page, read beside the request's own store
+// reads and not counted with them.
+func (db *DB) PendingNotices(ctx context.Context, orgID string) ([]PendingNotice, error) {
+	rows, err := db.db.QueryContext(ctx, `SELECT p.group_id, g.name, g.zone, p.version, p.deadline
+		FROM pending_confirmations p JOIN security_groups g ON g.id = p.group_id
+		WHERE g.organization_id = ? ORDER BY p.deadline, p.group_id`, orgID)
+	if err != nil {
+		return nil, fmt.Errorf("pending confirmations: %w", err)
+	}
+	defer rows.Close()
+	var out []PendingNotice
+	for rows.Next() {
+		var n PendingNotice
+		var deadline string
+		if err := rows.Scan(&n.GroupID, &n.GroupName, &n.Zone, &n.Version, &deadline); err != nil {
+			return nil, fmt.Errorf("pending confirmations: %w", err)
+		}
+		n.Deadline = parseTime(deadline)
+		out = append(out, n)
+	}
+	return out, rows.Err()
+}
+
+// RollBackDue rolls back every pending change whose deadline has passed,
+// and returns how many this call rolled back (another process may have
+// done some of them). The search is not counted as a read of a request.
+func (db *DB) RollBackDue(ctx context.Context) (int, error) {
+	rows, err := db.db.QueryContext(ctx, `SELECT group_id, version FROM pending_confirmations WHERE deadline <= ?
+		ORDER BY deadline, group_id`, formatTime(db.Now()))
+	if err != nil {
+		return 0, fmt.Errorf("due roll-backs: %w", err)
+	}
+	type due struct {
+		group   string
+		version int
+	}
+	var list []due
+	for rows.Next() {
+		var d due
+		if err := rows.Scan(&d.group, &d.version); err != nil {
+			rows.Close()
+			return 0, fmt.Errorf("due roll-backs: %w", err)
+		}
+		list = append(list, d)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return 0, fmt.Errorf("due roll-backs: %w", err)
+	}
+	n := 0
+	var errs []error
+	for _, d := range list {
+		done, err := db.RollBack(ctx, d.group, d.version)
+		if err != nil {
+			errs = append(errs, err)
+		} else if done {
+			n++
+		}
+	}
+	return n, errors.Join(errs...)
+}
+
+// nextDeadline returns the soonest deadline of a pending change, if any.
+func (db *DB) nextDeadline(ctx context.Context) (time.Time, bool, error) {
+	var d sql.NullString
+	if err := db.db.QueryRowContext(ctx, `SELECT MIN(deadline) FROM pending_confirmations`).Scan(&d); err != nil {
+		return time.Time{}, false, err
+	}
+	if !d.Valid || d.String == "" {
+		return time.Time{}, false, nil
+	}
+	return parseTime(d.String), true, nil
+}
+
+// RollBackCheckInterval bounds how long a roll-back may wait for a
+// deadline that this process was not told of (a change made by another
+// process sharing the database).
+const RollBackCheckInterval = time.Second
+
+// RunRollBacks performs the roll-backs as their deadlines pass, until ctx
+// ends: it sleeps until the soonest deadline, or until a change of this
+// process (which may have started a confirmation), or at most
+// RollBackCheckInterval. Deadlines that passed while no process ran (a
+// restart) are rolled back at once. report, if not nil, is told of each
+// pass that rolled back or failed.
+func (db *DB) RunRollBacks(ctx context.Context, report func(rolledBack int, err error)) {
+	wake, stop := db.Watch()
+	defer stop()
+	for {
+		n, err := db.RollBackDue(ctx)
+		if ctx.Err() != nil {
+			return
+		}
+		if report != nil && (n > 0 || err != nil) {
+			report(n, err)
+		}
+		wait := RollBackCheckInterval
+		if err == nil {
+			if d, ok, derr := db.nextDeadline(ctx); derr == nil && ok {
+				wait = min(wait, max(time.Until(d), 0)+5*time.Millisecond)
+			}
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return
+		case <-wake:
+		case <-t.C:
+		}
+		t.Stop()
+	}
+}
