@@ -17,7 +17,7 @@ func (s *Server) registerRoutes() {
 	e.GET("/metrics", echo.WrapHandler(s.metric.handler()))
 
 	// The Instance API v1, under /instance/v1/zones/:zone.
-	z := e.Group("/instance/v1/zones/:zone", s.requireToken)
+	z := e.Group("/instance/v1/zones/:zone", s.requireToken, s.confirmWithin)
 	z.GET("/security_groups", s.handleGroupList)
 	z.POST("/security_groups", s.handleGroupCreate)
 	// Static segments win over parameters in Echo's router, so "default"
@@ -35,6 +35,11 @@ func (s *Server) registerRoutes() {
 	z.GET("/security_groups/:id/rules/:rule", s.handleRuleGet)
 	z.PATCH("/security_groups/:id/rules/:rule", s.handleRulePatch)
 	z.DELETE("/security_groups/:id/rules/:rule", s.handleRuleDelete)
+	z.GET("/security_groups/:id/versions", s.handleVersionList)
+	z.GET("/security_groups/:id/versions/:n", s.handleVersionGet)
+	z.GET("/security_groups/:id/versions/:n/diff", s.handleVersionDiff)
+	z.POST("/security_groups/:id/versions/:n/revert", s.handleVersionRevert)
+	z.POST("/security_groups/:id/confirm", s.handleGroupConfirm)
 	z.GET("/servers", s.handleServerList)
 	z.POST("/servers", s.handleServerCreate)
 	z.GET("/servers/:server", s.handleServerGet)
@@ -42,7 +47,7 @@ func (s *Server) registerRoutes() {
 	z.DELETE("/servers/:server", s.handleServerDelete)
 
 	// The legacy API of the original documentation, in the default zone.
-	legacy := []echo.MiddlewareFunc{s.requireToken, s.legacyZone}
+	legacy := []echo.MiddlewareFunc{s.requireToken, s.legacyZone, s.confirmWithin}
 	e.GET("/organizations", s.handleOrganizations, legacy...)
 	e.GET("/security_groups", s.handleGroupList, legacy...)
 	e.POST("/security_groups", s.handleLegacyGroupCreate, legacy...)

@@ -94,9 +94,9 @@ func TestTenancySweep(t *testing.T) {
 		name   string
 		params map[string]string
 	}{
-		{"their IDs", map[string]string{":zone": "fr-par-1", ":id": theirGroup.ID, ":rule": theirRule.ID, ":server": theirServer.ID, ":key": theirToken.AccessKey}},
-		{"my group, their rule", map[string]string{":zone": "fr-par-1", ":id": myGroup.ID, ":rule": theirRule.ID, ":server": theirServer.ID, ":key": theirToken.AccessKey}},
-		{"IDs that do not exist", map[string]string{":zone": "fr-par-1", ":id": missing, ":rule": missing, ":server": missing, ":key": "SCW00000000000000000"}},
+		{"their IDs", map[string]string{":zone": "fr-par-1", ":n": "1", ":id": theirGroup.ID, ":rule": theirRule.ID, ":server": theirServer.ID, ":key": theirToken.AccessKey}},
+		{"my group, their rule", map[string]string{":zone": "fr-par-1", ":n": "1", ":id": myGroup.ID, ":rule": theirRule.ID, ":server": theirServer.ID, ":key": theirToken.AccessKey}},
+		{"IDs that do not exist", map[string]string{":zone": "fr-par-1", ":n": "1", ":id": missing, ":rule": missing, ":server": missing, ":key": "SCW00000000000000000"}},
 	}
 	attempts := 0
 	for _, r := range srv.e.Routes() {
