@@ -101,9 +101,9 @@ func (db *DB) saveDraft(ctx context.Context, tx *sql.Tx, d Draft) error {
 	return err
 }
 
-// StartDraft begins (or begins again) userID's draft of a group's rules
-// from the rules it has now.
-func (db *DB) StartDraft(ctx context.Context, orgID, zone, groupID, userID string) error {
+// StartDraft begins userID's draft of a group's rules from the rules it
+// has now; a draft already begun is kept, unless restart.
+func (db *DB) StartDraft(ctx context.Context, orgID, zone, groupID, userID string, restart bool) error {
 	if err := db.checkZone(zone); err != nil {
 		return err
 	}
@@ -111,6 +111,13 @@ func (db *DB) StartDraft(ctx context.Context, orgID, zone, groupID, userID strin
 		g, err := findGroup(ctx, tx, orgID, zone, groupID)
 		if err != nil {
 			return err
+		}
+		if !restart {
+			if _, err := findDraft(ctx, tx, userID, groupID); err == nil {
+				return nil
+			} else if ErrorCode(err) != CodeNotFound {
+				return err
+			}
 		}
 		rules, err := findRules(ctx, tx, groupID)
 		if err != nil {

@@ -823,7 +823,7 @@ func TestDrafts(t *testing.T) {
 		t.Fatalf("no draft yet: %v", err)
 	}
 	gen, _ := db.Generation(ctx)
-	if err := db.StartDraft(ctx, org, z, g.ID, u.ID); err != nil {
+	if err := db.StartDraft(ctx, org, z, g.ID, u.ID, true); err != nil {
 		t.Fatal(err)
 	}
 	if err := db.DraftAddRule(ctx, org, z, g.ID, u.ID, RuleInput{IPRange: "10.0.0.0/8", Protocol: UDP, DestPortFrom: ptr(53), Description: ptr("DNS")}); err != nil {
@@ -879,7 +879,7 @@ func TestDrafts(t *testing.T) {
 
 	// Moved on: someone else changes the rules; the review says what, and
 	// applying is refused.
-	if err := db.StartDraft(ctx, org, z, g.ID, u.ID); err != nil {
+	if err := db.StartDraft(ctx, org, z, g.ID, u.ID, true); err != nil {
 		t.Fatal(err)
 	}
 	if err := db.DraftDeleteRule(ctx, org, z, g.ID, u.ID, http.ID); err != nil {
@@ -898,7 +898,7 @@ func TestDrafts(t *testing.T) {
 		t.Error("a refused apply wrote")
 	}
 	// A server joining is not a change of rules: the draft still applies.
-	if err := db.StartDraft(ctx, org, z, g.ID, u.ID); err != nil {
+	if err := db.StartDraft(ctx, org, z, g.ID, u.ID, true); err != nil {
 		t.Fatal(err)
 	}
 	if err := db.DraftDeleteRule(ctx, org, z, g.ID, u.ID, other.ID); err != nil {

@@ -166,6 +166,19 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	recCtx, stopRec := context.WithCancel(context.Background())
 	recDone := make(chan error, 1)
 	go func() { recDone <- rec.Run(recCtx) }()
+	// Changes left unconfirmed are rolled back by the server itself, also
+	// those whose deadline passed while it was stopped.
+	rollDone := make(chan struct{})
+	go func() {
+		defer close(rollDone)
+		db.RunRollBacks(recCtx, func(n int, err error) {
+			if err != nil {
+				logger.Error("roll back unconfirmed changes", "err", err)
+			} else {
+				logger.Info("rolled back unconfirmed changes", "count", n)
+			}
+		})
+	}()
 
 	httpSrv := srv.HTTPServer()
 	httpSrv.ErrorLog = slog.NewLogLogger(logger.Handler(), slog.LevelWarn)
@@ -177,6 +190,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	case err := <-serveErr:
 		stopRec()
 		<-recDone
+		<-rollDone
 		return fmt.Errorf("serve: %w", err)
 	}
 	logger.Info("shutting down; the nftables ruleset stays in place (remove it with `rampart enforcer remove`)")
@@ -185,6 +199,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	err = httpSrv.Shutdown(shutCtx)
 	stopRec()
 	<-recDone
+	<-rollDone
 	return err
 }
 
