@@ -679,6 +679,9 @@ func (db *DB) SetRules(ctx context.Context, orgID, zone, groupID string, ins []R
 		if result, err = replaceRules(ctx, tx, groupID, existing, items); err != nil {
 			return err
 		}
+		if slices.Equal(existing, result) {
+			return errNoChange // nothing written: no version, no generation
+		}
 		return db.rulesChanged(ctx, tx, gen, change{org: orgID, zone: zone, group: groupID, resource: ResourceRule, id: groupID, action: "set_rules", before: existing, after: result})
 	})
 	if err != nil {
