@@ -186,7 +186,6 @@ func TestConsoleConfirm(t *testing.T) {
 
 func ptrString(s string) *string { return &s }
 
-
 // TestConsoleDraft: a draft is staged (rules added, edited, moved,
 // deleted), reviewed with its changes and its nftables text while the
 // group is untouched, then applied as one change; a draft whose group's
