@@ -2339,7 +2339,7 @@ func editRuleRow(v RulesView, r RuleRow) templ.Component {
 		if templ_7745c5c3_Err != nil {
 			return templ_7745c5c3_Err
 		}
-		templ_7745c5c3_Err = templruntime.WriteString(templ_7745c5c3_Buffer, 203, "</td><td><label class=\"sr-only\" for=\"edit-description\">Description</label> <input type=\"text\" id=\"edit-description\" name=\"description\" form=\"edit-rule\" value=\"")
+		templ_7745c5c3_Err = templruntime.WriteString(templ_7745c5c3_Buffer, 203, "</td><td><label class=\"sr-only\" for=\"edit-description\">Rule description</label> <input type=\"text\" id=\"edit-description\" name=\"description\" form=\"edit-rule\" value=\"")
 		if templ_7745c5c3_Err != nil {
 			return templ_7745c5c3_Err
 		}
@@ -3019,7 +3019,7 @@ func addRuleForm(v RulesView) templ.Component {
 		if templ_7745c5c3_Err != nil {
 			return templ_7745c5c3_Err
 		}
-		templ_7745c5c3_Err = textField(v.Add.Errors, "description", "r-description", "Description", v.Add.Description, false, "Optional: what the rule is for (up to 255 characters)").Render(ctx, templ_7745c5c3_Buffer)
+		templ_7745c5c3_Err = textField(v.Add.Errors, "description", "r-description", "Rule description", v.Add.Description, false, "Optional: what the rule is for (up to 255 characters)").Render(ctx, templ_7745c5c3_Buffer)
 		if templ_7745c5c3_Err != nil {
 			return templ_7745c5c3_Err
 		}
