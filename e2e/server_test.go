@@ -157,6 +157,12 @@ func (s *server) newAccount(t *testing.T, org string, flags ...string) account {
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("rampart user create: %v\n%s", err, out)
 	}
+	// Each test's organization may bind interfaces of its own (the flows
+	// register servers); an operator grants them, as on a real install.
+	grant := exec.Command(suite.bin, "grant", "--db", s.db, "--org", org, "--interfaces", "*", "--local")
+	if out, err := grant.CombinedOutput(); err != nil {
+		t.Fatalf("rampart grant: %v\n%s", err, out)
+	}
 	return a
 }
 
