@@ -43,6 +43,15 @@ func ParseConfirmWithin(s string) (time.Duration, error) {
 	return time.Duration(n) * time.Second, nil
 }
 
+// ConfirmOutOfPlace is the refusal of a confirmation window asked of
+// something that is not a change of an existing group (creating or
+// deleting one, a server, a confirmation): nothing could be rolled back,
+// and a client that believes it has a way back must have one.
+func ConfirmOutOfPlace(what string) error {
+	return invalid("confirm_within", "constraint",
+		"applies to a change of an existing security group (PATCH or PUT of the group, its rules, or a revert), not to %s", what)
+}
+
 type confirmKey struct{}
 
 // confirmRequest asks the change that carries it to leave groupID pending

@@ -47,9 +47,7 @@ func (s *Server) confirmWithin(next echo.HandlerFunc) echo.HandlerFunc {
 			return next(c)
 		}
 		if !confirmable[c.Request().Method+" "+c.Path()] {
-			return store.Invalid(headerConfirmWithin, "constraint",
-				"applies to a change of an existing security group (PATCH or PUT of the group, its rules, or a revert), not to %s %s",
-				c.Request().Method, c.Path())
+			return renameField(store.ConfirmOutOfPlace(c.Request().Method+" "+c.Path()), "confirm_within", headerConfirmWithin)
 		}
 		within, err := store.ParseConfirmWithin(h)
 		if err != nil {
@@ -216,7 +214,7 @@ func (s *Server) handleVersionDiff(c echo.Context) error {
 	against := 0
 	if v := c.QueryParam("against"); v != "" {
 		if against, err = strconv.Atoi(v); err != nil {
-			return store.Invalid("against", "format", "must be a version number")
+			against = -1 // the store names what a version is
 		}
 	}
 	cmp, err := s.db.CompareVersions(c.Request().Context(), orgOf(c), zoneOf(c), c.Param("id"), n, against)
