@@ -35,6 +35,8 @@ const (
 type enforcedHost struct {
 	host, client string // namespace names
 	srv          *server
+	tok          apiToken
+	group        apiGroup // the local server's group
 }
 
 // TestServeStopKeepsRulesetInForce: after SIGTERM, serve exits cleanly,
@@ -138,6 +140,7 @@ func startEnforcedHost(t *testing.T, setup ...string) *enforcedHost {
 		t.Fatalf("POST %s = %d, want 201", groups, code)
 	}
 	g := created.Group
+	h.tok, h.group = tok, g
 	rule := map[string]any{"direction": "inbound", "action": "drop", "protocol": "TCP", "ip_range": "0.0.0.0/0", "dest_port_from": closedPort}
 	if code := srv.api(t, http.MethodPost, groupPath(g.ID)+"/rules", tok.SecretKey, rule, nil); code != http.StatusCreated {
 		t.Fatalf("POST %s/rules = %d, want 201", groupPath(g.ID), code)

@@ -253,7 +253,7 @@ type Compiler struct {
 
 // compiledGroup is what a group was compiled from, and into.
 type compiledGroup struct {
-	key   groupKey
+	key groupKey
 	// rules are the snapshot's own slice: snapshots are never modified
 	// (store.SnapshotSince shares unchanged groups' slices), so an
 	// unchanged group is recognised by identity, without comparing its

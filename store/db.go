@@ -151,6 +151,10 @@ func Open(ctx context.Context, dsn string, zones []string, opts ...Option) (*DB,
 		defer db.done.Done()
 		db.checkLoop(bg, minDuration(o.checkInterval, 10*time.Millisecond))
 	}()
+	if err := db.backfillVersions(ctx); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("open store: versions: %w", err)
+	}
 	return db, nil
 }
 
@@ -387,6 +391,11 @@ func (db *DB) change(ctx context.Context, fn func(tx *txn, gen int64) error) err
 	} else if err != nil {
 		return db.driverError(err)
 	}
+	// Every change makes a version of the groups it concerns, here rather
+	// than in each change, so that no change can forget to.
+	if err := db.recordVersions(ctx, tx, gen); err != nil {
+		return db.driverError(err)
+	}
 	if err := db.e.announce(ctx, tx, channelChange, strconv.FormatInt(gen, 10)); err != nil {
 		return db.driverError(fmt.Errorf("announce: %w", err))
 	}
@@ -418,6 +427,7 @@ func (db *DB) read(ctx context.Context, fn func(tx *txn) error) error {
 // generation does not move (sessions, the sign-in throttle, and the
 // state that agents report).
 func (db *DB) write(ctx context.Context, fn func(tx *txn) error) error {
+	db.writes.Add(1)
 	sqltx, err := db.w.BeginTx(ctx, db.e.writeTx())
 	if err != nil {
 		return db.driverError(fmt.Errorf("begin: %w", err))

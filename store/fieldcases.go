@@ -12,6 +12,8 @@ import "strings"
 //	move:         MoveRule           login:  Authenticate
 //	list:         a list's paging    add-server: AddServer
 //	grant:        CreateGrant        host:       CreateHost
+//	confirm:      ParseConfirmWithin (the API's X-Rampart-Confirm-Within, the console's confirm_within)
+//	compare:      CompareVersions    rules-text: ParseRulesText (the field "rules" holds the text)
 //
 // Tests of every layer take their cases from FieldCases, so that a new
 // check is covered everywhere once its case is added here; a store test
@@ -56,6 +58,13 @@ var FieldCases = []FieldCase{
 	{Input: "rule", Field: "dest_port_to", Values: map[string]string{"dest_port_from": "90", "dest_port_to": "80"}},
 	{Input: "rule", Field: "dest_port_to", Values: map[string]string{"dest_port_from": "1", "dest_port_to": "65536"}},
 	{Input: "rule", Field: "position", Values: map[string]string{"position": "-1"}},
+	{Input: "rule", Field: "description", Values: map[string]string{"description": strings.Repeat("d", MaxDescriptionLength+1)}},
+	{Input: "rule", Field: "description", Values: map[string]string{"description": "ssh\x1b[2J"}},
+	{Input: "rules-text", Field: "line 1", Values: map[string]string{"rules": "inbound accept TCP port 70000 from 0.0.0.0/0"}},
+	{Input: "rules-text", Field: "line 2", Values: map[string]string{"rules": "# a comment\ninbound accept TCP from nowhere"}},
+	{Input: "confirm", Field: "confirm_within", Values: map[string]string{"confirm_within": "0"}},
+	{Input: "confirm", Field: "confirm_within", Values: map[string]string{"confirm_within": "3601"}},
+	{Input: "compare", Field: "against", Values: map[string]string{"against": "-1"}},
 	{Input: "move", Field: "position", Values: map[string]string{"position": "99"}},
 
 	{Input: "server", Field: "name", Values: map[string]string{"name": ""}},

@@ -31,7 +31,7 @@ func FuzzBuildRule(f *testing.F) {
 	f.Fuzz(func(t *testing.T, dir, proto, action, ipRange, dest string, from, to, pos int) {
 		var fe fieldErrors
 		r := buildRule(&fe, "", RuleInput{Direction: Direction(dir), Protocol: Protocol(proto), Action: Policy(action),
-			IPRange: ipRange, DestIPRange: dest, DestPortFrom: &from, DestPortTo: &to, Position: pos})
+			IPRange: ipRange, DestIPRange: &dest, DestPortFrom: &from, DestPortTo: &to, Position: pos})
 		if len(fe) > 0 {
 			for _, e := range fe {
 				if e.Field == "" || e.Message == "" {

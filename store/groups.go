@@ -100,6 +100,9 @@ func findGroup(ctx context.Context, tx *txn, orgID, zone, id string) (Group, err
 	if err := loadGroupServers(ctx, tx, []*Group{&g}); err != nil {
 		return Group{}, err
 	}
+	if err := loadGroupState(ctx, tx, []*Group{&g}); err != nil {
+		return Group{}, err
+	}
 	return g, nil
 }
 
@@ -176,6 +179,8 @@ type GroupDetail struct {
 	Rules   []Rule   // as ListRules lists them
 	Servers []Server // every server of the zone, the group's and the others, newest first
 	Events  []Event  // the group's audit log, newest first
+	// Versions are the group's latest versions (at most 10), newest first.
+	Versions []VersionInfo
 }
 
 // GroupDetail reads a group, its rules, the servers of its zone and its
@@ -197,7 +202,10 @@ func (db *DB) GroupDetail(ctx context.Context, orgID, zone, id string, events in
 			WHERE s.organization_id = ? AND s.zone = ? ORDER BY s.created_at DESC, s.id`, orgID, zone); err != nil {
 			return err
 		}
-		d.Events, err = findEvents(ctx, tx, orgID, id, events)
+		if d.Events, err = findEvents(ctx, tx, orgID, id, events); err != nil {
+			return err
+		}
+		d.Versions, err = findVersionInfos(ctx, tx, id, 10, 0)
 		return err
 	})
 	if err != nil {
@@ -228,7 +236,10 @@ func (db *DB) Groups(ctx context.Context, orgID, zone string, f GroupFilter) ([]
 			for i := range groups {
 				ptrs[i] = &groups[i]
 			}
-			return loadGroupServers(ctx, tx, ptrs)
+			if err := loadGroupServers(ctx, tx, ptrs); err != nil {
+				return err
+			}
+			return loadGroupState(ctx, tx, ptrs)
 		})
 	if err != nil {
 		return nil, 0, fmt.Errorf("list groups: %w", err)

@@ -22,13 +22,37 @@ type RuleInput struct {
 	Protocol     Protocol
 	Action       Policy
 	IPRange      string
-	DestIPRange  string // optional
-	DestPortFrom *int   // nil or 0: no port
-	DestPortTo   *int   // nil, 0 or equal to from: a single port
-	Position     int    // 0: append (create) or keep the array's order (set-all)
+	DestPortFrom *int // nil or 0: no port
+	DestPortTo   *int // nil, 0 or equal to from: a single port
+	Position     int  // 0: append (create) or keep the array's order (set-all)
 	// NotEditable marks a set-all element the client says is the
 	// system's ("editable": false): it is ignored.
 	NotEditable bool
+
+	// Rampart's fields, which Scaleway's clients do not know: nil is
+	// absent, and a set-all element with an ID keeps the stored value of
+	// an absent one (a client that rewrites every rule must not erase what
+	// it cannot see); a new rule takes "". See KeptRuleFields.
+	DestIPRange *string // optional; "" unsets
+	Description *string // up to MaxDescriptionLength characters
+}
+
+// KeptRuleFields are the wire names of RuleInput's Rampart fields, which a
+// set-all element keeps when it leaves them out (nil). The web layer's
+// decoding test checks that every Rampart field of its rule body is one.
+var KeptRuleFields = []string{"dest_ip_range", "description"}
+
+// keepStored fills the absent Rampart fields of a set-all element from the
+// stored rule it updates.
+func (in *RuleInput) keepStored(old Rule) {
+	if in.DestIPRange == nil {
+		d := prefixText(old.DestIPRange)
+		in.DestIPRange = &d
+	}
+	if in.Description == nil {
+		d := old.Description
+		in.Description = &d
+	}
 }
 
 // RulePatch changes the fields that are not nil. A port of 0 unsets it;
@@ -41,10 +65,11 @@ type RulePatch struct {
 	DestIPRange  *string // "" unsets
 	DestPortFrom *int
 	DestPortTo   *int
-	Position     *int // 0 keeps the position
+	Position     *int    // 0 keeps the position
+	Description  *string // "" unsets
 }
 
-const ruleColumns = `id, group_id, position, direction, protocol, action, ip_range, dest_ip_range, dest_port_from, dest_port_to`
+const ruleColumns = `id, group_id, position, direction, protocol, action, ip_range, dest_ip_range, dest_port_from, dest_port_to, description`
 
 // scanRule reads a rule back through the checks it was written with, so
 // that a row that is not what the store writes (an older schema, a hand
@@ -55,9 +80,11 @@ func scanRule(sc scanner) (Rule, error) {
 	var pos int
 	var in RuleInput
 	var from, to int
-	if err := sc.Scan(&id, &groupID, &pos, &in.Direction, &in.Protocol, &in.Action, &in.IPRange, &in.DestIPRange, &from, &to); err != nil {
+	var dest, desc string
+	if err := sc.Scan(&id, &groupID, &pos, &in.Direction, &in.Protocol, &in.Action, &in.IPRange, &dest, &from, &to, &desc); err != nil {
 		return Rule{}, err
 	}
+	in.DestIPRange, in.Description = &dest, &desc
 	in.DestPortFrom, in.DestPortTo = &from, &to
 	var fe fieldErrors
 	if in.Direction == "" || in.Protocol == "" || in.Action == "" {
@@ -216,11 +243,11 @@ func buildRule(fe *fieldErrors, prefix string, in RuleInput) Rule {
 	} else {
 		fe.add(prefix+"ip_range", "format", "%q is not a CIDR range or an IP address", in.IPRange)
 	}
-	if in.DestIPRange != "" {
-		if p, ok := ParseIPRange(in.DestIPRange); ok {
+	if d := deref(in.DestIPRange); d != "" {
+		if p, ok := ParseIPRange(d); ok {
 			r.DestIPRange = p
 		} else {
-			fe.add(prefix+"dest_ip_range", "format", "%q is not a CIDR range or an IP address", in.DestIPRange)
+			fe.add(prefix+"dest_ip_range", "format", "%q is not a CIDR range or an IP address", d)
 		}
 	}
 	if r.IPRange.IsValid() && r.DestIPRange.IsValid() && r.IPRange.Addr().Is4() != r.DestIPRange.Addr().Is4() {
@@ -233,7 +260,21 @@ func buildRule(fe *fieldErrors, prefix string, in RuleInput) Rule {
 		fe.add(prefix+"position", "constraint", "must be 0 (append) or a position from 1")
 	}
 	r.Position = in.Position
+	// A description is checked as typed, then kept without the spaces
+	// around it, which a reader cannot see (and the rules' text form
+	// could not carry).
+	if d := deref(in.Description); checkDescription(fe, prefix+"description", d) {
+		r.Description = strings.TrimSpace(d)
+	}
 	return r
+}
+
+func deref[T any](p *T) T {
+	var zero T
+	if p == nil {
+		return zero
+	}
+	return *p
 }
 
 func intOr0(p *int) int {
@@ -285,24 +326,24 @@ func normalisePorts(from, to int) (uint16, uint16) {
 }
 
 func insertRule(ctx context.Context, tx *txn, r Rule) error {
-	_, err := tx.ExecContext(ctx, `INSERT INTO rules (`+ruleColumns+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+	_, err := tx.ExecContext(ctx, `INSERT INTO rules (`+ruleColumns+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 		r.ID, r.GroupID, r.Position, r.Direction, r.Protocol, r.Action, r.IPRange.String(), prefixText(r.DestIPRange),
-		int(r.DestPortFrom), int(r.DestPortTo))
+		int(r.DestPortFrom), int(r.DestPortTo), r.Description)
 	return err
 }
 
 // insertRules inserts rules with multi-row statements: a set-all of 100
 // rules is two statements instead of 100.
 func insertRules(ctx context.Context, tx *txn, rules []Rule) error {
-	const perStatement = 50 // 500 parameters
+	const perStatement = 50 // 550 parameters
 	for len(rules) > 0 {
 		chunk := rules[:min(len(rules), perStatement)]
 		rules = rules[len(chunk):]
-		values := strings.TrimSuffix(strings.Repeat("(?, ?, ?, ?, ?, ?, ?, ?, ?, ?), ", len(chunk)), ", ")
-		args := make([]any, 0, 10*len(chunk))
+		values := strings.TrimSuffix(strings.Repeat("(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?), ", len(chunk)), ", ")
+		args := make([]any, 0, 11*len(chunk))
 		for _, r := range chunk {
 			args = append(args, r.ID, r.GroupID, r.Position, r.Direction, r.Protocol, r.Action, r.IPRange.String(),
-				prefixText(r.DestIPRange), int(r.DestPortFrom), int(r.DestPortTo))
+				prefixText(r.DestIPRange), int(r.DestPortFrom), int(r.DestPortTo), r.Description)
 		}
 		if _, err := tx.ExecContext(ctx, `INSERT INTO rules (`+ruleColumns+`) VALUES `+values, args...); err != nil {
 			return err
@@ -313,9 +354,9 @@ func insertRules(ctx context.Context, tx *txn, rules []Rule) error {
 
 func updateRule(ctx context.Context, tx *txn, r Rule) error {
 	_, err := tx.ExecContext(ctx, `UPDATE rules SET position = ?, direction = ?, protocol = ?, action = ?, ip_range = ?,
-		dest_ip_range = ?, dest_port_from = ?, dest_port_to = ? WHERE id = ?`,
+		dest_ip_range = ?, dest_port_from = ?, dest_port_to = ?, description = ? WHERE id = ?`,
 		r.Position, r.Direction, r.Protocol, r.Action, r.IPRange.String(), prefixText(r.DestIPRange),
-		int(r.DestPortFrom), int(r.DestPortTo), r.ID)
+		int(r.DestPortFrom), int(r.DestPortTo), r.Description, r.ID)
 	return err
 }
 
@@ -429,10 +470,8 @@ func (db *DB) UpdateRule(ctx context.Context, orgID, zone, groupID, ruleID strin
 		if err != nil {
 			return err
 		}
-		in := RuleInput{
-			Direction: old.Direction, Protocol: old.Protocol, Action: old.Action,
-			IPRange: old.IPRange.String(), DestIPRange: prefixText(old.DestIPRange),
-		}
+		in := RuleInput{Direction: old.Direction, Protocol: old.Protocol, Action: old.Action, IPRange: old.IPRange.String()}
+		in.keepStored(old)
 		from, to := int(old.DestPortFrom), int(old.DestPortTo)
 		if p.Direction != nil {
 			in.Direction = *p.Direction
@@ -444,7 +483,10 @@ func (db *DB) UpdateRule(ctx context.Context, orgID, zone, groupID, ruleID strin
 			in.IPRange = *p.IPRange
 		}
 		if p.DestIPRange != nil {
-			in.DestIPRange = *p.DestIPRange
+			in.DestIPRange = p.DestIPRange
+		}
+		if p.Description != nil {
+			in.Description = p.Description
 		}
 		if p.DestPortFrom != nil {
 			from = *p.DestPortFrom
@@ -607,13 +649,9 @@ func (db *DB) SetRules(ctx context.Context, orgID, zone, groupID string, ins []R
 	if err := db.checkZone(zone); err != nil {
 		return nil, err
 	}
-	items, err := db.setAllItems(groupID, ins)
-	if err != nil {
-		return nil, err
-	}
 	var result []Rule
 	var g Group
-	err = db.change(ctx, func(tx *txn, gen int64) error {
+	err := db.change(ctx, func(tx *txn, gen int64) error {
 		var err error
 		if g, err = findGroup(ctx, tx, orgID, zone, groupID); err != nil {
 			return err
@@ -622,8 +660,27 @@ func (db *DB) SetRules(ctx context.Context, orgID, zone, groupID string, ins []R
 		if err != nil {
 			return err
 		}
+		// Elements keep what they leave out of Rampart's fields: they are
+		// checked with the values the rules will have.
+		byID := make(map[string]Rule, len(existing))
+		for _, r := range existing {
+			byID[r.ID] = r
+		}
+		ins = slices.Clone(ins)
+		for i := range ins {
+			if old, ok := byID[ins[i].ID]; ok && ins[i].ID != "" {
+				ins[i].keepStored(old)
+			}
+		}
+		items, err := db.setAllItems(groupID, ins)
+		if err != nil {
+			return err
+		}
 		if result, err = replaceRules(ctx, tx, groupID, existing, items); err != nil {
 			return err
+		}
+		if slices.Equal(existing, result) {
+			return errNoChange // nothing written: no version, no generation
 		}
 		return db.rulesChanged(ctx, tx, gen, change{org: orgID, zone: zone, group: groupID, resource: ResourceRule, id: groupID, action: "set_rules", before: existing, after: result})
 	})

@@ -83,7 +83,8 @@ func ptr[T any](v T) *T { return &v }
 func dump(tb testing.TB, db *DB) string {
 	tb.Helper()
 	var b strings.Builder
-	for _, table := range []string{"generation", "organizations", "users", "tokens", "security_groups", "rules", "servers", "events"} {
+	for _, table := range []string{"generation", "organizations", "users", "tokens", "security_groups", "rules", "servers", "events",
+		"group_versions", "pending_confirmations", "rule_drafts"} {
 		rows, err := db.query(context.Background(), `SELECT * FROM `+table+` ORDER BY 1`)
 		if err != nil {
 			tb.Fatalf("dump %s: %v", table, err)

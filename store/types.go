@@ -112,6 +112,11 @@ type Group struct {
 	// Generation is the store generation of the group's last change,
 	// including changes to its rules and to which servers it holds.
 	Generation int64
+	// Version is the number of the group's latest version (see
+	// versions.go); Pending, the change that awaits its confirmation, if
+	// any. Neither is read for the enforcer's snapshots.
+	Version int
+	Pending *PendingConfirmation
 	// Unreadable says why the stored row is not a valid group, or "".
 	Unreadable string
 	// LogDefaultDrops logs the packets that the default policies (and the
@@ -139,7 +144,9 @@ type Rule struct {
 	DestPortFrom uint16       `json:"dest_port_from,omitempty"` // 0 when unset
 	DestPortTo   uint16       `json:"dest_port_to,omitempty"`   // 0 when unset or equal to DestPortFrom
 	Position     int          `json:"position"`
-	Editable     bool         `json:"-"`
+	// Description is Rampart's: what the rule is for, in a person's words.
+	Description string `json:"description,omitempty"`
+	Editable    bool   `json:"-"`
 	// Unreadable says why the stored row is not a valid rule (its fields
 	// then hold what could be read), or "".
 	Unreadable string `json:"-"`

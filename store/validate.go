@@ -118,13 +118,17 @@ func checkName(fe *fieldErrors, field, name string) {
 	}
 }
 
-func checkDescription(fe *fieldErrors, field, d string) {
+// checkDescription adds an error for field when d is not a description
+// (text, at most MaxDescriptionLength characters); it reports whether d is.
+func checkDescription(fe *fieldErrors, field, d string) bool {
 	if !checkText(fe, field, d) {
-		return
+		return false
 	}
 	if n := utf8.RuneCountInString(d); n > MaxDescriptionLength {
 		fe.add(field, "constraint", "at most %d characters (got %d)", MaxDescriptionLength, n)
+		return false
 	}
+	return true
 }
 
 func checkTags(fe *fieldErrors, field string, tags []string) {

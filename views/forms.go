@@ -51,12 +51,19 @@ type OverviewForm struct {
 	Outbound    string
 	Stateful    bool
 	SMTPEnabled bool
-	Errors      FieldErrors
-	Message     string
+	// Confirm asks for the change to roll back unless confirmed within
+	// ConsoleConfirmSeconds.
+	Confirm bool
+	Errors  FieldErrors
+	Message string
 }
 
 // OverviewFormFields are the fields of OverviewForm, as posted.
-var OverviewFormFields = []string{"name", "description", "inbound_default_policy", "outbound_default_policy", "stateful", "smtp_enabled"}
+var OverviewFormFields = []string{"name", "description", "inbound_default_policy", "outbound_default_policy", "stateful", "smtp_enabled", "confirm_within"}
+
+// ConsoleConfirmSeconds is the console's confirmation window: "Roll back
+// unless I confirm within 60 s".
+const ConsoleConfirmSeconds = 60
 
 // OverviewFormOf fills the form from a group.
 func OverviewFormOf(g store.Group) OverviewForm {
@@ -67,19 +74,20 @@ func OverviewFormOf(g store.Group) OverviewForm {
 // RuleForm adds or edits a rule. Ports are kept as typed so that a refused
 // value is shown back as it was entered.
 type RuleForm struct {
-	ID        string // edit: the rule
-	Direction string
-	Action    string
-	Protocol  string
-	IPRange   string
-	PortFrom  string
-	PortTo    string
-	Errors    FieldErrors
-	Message   string
+	ID          string // edit: the rule
+	Direction   string
+	Action      string
+	Protocol    string
+	IPRange     string
+	PortFrom    string
+	PortTo      string
+	Description string
+	Errors      FieldErrors
+	Message     string
 }
 
 // RuleFormFields are the fields of RuleForm, as posted.
-var RuleFormFields = []string{"direction", "action", "protocol", "ip_range", "dest_port_from", "dest_port_to"}
+var RuleFormFields = []string{"direction", "action", "protocol", "ip_range", "dest_port_from", "dest_port_to", "description"}
 
 // NewRuleForm returns an empty add-rule form.
 func NewRuleForm() RuleForm {
@@ -89,7 +97,7 @@ func NewRuleForm() RuleForm {
 // RuleFormOf fills the form from a rule.
 func RuleFormOf(r store.Rule) RuleForm {
 	f := RuleForm{ID: r.ID, Direction: string(r.Direction), Action: string(r.Action), Protocol: string(r.Protocol),
-		IPRange: store.FormatIPRange(r.IPRange)}
+		IPRange: store.FormatIPRange(r.IPRange), Description: r.Description}
 	if r.DestPortFrom != 0 {
 		f.PortFrom = strconv.Itoa(int(r.DestPortFrom))
 	}
@@ -156,3 +164,20 @@ type TokenForm struct {
 
 // TokenFormFields are the fields of TokenForm, as posted.
 var TokenFormFields = []string{"description"}
+
+// URL is the path of a rule action of the section, plus suffix ("/rules/…"):
+// the group's, or its draft's.
+func (v RulesView) URL(suffix string) string {
+	if v.Draft {
+		return GroupURL(v.Group, "/draft"+suffix)
+	}
+	return GroupURL(v.Group, suffix)
+}
+
+// columns is how many columns a rules table has.
+func (v RulesView) columns() int {
+	if v.Draft {
+		return 7
+	}
+	return 9
+}

@@ -35,8 +35,17 @@ func eventLabel(e store.Event) string {
 	if kind == "" {
 		kind = e.Resource
 	}
-	if e.Action == "set_rules" {
+	switch e.Action {
+	case "set_rules":
 		return "all rules replaced"
+	case "apply_draft":
+		return "reviewed draft applied"
+	case "revert":
+		return "reverted to an earlier version"
+	case "rollback":
+		return "rolled back: not confirmed in time"
+	case "confirm":
+		return "change confirmed"
 	}
 	return kind + " " + e.Action
 }

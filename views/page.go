@@ -27,6 +27,9 @@ type Page struct {
 	CSRF       string
 	Flash      Flash
 	Operator   bool // shows the Operator area
+	// Pending lists the organization's changes that await confirmation,
+	// mentioned on every page.
+	Pending []store.PendingNotice
 }
 
 // Flash is a one-time message shown at the top of a page or section.

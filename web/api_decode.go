@@ -5,9 +5,11 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"mime"
 	"net/http"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/labstack/echo/v4"
 
@@ -21,22 +23,26 @@ const (
 	MaxIPSetBodyBytes = 8 << 20
 )
 
+// Rampart fields. The API is Scaleway's, and Scaleway's clients (the SDK,
+// the CLI, Terraform) send only Scaleway's fields, often by rewriting a
+// whole object: the SDK's rule update lists the rules, edits one and sends
+// them all back in a set-all. A field Rampart adds would be erased by every
+// such client if absent meant empty. So, as a rule of decoding, every field
+// a request body has beyond the Scaleway SDK's is a pointer tagged
+// rampart:"keep", and absent (or null) keeps the stored value, in a set-all
+// as in a PATCH; "" (or the field's zero) sets it empty. The store keeps
+// them (store.KeptRuleFields); TestRampartFieldsKeptWhenAbsent finds every
+// such field, now and later, and checks both halves.
+
 // decodeJSON reads a JSON body of at most MaxBodyBytes into v. Type
 // mismatches become invalid-argument errors naming the field.
 func decodeJSON(c echo.Context, v any) error { return decodeJSONUpTo(c, v, MaxBodyBytes) }
 
 // decodeJSONUpTo is decodeJSON for a body of at most max bytes.
 func decodeJSONUpTo(c echo.Context, v any, max int64) error {
-	r := c.Request()
-	if r.ContentLength > max {
-		return echo.NewHTTPError(http.StatusRequestEntityTooLarge)
-	}
-	body, err := io.ReadAll(io.LimitReader(r.Body, max+1))
+	body, err := readBody(c, max)
 	if err != nil {
-		return echo.NewHTTPError(http.StatusBadRequest, "could not read the request body")
-	}
-	if int64(len(body)) > max {
-		return echo.NewHTTPError(http.StatusRequestEntityTooLarge)
+		return err
 	}
 	if len(bytes.TrimSpace(body)) == 0 {
 		body = []byte("{}")
@@ -72,6 +78,69 @@ func jsonKind(k string) string {
 		return "an object"
 	}
 	return k
+}
+
+// readBody reads a body of at most max bytes.
+func readBody(c echo.Context, max int64) ([]byte, error) {
+	r := c.Request()
+	if r.ContentLength > max {
+		return nil, echo.NewHTTPError(http.StatusRequestEntityTooLarge)
+	}
+	body, err := io.ReadAll(io.LimitReader(r.Body, max+1))
+	if err != nil {
+		return nil, echo.NewHTTPError(http.StatusBadRequest, "could not read the request body")
+	}
+	if int64(len(body)) > max {
+		return nil, echo.NewHTTPError(http.StatusRequestEntityTooLarge)
+	}
+	return body, nil
+}
+
+// isText reports whether a request's body is text/plain.
+func isText(r *http.Request) bool {
+	mt, _, err := mime.ParseMediaType(r.Header.Get(echo.HeaderContentType))
+	return err == nil && mt == "text/plain"
+}
+
+// readText reads a text/plain body, which must be UTF-8.
+func readText(c echo.Context) (string, error) {
+	body, err := readBody(c, MaxBodyBytes)
+	if err != nil {
+		return "", err
+	}
+	if !utf8.Valid(body) {
+		return "", store.Invalid("rules", "format", "the text is not valid UTF-8")
+	}
+	return string(body), nil
+}
+
+// acceptsText reports whether a client asks for text/plain rather than
+// JSON: it names text/plain (exactly) with a weight above application/json's
+// and no lower than any wildcard's. Anything else, */* included, gets JSON,
+// so that clients that never heard of the text form see no change.
+func acceptsText(r *http.Request) bool {
+	var text, jsonQ, wild float64
+	for _, part := range strings.Split(r.Header.Get("Accept"), ",") {
+		mt, params, err := mime.ParseMediaType(strings.TrimSpace(part))
+		if err != nil {
+			continue
+		}
+		q := 1.0
+		if v, ok := params["q"]; ok {
+			if f, err := strconv.ParseFloat(v, 64); err == nil && f >= 0 && f <= 1 {
+				q = f
+			}
+		}
+		switch mt {
+		case "text/plain":
+			text = max(text, q)
+		case "application/json", "application/*":
+			jsonQ = max(jsonQ, q)
+		case "*/*", "text/*":
+			wild = max(wild, q)
+		}
+	}
+	return text > 0 && text > jsonQ && text >= wild
 }
 
 // queryPage reads the page and per_page query parameters.

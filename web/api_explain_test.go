@@ -45,7 +45,7 @@ func newExplainFixture(t *testing.T, db *store.DB, org string) explainFixture {
 	for _, in := range []store.RuleInput{
 		{Direction: store.Inbound, Protocol: store.TCP, Action: store.Accept, IPRange: "0.0.0.0/0", DestPortFrom: &p22},
 		{Direction: store.Inbound, Protocol: store.TCP, Action: store.Drop, IPRange: "203.0.113.0/24", DestPortFrom: &p22},
-		{Direction: store.Inbound, Protocol: store.TCP, Action: store.Accept, IPRange: "10.0.0.0/8", DestIPRange: "192.0.2.0/24", DestPortFrom: &p80},
+		{Direction: store.Inbound, Protocol: store.TCP, Action: store.Accept, IPRange: "10.0.0.0/8", DestIPRange: ptrString("192.0.2.0/24"), DestPortFrom: &p80},
 		{Direction: store.Inbound, Protocol: store.ANY, Action: store.Accept, IPRange: "198.51.100.0/24"},
 	} {
 		r, err := db.CreateRule(ctx, org, "fr-par-1", f.g.ID, in)

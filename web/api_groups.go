@@ -184,6 +184,9 @@ func (s *Server) updateGroup(c echo.Context, b groupPatchBody) error {
 	if err != nil {
 		return err
 	}
+	if p := pendingOf(c); p != nil {
+		g.Pending = p
+	}
 	return c.JSON(http.StatusOK, map[string]any{"security_group": s.groupJSON(g)})
 }
 

@@ -3,7 +3,10 @@ package web
 import (
 	"context"
 	"encoding/json"
+	"net/http"
 	"time"
+
+	"github.com/labstack/echo/v4"
 
 	"github.com/rampart-fw/rampart/store"
 )
@@ -38,6 +41,21 @@ type groupJSON struct {
 	// StateDetail says why a group is in syncing_error (Rampart only).
 	StateDetail string `json:"state_detail,omitempty"`
 	Zone        string `json:"zone"`
+	// PendingConfirmation is the change that awaits its confirmation
+	// (Rampart only).
+	PendingConfirmation *pendingJSON `json:"pending_confirmation,omitempty"`
+}
+
+type pendingJSON struct {
+	Version  int    `json:"version"`
+	Deadline string `json:"deadline"`
+}
+
+func pendingToJSON(p *store.PendingConfirmation) *pendingJSON {
+	if p == nil || p.Version == 0 {
+		return nil
+	}
+	return &pendingJSON{Version: p.Version, Deadline: scwTime(p.Deadline)}
 }
 
 type ruleJSON struct {
@@ -55,6 +73,8 @@ type ruleJSON struct {
 	// Packets and Bytes are the rule's nftables counters (Rampart only).
 	Packets *uint64 `json:"packets,omitempty"`
 	Bytes   *uint64 `json:"bytes,omitempty"`
+	// Description is Rampart's.
+	Description string `json:"description"`
 }
 
 type serverJSON struct {
@@ -98,7 +118,7 @@ func (s *Server) groupJSON(g store.Group) groupJSON {
 		Stateful: g.Stateful, OrganizationDefault: g.OrganizationDefault, ProjectDefault: g.OrganizationDefault,
 		EnableDefaultSecurity: !g.SMTPEnabled, Servers: servers,
 		CreationDate: scwTime(g.CreatedAt), ModificationDate: scwTime(g.ModifiedAt),
-		State: string(state), StateDetail: reason, Zone: g.Zone,
+		State: string(state), StateDetail: reason, Zone: g.Zone, PendingConfirmation: pendingToJSON(g.Pending),
 	}
 }
 
@@ -106,6 +126,7 @@ func ruleToJSON(r store.Rule, zone string) ruleJSON {
 	j := ruleJSON{
 		ID: r.ID, Protocol: string(r.Protocol), Direction: string(r.Direction), Action: string(r.Action),
 		IPRange: store.FormatIPRange(r.IPRange), Position: r.Position, Editable: r.Editable, Zone: zone,
+		Description: r.Description,
 	}
 	if r.DestIPRange.IsValid() {
 		d := store.FormatIPRange(r.DestIPRange)
@@ -164,4 +185,9 @@ func serverToJSON(sv store.Server) serverJSON {
 		SecurityGroup: refJSON(sv.SecurityGroup), Volumes: map[string]string{}, PublicIPs: []struct{}{},
 		Type: string(sv.Type), Interface: sv.Interface, Addresses: addrs, Local: sv.Local, Host: sv.Host,
 	}
+}
+
+// rulesText answers the editable rules of a list in the text form.
+func rulesText(c echo.Context, rules []store.Rule) error {
+	return c.Blob(http.StatusOK, "text/plain; charset=utf-8", []byte(store.FormatRules(rules)))
 }

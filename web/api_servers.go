@@ -31,17 +31,19 @@ func (s *Server) handleServerList(c echo.Context) error {
 	return list(c, "servers", out, total)
 }
 
+// serverBody is a server as clients send it; fields tagged rampart:"keep"
+// are Rampart's (see "Rampart fields" in api_decode.go).
 type serverBody struct {
 	Name          *string         `json:"name"`
 	Organization  *string         `json:"organization"`
 	Project       *string         `json:"project"`
 	Tags          *[]string       `json:"tags"`
 	SecurityGroup json.RawMessage `json:"security_group"`
-	Type          *string         `json:"type"`
-	Interface     *string         `json:"interface"`
-	Addresses     *[]string       `json:"addresses"`
-	Local         *bool           `json:"local"`
-	Host          *string         `json:"host"`
+	Type          *string         `json:"type" rampart:"keep"`
+	Interface     *string         `json:"interface" rampart:"keep"`
+	Addresses     *[]string       `json:"addresses" rampart:"keep"`
+	Local         *bool           `json:"local" rampart:"keep"`
+	Host          *string         `json:"host" rampart:"keep"`
 }
 
 // securityGroupID reads security_group as an ID string (the SDK's create

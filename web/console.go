@@ -28,6 +28,7 @@ const (
 
 	ctxPage = "console.page"
 	ctxOrg  = "console.org"
+	ctxUser = "console.user"
 
 	sessionCookie = "rampart_session"
 )
@@ -162,11 +163,20 @@ func (con *console) requireUser(next echo.HandlerFunc) echo.HandlerFunc {
 		mode, reason := con.enf.Mode()
 		c.SetRequest(c.Request().WithContext(store.WithActor(ctx, "user "+u.Email)))
 		c.Set(ctxOrg, org.ID)
+		c.Set(ctxUser, u.ID)
 		c.Set(ctxOperator, u.Operator)
-		c.Set(ctxPage, views.Page{
+		p := views.Page{
 			Org: org.Name, Email: u.Email, Zone: zone, Zones: con.db.Zones,
 			Mode: mode, ModeReason: reason, CSRF: csrfToken(c), Path: "/security-groups", Operator: u.Operator,
-		})
+		}
+		// Every page mentions the changes awaiting confirmation; a form or
+		// a fragment has no frame to mention them in.
+		if c.Request().Method == http.MethodGet && !isHX(c) {
+			if p.Pending, err = con.db.PendingNotices(ctx, org.ID); err != nil {
+				return err
+			}
+		}
+		c.Set(ctxPage, p)
 		return next(c)
 	}
 }
@@ -213,6 +223,39 @@ func csrfToken(c echo.Context) string {
 func consoleOrg(c echo.Context) string {
 	o, _ := c.Get(ctxOrg).(string)
 	return o
+}
+
+// consoleUser is the ID of the signed-in user.
+func consoleUser(c echo.Context) string {
+	u, _ := c.Get(ctxUser).(string)
+	return u
+}
+
+// withConfirm reads a form's "Roll back unless I confirm within 60 s":
+// when checked, the change the request makes to the group waits for its
+// confirmation, and the server rolls it back past the deadline. It
+// reports whether it was checked.
+func withConfirm(c echo.Context, groupID string) (bool, error) {
+	v := c.FormValue("confirm_within")
+	if v == "" {
+		return false, nil
+	}
+	d, err := store.ParseConfirmWithin(v)
+	if err != nil {
+		return true, err
+	}
+	ctx, _ := store.WithConfirmation(c.Request().Context(), groupID, d)
+	c.SetRequest(c.Request().WithContext(ctx))
+	return true, nil
+}
+
+// confirmNote is what a change made with a confirmation window adds to
+// its flash message.
+func confirmNote(confirm bool) string {
+	if !confirm {
+		return ""
+	}
+	return fmt.Sprintf(" Confirm it within %d s, or it rolls back by itself.", views.ConsoleConfirmSeconds)
 }
 
 // zone is the zone a console request is about: its ?zone= when served

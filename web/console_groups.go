@@ -92,7 +92,7 @@ func (con *console) detail(c echo.Context, sd store.GroupDetail) views.GroupDeta
 	g := sd.Group
 	state, reason := con.enf.GroupState(g.ID, g.Generation)
 	d := views.GroupDetail{Group: g, State: state, Reason: reason, Overview: views.OverviewFormOf(g),
-		NFT: con.enf.GroupText(g.ID), Events: sd.Events}
+		NFT: con.enf.GroupText(g.ID), Events: sd.Events, Versions: sd.Versions}
 	for _, s := range sd.Servers {
 		if s.SecurityGroup.ID == g.ID {
 			d.Members = append(d.Members, s)
@@ -160,10 +160,14 @@ func (con *console) handleGroupOverviewForm(c echo.Context) error {
 		Stateful: checked(c, "stateful"), SMTPEnabled: checked(c, "smtp_enabled"),
 	}
 	in, out := store.Policy(f.Inbound), store.Policy(f.Outbound)
-	_, err := con.db.UpdateGroup(c.Request().Context(), consoleOrg(c), ref.Zone, ref.ID, store.GroupPatch{
-		Name: &f.Name, Description: &f.Description, Stateful: &f.Stateful,
-		InboundDefaultPolicy: &in, OutboundDefaultPolicy: &out, SMTPEnabled: &f.SMTPEnabled,
-	})
+	var err error
+	f.Confirm, err = withConfirm(c, ref.ID)
+	if err == nil {
+		_, err = con.db.UpdateGroup(c.Request().Context(), consoleOrg(c), ref.Zone, ref.ID, store.GroupPatch{
+			Name: &f.Name, Description: &f.Description, Stateful: &f.Stateful,
+			InboundDefaultPolicy: &in, OutboundDefaultPolicy: &out, SMTPEnabled: &f.SMTPEnabled,
+		})
+	}
 	if refused(err) {
 		f.Errors, f.Message = views.ErrorsOf(err, views.OverviewFormFields...)
 		return con.refusedOnPage(c, err, func(d *views.GroupDetail) { d.Overview = f })
@@ -171,7 +175,7 @@ func (con *console) handleGroupOverviewForm(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	con.flash(c, "success", "Changes saved.")
+	con.flash(c, "success", "Changes saved."+confirmNote(f.Confirm))
 	return redirect(c, views.GroupURL(ref, ""))
 }
 

@@ -6,6 +6,7 @@ import (
 
 	"github.com/labstack/echo/v4"
 
+	"github.com/rampart-fw/rampart/enforcer"
 	"github.com/rampart-fw/rampart/store"
 	"github.com/rampart-fw/rampart/views"
 )
@@ -15,9 +16,18 @@ import (
 // outbound, each in position order, with their counters, same-direction
 // neighbours and what the rule analysis finds about them.
 func (con *console) rulesView(c echo.Context, g store.Group, rules []store.Rule) views.RulesView {
-	counters := con.enf.Counters(c.Request().Context(), g.ID)
+	return con.rulesViewOf(c, g, rules, false)
+}
+
+// rulesViewOf is rulesView, for a draft's rules when draft (no counters:
+// a draft is not in the kernel).
+func (con *console) rulesViewOf(c echo.Context, g store.Group, rules []store.Rule, draft bool) views.RulesView {
+	counters := map[string]enforcer.Counter{}
+	if !draft {
+		counters = con.enf.Counters(c.Request().Context(), g.ID)
+	}
 	findings, note := con.findingsOf(g, rules)
-	v := views.RulesView{Group: g, CSRF: csrfToken(c), Add: views.NewRuleForm(), AnalysisNote: note}
+	v := views.RulesView{Group: g, CSRF: csrfToken(c), Add: views.NewRuleForm(), Draft: draft, AnalysisNote: note}
 	for _, r := range rules {
 		row := views.RuleRow{Rule: r, Packets: counters[r.ID].Packets, Bytes: counters[r.ID].Bytes, Findings: findings[r.ID]}
 		switch {
@@ -90,9 +100,10 @@ func ruleForm(c echo.Context) (views.RuleForm, store.RuleInput, error) {
 	f := views.RuleForm{
 		Direction: c.FormValue("direction"), Action: c.FormValue("action"), Protocol: c.FormValue("protocol"),
 		IPRange: c.FormValue("ip_range"), PortFrom: c.FormValue("dest_port_from"), PortTo: c.FormValue("dest_port_to"),
+		Description: c.FormValue("description"),
 	}
 	in := store.RuleInput{Direction: store.Direction(f.Direction), Action: store.Policy(f.Action),
-		Protocol: store.Protocol(f.Protocol), IPRange: f.IPRange}
+		Protocol: store.Protocol(f.Protocol), IPRange: f.IPRange, Description: &f.Description}
 	var err error
 	if in.DestPortFrom, err = store.ParsePort("dest_port_from", f.PortFrom); err != nil {
 		return f, in, err
@@ -154,7 +165,7 @@ func (con *console) handleRuleEditForm(c echo.Context) error {
 	if err == nil {
 		r, err = con.db.UpdateRule(c.Request().Context(), consoleOrg(c), ref.Zone, ref.ID, f.ID, store.RulePatch{
 			Action: &in.Action, Protocol: &in.Protocol, IPRange: &in.IPRange,
-			DestPortFrom: orZero(in.DestPortFrom), DestPortTo: orZero(in.DestPortTo),
+			DestPortFrom: orZero(in.DestPortFrom), DestPortTo: orZero(in.DestPortTo), Description: in.Description,
 		})
 	}
 	if refused(err) {

@@ -17,7 +17,7 @@ func (s *Server) registerRoutes() {
 	e.GET("/metrics", echo.WrapHandler(s.metric.handler()))
 
 	// The Instance API v1, under /instance/v1/zones/:zone.
-	z := e.Group("/instance/v1/zones/:zone", s.requireToken)
+	z := e.Group("/instance/v1/zones/:zone", s.requireToken, s.confirmWithin)
 	z.GET("/security_groups", s.handleGroupList)
 	z.POST("/security_groups", s.handleGroupCreate)
 	// Static segments win over parameters in Echo's router, so "default"
@@ -37,6 +37,11 @@ func (s *Server) registerRoutes() {
 	z.GET("/security_groups/:id/rules/:rule", s.handleRuleGet)
 	z.PATCH("/security_groups/:id/rules/:rule", s.handleRulePatch)
 	z.DELETE("/security_groups/:id/rules/:rule", s.handleRuleDelete)
+	z.GET("/security_groups/:id/versions", s.handleVersionList)
+	z.GET("/security_groups/:id/versions/:n", s.handleVersionGet)
+	z.GET("/security_groups/:id/versions/:n/diff", s.handleVersionDiff)
+	z.POST("/security_groups/:id/versions/:n/revert", s.handleVersionRevert)
+	z.POST("/security_groups/:id/confirm", s.handleGroupConfirm)
 	z.GET("/servers", s.handleServerList)
 	z.POST("/servers", s.handleServerCreate)
 	z.GET("/servers/:server", s.handleServerGet)
@@ -50,7 +55,7 @@ func (s *Server) registerRoutes() {
 	z.POST("/servers/:server/evaluate", s.handleServerEvaluate)
 
 	// The legacy API of the original documentation, in the default zone.
-	legacy := []echo.MiddlewareFunc{s.requireToken, s.legacyZone}
+	legacy := []echo.MiddlewareFunc{s.requireToken, s.legacyZone, s.confirmWithin}
 	e.GET("/organizations", s.handleOrganizations, legacy...)
 	e.GET("/security_groups", s.handleGroupList, legacy...)
 	e.POST("/security_groups", s.handleLegacyGroupCreate, legacy...)
@@ -87,6 +92,21 @@ func (s *Server) registerRoutes() {
 	e.POST("/security-groups/:id/rules/:rule/move", con.handleRuleMoveForm, user...)
 	e.POST("/security-groups/:id/rules/:rule/delete", con.handleRuleDeleteForm, user...)
 	e.POST("/security-groups/:id/evaluate", con.handleGroupEvaluateForm, user...)
+	e.GET("/security-groups/:id/versions/:n", con.handleVersionPage, user...)
+	e.POST("/security-groups/:id/versions/:n/revert", con.handleVersionRevertForm, user...)
+	e.POST("/security-groups/:id/confirm", con.handleGroupConfirmForm, user...)
+	e.GET("/security-groups/:id/pending", con.handlePendingPartial, user...)
+	e.POST("/security-groups/:id/draft", con.handleDraftStartForm, user...)
+	e.GET("/security-groups/:id/draft", con.handleDraftPage, user...)
+	e.POST("/security-groups/:id/draft/rules", con.handleDraftRuleAddForm, user...)
+	e.GET("/security-groups/:id/draft/rules/:rule/edit", con.handleDraftRuleEditPage, user...)
+	e.POST("/security-groups/:id/draft/rules/:rule", con.handleDraftRuleEditForm, user...)
+	e.POST("/security-groups/:id/draft/rules/:rule/move", con.handleDraftRuleMoveForm, user...)
+	e.POST("/security-groups/:id/draft/rules/:rule/delete", con.handleDraftRuleDeleteForm, user...)
+	e.GET("/security-groups/:id/draft/text", con.handleDraftTextPage, user...)
+	e.POST("/security-groups/:id/draft/text", con.handleDraftTextForm, user...)
+	e.POST("/security-groups/:id/draft/apply", con.handleDraftApplyForm, user...)
+	e.POST("/security-groups/:id/draft/discard", con.handleDraftDiscardForm, user...)
 
 	e.GET("/servers", con.handleServersPage, user...)
 	e.POST("/servers", con.handleServerRegisterForm, user...)

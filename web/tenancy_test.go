@@ -98,9 +98,9 @@ func TestTenancySweep(t *testing.T) {
 		name   string
 		params map[string]string
 	}{
-		{"their IDs", map[string]string{":zone": "fr-par-1", ":id": theirGroup.ID, ":rule": theirRule.ID, ":server": theirServer.ID, ":key": theirToken.AccessKey, ":set": theirSet.ID}},
-		{"my group, their rule", map[string]string{":zone": "fr-par-1", ":id": myGroup.ID, ":rule": theirRule.ID, ":server": theirServer.ID, ":key": theirToken.AccessKey, ":set": theirSet.ID}},
-		{"IDs that do not exist", map[string]string{":zone": "fr-par-1", ":id": missing, ":rule": missing, ":server": missing, ":key": "SCW00000000000000000", ":set": missing}},
+		{"their IDs", map[string]string{":zone": "fr-par-1", ":n": "1", ":id": theirGroup.ID, ":rule": theirRule.ID, ":server": theirServer.ID, ":key": theirToken.AccessKey, ":set": theirSet.ID}},
+		{"my group, their rule", map[string]string{":zone": "fr-par-1", ":n": "1", ":id": myGroup.ID, ":rule": theirRule.ID, ":server": theirServer.ID, ":key": theirToken.AccessKey, ":set": theirSet.ID}},
+		{"IDs that do not exist", map[string]string{":zone": "fr-par-1", ":n": "1", ":id": missing, ":rule": missing, ":server": missing, ":key": "SCW00000000000000000", ":set": missing}},
 	}
 	attempts := 0
 	for _, r := range srv.e.Routes() {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"net/http"
 	"net/url"
+	"strings"
 	"testing"
 
 	"github.com/rampart-fw/rampart/store"
@@ -39,6 +40,13 @@ func TestChangesReadOnce(t *testing.T) {
 		{"save the overview", groupPath(g, ""), url.Values{"name": {"web2"}, "inbound_default_policy": {"drop"}, "outbound_default_policy": {"accept"}}, false, http.StatusSeeOther},
 		{"add a server", groupPath(g, "/servers"), url.Values{"server_id": {vm.ID}}, false, http.StatusSeeOther},
 		{"unlink a server", groupPath(g, "/servers/"+vm.ID+"/unlink"), nil, false, http.StatusSeeOther},
+		{"save the overview, to confirm", groupPath(g, ""), url.Values{"name": {"web3"}, "inbound_default_policy": {"drop"}, "outbound_default_policy": {"accept"}, "confirm_within": {"60"}}, false, http.StatusSeeOther},
+		{"confirm", groupPath(g, "/confirm"), nil, false, http.StatusSeeOther},
+		{"revert to a version", groupPath(g, "/versions/2/revert"), nil, false, http.StatusSeeOther},
+		{"start a draft", groupPath(g, "/draft"), nil, false, http.StatusSeeOther},
+		{"add a rule to the draft", groupPath(g, "/draft/rules"), rule, false, http.StatusSeeOther},
+		{"edit the draft as text", groupPath(g, "/draft/text"), url.Values{"rules": {"inbound accept TCP port 22 from 0.0.0.0/0 # SSH\n"}}, false, http.StatusSeeOther},
+		{"apply the draft", groupPath(g, "/draft/apply"), nil, false, http.StatusSeeOther},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			form := url.Values{"_csrf": {token}}
@@ -69,10 +77,21 @@ func TestChangesReadOnce(t *testing.T) {
 		{"API: patch the group", "PATCH", "/security_groups/" + g.ID, `{"description":"api"}`},
 		{"API: create a group", "POST", "/security_groups", `{"name":"api-made"}`},
 		{"API: patch a server", "PATCH", "/servers/" + vm.ID, `{"name":"vm2"}`},
+		{"API: rules as text", "PUT", "/security_groups/" + g.ID + "/rules", "inbound accept TCP port 22 from 0.0.0.0/0\n"},
+		{"API: revert", "POST", "/security_groups/" + g.ID + "/versions/3/revert", ``},
+		{"API: change to confirm", "PATCH", "/security_groups/" + g.ID, `{"description":"to confirm"}`},
+		{"API: confirm", "POST", "/security_groups/" + g.ID + "/confirm", ``},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
+			h := auth
+			switch {
+			case strings.HasPrefix(tc.body, "inbound"):
+				h = map[string]string{"X-Auth-Token": secret, "Content-Type": "text/plain"}
+			case strings.Contains(tc.body, "to confirm"):
+				h = map[string]string{"X-Auth-Token": secret, "Content-Type": "application/json", "X-Rampart-Confirm-Within": "60"}
+			}
 			r0, w0 := env.db.Transactions()
-			a := call(t, tc.method, base+tc.path, tc.body, auth)
+			a := call(t, tc.method, base+tc.path, tc.body, h)
 			r1, w1 := env.db.Transactions()
 			if a.status >= 300 {
 				t.Fatalf("%d %s", a.status, a.raw)

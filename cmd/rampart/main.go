@@ -333,6 +333,19 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			<-agentsDone
 		}
 	}
+	// Changes left unconfirmed are rolled back by the server itself, also
+	// those whose deadline passed while it was stopped.
+	rollDone := make(chan struct{})
+	go func() {
+		defer close(rollDone)
+		db.RunRollBacks(recCtx, func(n int, err error) {
+			if err != nil {
+				logger.Error("roll back unconfirmed changes", "err", err)
+			} else {
+				logger.Info("rolled back unconfirmed changes", "count", n)
+			}
+		})
+	}()
 
 	httpSrv := srv.HTTPServer()
 	httpSrv.ErrorLog = slog.NewLogLogger(logger.Handler(), slog.LevelWarn)
@@ -345,6 +358,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		stopRec()
 		<-recDone
 		waitAgents()
+		<-rollDone
 		return fmt.Errorf("serve: %w", err)
 	case err := <-agentsDone:
 		httpSrv.Close()
@@ -359,6 +373,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	stopRec()
 	<-recDone
 	waitAgents()
+	<-rollDone
 	return err
 }
 

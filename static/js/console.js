@@ -50,6 +50,7 @@
       set("ip_range", p.getAttribute("data-ip-range"));
       set("dest_port_from", p.getAttribute("data-from"));
       set("dest_port_to", p.getAttribute("data-to"));
+      set("description", p.getAttribute("data-description"));
       var first = form.elements.namedItem("ip_range");
       if (first) first.focus();
       return;
@@ -81,6 +82,20 @@
     var row = id && document.getElementById("rule-" + id);
     if (row && rules.contains(row)) row.classList.add("decides");
   });
+  // Countdowns of changes awaiting confirmation: the server renders the
+  // seconds left (no clock skew between server and browser); each second
+  // the text follows. The server rolls back by itself: this is display.
+  var ends = new WeakMap();
+  function tick() {
+    var now = Date.now();
+    document.querySelectorAll("[data-remaining]").forEach(function (el) {
+      if (!ends.has(el)) ends.set(el, now + 1000 * parseInt(el.getAttribute("data-remaining"), 10));
+      var left = Math.ceil((ends.get(el) - now) / 1000);
+      el.textContent = left > 0 ? left + " s" : "a moment (rolling back)";
+    });
+  }
+  tick();
+  setInterval(tick, 1000);
 
   // Drag-and-drop reordering of rules within one table. The keyboard path
   // is the move up/down buttons; dropping posts the target's position.
