@@ -56,6 +56,8 @@ type DB struct {
 
 	tokens tokenCache
 
+	logWatch signal // woken after each write of log entries (WatchLog)
+
 	reads, writes atomic.Int64 // transactions run by read and change
 	lastSweep     atomic.Int64 // unix nanoseconds of the last sweep of full throttle buckets
 

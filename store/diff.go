@@ -30,14 +30,14 @@ func (d VersionDiff) Empty() bool {
 
 // SettingChange is one setting that differs, by its store name.
 type SettingChange struct {
-	Field         string // name, description, tags, stateful, inbound_default_policy, outbound_default_policy, smtp_enabled, organization_default
+	Field         string // name, description, tags, stateful, inbound_default_policy, outbound_default_policy, smtp_enabled, organization_default, log_default_drops
 	Before, After any    // string, bool or []string
 }
 
 // RuleChange is a rule whose fields differ, with their names.
 type RuleChange struct {
 	Before, After Rule
-	Fields        []string // direction, action, protocol, ip_range, dest_ip_range, dest_port_from, dest_port_to, description
+	Fields        []string // direction, action, protocol, ip_range, dest_ip_range, dest_port_from, dest_port_to, description, log
 }
 
 // RuleMove is a rule that changed places.
@@ -78,6 +78,7 @@ func diffSettings(a, b GroupSettings) []SettingChange {
 	add("outbound_default_policy", string(a.OutboundDefaultPolicy), string(b.OutboundDefaultPolicy), a.OutboundDefaultPolicy == b.OutboundDefaultPolicy)
 	add("smtp_enabled", a.SMTPEnabled, b.SMTPEnabled, a.SMTPEnabled == b.SMTPEnabled)
 	add("organization_default", a.OrganizationDefault, b.OrganizationDefault, a.OrganizationDefault == b.OrganizationDefault)
+	add("log_default_drops", a.LogDefaultDrops, b.LogDefaultDrops, a.LogDefaultDrops == b.LogDefaultDrops)
 	return out
 }
 
@@ -107,6 +108,9 @@ func ruleFields(r, s Rule) []string {
 	}
 	if r.Description != s.Description {
 		f = append(f, "description")
+	}
+	if r.Log != s.Log {
+		f = append(f, "log")
 	}
 	return f
 }
@@ -222,6 +226,7 @@ var settingLabels = map[string]string{
 	"name": "name", "description": "description", "tags": "tags", "stateful": "stateful",
 	"inbound_default_policy": "inbound policy", "outbound_default_policy": "outbound policy",
 	"smtp_enabled": "SMTP", "organization_default": "organization default",
+	"log_default_drops": "logging of default drops",
 }
 
 // SettingLabel is how a person reads a setting's name.
@@ -248,7 +253,7 @@ func summarize(note string, prev *GroupVersion, v GroupVersion, actions, servers
 		prev = &GroupVersion{Settings: GroupSettings{Name: v.Settings.Name, Tags: v.Settings.Tags,
 			InboundDefaultPolicy: v.Settings.InboundDefaultPolicy, OutboundDefaultPolicy: v.Settings.OutboundDefaultPolicy,
 			Stateful: v.Settings.Stateful, SMTPEnabled: v.Settings.SMTPEnabled, Description: v.Settings.Description,
-			OrganizationDefault: v.Settings.OrganizationDefault}}
+			OrganizationDefault: v.Settings.OrganizationDefault, LogDefaultDrops: v.Settings.LogDefaultDrops}}
 	}
 	d := DiffVersions(*prev, v)
 	if len(d.Settings) > 0 {

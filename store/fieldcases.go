@@ -14,6 +14,7 @@ import "strings"
 //	grant:        CreateGrant        host:       CreateHost
 //	confirm:      ParseConfirmWithin (the API's X-Rampart-Confirm-Within, the console's confirm_within)
 //	compare:      CompareVersions    rules-text: ParseRulesText (the field "rules" holds the text)
+//	logs:         LogEntries (the query of a group's packet log)
 //
 // Tests of every layer take their cases from FieldCases, so that a new
 // check is covered everywhere once its case is added here; a store test
@@ -66,6 +67,9 @@ var FieldCases = []FieldCase{
 	{Input: "confirm", Field: "confirm_within", Values: map[string]string{"confirm_within": "3601"}},
 	{Input: "compare", Field: "against", Values: map[string]string{"against": "-1"}},
 	{Input: "move", Field: "position", Values: map[string]string{"position": "99"}},
+	{Input: "logs", Field: "since", Values: map[string]string{"since": "yesterday"}},
+	{Input: "logs", Field: "verdict", Values: map[string]string{"verdict": "reject"}},
+	{Input: "logs", Field: "ip", Values: map[string]string{"ip": "203.0.113.300"}},
 
 	{Input: "server", Field: "name", Values: map[string]string{"name": ""}},
 	{Input: "server", Field: "tags", Values: map[string]string{"tags": "a,b"}},

@@ -13,10 +13,12 @@ import (
 // fieldsNotFromInput are the fields the store names that no single input
 // value can produce, with where they are tested instead.
 var fieldsNotFromInput = map[string]string{
-	"rules":        "a group's rule count: TestRuleLimitAndPatchSemantics",
-	"id":           "set-all element IDs: TestRulePositions and the API's set-all tests",
-	"rule":         "a stored row read back (Unreadable): TestUnreadableRowsMarked",
-	"smtp_enabled": "a stored row read back (Unreadable): TestUnreadableRowsMarked",
+	"rules":             "a group's rule count: TestRuleLimitAndPatchSemantics",
+	"id":                "set-all element IDs: TestRulePositions and the API's set-all tests",
+	"rule":              "a stored row read back (Unreadable): TestUnreadableRowsMarked",
+	"smtp_enabled":      "a stored row read back (Unreadable): TestUnreadableRowsMarked",
+	"log":               "a stored row read back (Unreadable): TestObserveFieldsUnreadable",
+	"log_default_drops": "a stored row read back (Unreadable): TestObserveFieldsUnreadable",
 }
 
 // TestFieldCasesComplete: every field that the store's checks can name has

@@ -26,6 +26,9 @@ type GroupInput struct {
 	OrganizationDefault   bool
 	SMTPEnabled           bool     // false: outbound SMTP is blocked
 	ServerIDs             []string // servers to move into the new group
+	// LogDefaultDrops is Rampart's: nil logs the packets the default
+	// policies drop, as a new group does out of the box.
+	LogDefaultDrops *bool
 }
 
 // GroupPatch changes the fields that are not nil.
@@ -38,6 +41,7 @@ type GroupPatch struct {
 	OutboundDefaultPolicy *Policy
 	OrganizationDefault   *bool
 	SMTPEnabled           *bool
+	LogDefaultDrops       *bool
 	// ProjectID, when set, must be the organization's project: a group
 	// cannot move to another.
 	ProjectID *string
@@ -55,19 +59,22 @@ type GroupFilter struct {
 
 const groupColumns = `id, organization_id, project_id, zone, name, description, tags, stateful,
 	inbound_default_policy, outbound_default_policy, organization_default, smtp_enabled,
-	created_at, modified_at, generation`
+	created_at, modified_at, generation, log_default_drops`
 
 func scanGroup(sc scanner) (Group, error) {
 	var g Group
 	var tags, created, modified string
-	var stateful, def, smtp int
+	var stateful, def, smtp, logDrops int
 	err := sc.Scan(&g.ID, &g.OrganizationID, &g.ProjectID, &g.Zone, &g.Name, &g.Description, &tags, &stateful,
-		&g.InboundDefaultPolicy, &g.OutboundDefaultPolicy, &def, &smtp, &created, &modified, &g.Generation)
+		&g.InboundDefaultPolicy, &g.OutboundDefaultPolicy, &def, &smtp, &created, &modified, &g.Generation, &logDrops)
 	if err != nil {
 		return Group{}, err
 	}
 	g.Tags = decodeTags(tags)
 	g.Stateful, g.OrganizationDefault, g.SMTPEnabled = stateful == 1, def == 1, smtp == 1
+	// Anything but 0 logs: of the two ways to be wrong about a damaged
+	// row, logging too much is the one that hides nothing.
+	g.LogDefaultDrops = logDrops != 0
 	g.CreatedAt, g.ModifiedAt = parseTime(created), parseTime(modified)
 	g.Servers = []ServerRef{}
 	// What the enforcer relies on is checked on the way out too.
@@ -77,7 +84,7 @@ func scanGroup(sc scanner) (Group, error) {
 	for _, b := range []struct {
 		field string
 		v     int
-	}{{"stateful", stateful}, {"smtp_enabled", smtp}} {
+	}{{"stateful", stateful}, {"smtp_enabled", smtp}, {"log_default_drops", logDrops}} {
 		if b.v != 0 && b.v != 1 {
 			fe.add(b.field, "format", "stored value %d is not a boolean", b.v)
 		}
@@ -181,6 +188,8 @@ type GroupDetail struct {
 	Events  []Event  // the group's audit log, newest first
 	// Versions are the group's latest versions (at most 10), newest first.
 	Versions []VersionInfo
+	// Counters are the group's counts by tag (see GroupCounters).
+	Counters map[string]RuleCounter
 }
 
 // GroupDetail reads a group, its rules, the servers of its zone and its
@@ -205,7 +214,10 @@ func (db *DB) GroupDetail(ctx context.Context, orgID, zone, id string, events in
 		if d.Events, err = findEvents(ctx, tx, orgID, id, events); err != nil {
 			return err
 		}
-		d.Versions, err = findVersionInfos(ctx, tx, id, 10, 0)
+		if d.Versions, err = findVersionInfos(ctx, tx, id, 10, 0); err != nil {
+			return err
+		}
+		d.Counters, err = findCounters(ctx, tx, id)
 		return err
 	})
 	if err != nil {
@@ -323,7 +335,7 @@ func (db *DB) CreateGroup(ctx context.Context, orgID, zone string, in GroupInput
 		Name: strings.TrimSpace(in.Name), Description: in.Description, Tags: in.Tags,
 		Stateful: in.Stateful, InboundDefaultPolicy: in.InboundDefaultPolicy, OutboundDefaultPolicy: in.OutboundDefaultPolicy,
 		OrganizationDefault: in.OrganizationDefault, SMTPEnabled: in.SMTPEnabled,
-		CreatedAt: now, ModifiedAt: now,
+		CreatedAt: now, ModifiedAt: now, LogDefaultDrops: in.LogDefaultDrops == nil || *in.LogDefaultDrops,
 	}
 	err := db.change(ctx, func(tx *txn, gen int64) error {
 		if err := insertGroup(ctx, tx, &g, gen); err != nil {
@@ -355,10 +367,10 @@ func insertGroup(ctx context.Context, tx *txn, g *Group, gen int64) error {
 	}
 	g.Generation = gen
 	_, err := tx.ExecContext(ctx, `INSERT INTO security_groups (`+groupColumns+`)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 		g.ID, g.OrganizationID, g.ProjectID, g.Zone, g.Name, g.Description, encodeList(g.Tags), boolInt(g.Stateful),
 		g.InboundDefaultPolicy, g.OutboundDefaultPolicy, boolInt(g.OrganizationDefault), boolInt(g.SMTPEnabled),
-		formatTime(g.CreatedAt), formatTime(g.ModifiedAt), gen)
+		formatTime(g.CreatedAt), formatTime(g.ModifiedAt), gen, boolInt(g.LogDefaultDrops))
 	return err
 }
 
@@ -379,7 +391,7 @@ func (db *DB) ensureDefaultGroup(ctx context.Context, tx *txn, gen int64, orgID,
 		Name: DefaultGroupName, Description: "Auto generated security group.", Tags: []string{},
 		Stateful: true, InboundDefaultPolicy: Accept, OutboundDefaultPolicy: Accept,
 		OrganizationDefault: true, SMTPEnabled: false, CreatedAt: now, ModifiedAt: now,
-		Servers: []ServerRef{},
+		Servers: []ServerRef{}, LogDefaultDrops: true,
 	}
 	if err := insertGroup(ctx, tx, &g, gen); err != nil {
 		return Group{}, err
@@ -446,6 +458,9 @@ func (db *DB) UpdateGroup(ctx context.Context, orgID, zone, id string, p GroupPa
 		if p.SMTPEnabled != nil {
 			g.SMTPEnabled = *p.SMTPEnabled
 		}
+		if p.LogDefaultDrops != nil {
+			g.LogDefaultDrops = *p.LogDefaultDrops
+		}
 		if p.ProjectID != nil && *p.ProjectID != "" && *p.ProjectID != orgID {
 			return &Error{Code: CodeForbidden, Message: "a group cannot move to another project", Resource: "project", ResourceID: *p.ProjectID}
 		}
@@ -483,9 +498,9 @@ func (db *DB) UpdateGroup(ctx context.Context, orgID, zone, id string, p GroupPa
 		g.Generation = gen
 		_, err = tx.ExecContext(ctx, `UPDATE security_groups SET name = ?, description = ?, tags = ?, stateful = ?,
 			inbound_default_policy = ?, outbound_default_policy = ?, organization_default = ?,
-			smtp_enabled = ?, modified_at = ?, generation = ? WHERE id = ?`,
+			smtp_enabled = ?, log_default_drops = ?, modified_at = ?, generation = ? WHERE id = ?`,
 			g.Name, g.Description, encodeList(g.Tags), boolInt(g.Stateful), g.InboundDefaultPolicy,
-			g.OutboundDefaultPolicy, boolInt(g.OrganizationDefault), boolInt(g.SMTPEnabled),
+			g.OutboundDefaultPolicy, boolInt(g.OrganizationDefault), boolInt(g.SMTPEnabled), boolInt(g.LogDefaultDrops),
 			formatTime(g.ModifiedAt), gen, g.ID)
 		if err != nil {
 			return err
@@ -537,6 +552,12 @@ func (db *DB) DeleteGroup(ctx context.Context, orgID, zone, id string) (Group, e
 		}
 		if _, err = tx.ExecContext(ctx, `DELETE FROM security_groups WHERE id = ?`, id); err != nil {
 			return err
+		}
+		// What was observed of the group goes with it.
+		for _, table := range []string{"log_entries", "rule_counters"} {
+			if _, err = tx.ExecContext(ctx, `DELETE FROM `+table+` WHERE group_id = ?`, id); err != nil {
+				return err
+			}
 		}
 		return db.record(ctx, tx, gen, change{org: orgID, zone: zone, group: id, resource: ResourceGroup, id: id, action: "delete", before: g})
 	})

@@ -35,12 +35,13 @@ type RuleInput struct {
 	// it cannot see); a new rule takes "". See KeptRuleFields.
 	DestIPRange *string // optional; "" unsets
 	Description *string // up to MaxDescriptionLength characters
+	Log         *bool   // log the packets the rule decides; a new rule does not
 }
 
 // KeptRuleFields are the wire names of RuleInput's Rampart fields, which a
 // set-all element keeps when it leaves them out (nil). The web layer's
 // decoding test checks that every Rampart field of its rule body is one.
-var KeptRuleFields = []string{"dest_ip_range", "description"}
+var KeptRuleFields = []string{"dest_ip_range", "description", "log"}
 
 // keepStored fills the absent Rampart fields of a set-all element from the
 // stored rule it updates.
@@ -52,6 +53,10 @@ func (in *RuleInput) keepStored(old Rule) {
 	if in.Description == nil {
 		d := old.Description
 		in.Description = &d
+	}
+	if in.Log == nil {
+		l := old.Log
+		in.Log = &l
 	}
 }
 
@@ -67,9 +72,10 @@ type RulePatch struct {
 	DestPortTo   *int
 	Position     *int    // 0 keeps the position
 	Description  *string // "" unsets
+	Log          *bool
 }
 
-const ruleColumns = `id, group_id, position, direction, protocol, action, ip_range, dest_ip_range, dest_port_from, dest_port_to, description`
+const ruleColumns = `id, group_id, position, direction, protocol, action, ip_range, dest_ip_range, dest_port_from, dest_port_to, description, log`
 
 // scanRule reads a rule back through the checks it was written with, so
 // that a row that is not what the store writes (an older schema, a hand
@@ -81,10 +87,12 @@ func scanRule(sc scanner) (Rule, error) {
 	var in RuleInput
 	var from, to int
 	var dest, desc string
-	if err := sc.Scan(&id, &groupID, &pos, &in.Direction, &in.Protocol, &in.Action, &in.IPRange, &dest, &from, &to, &desc); err != nil {
+	var logged int
+	if err := sc.Scan(&id, &groupID, &pos, &in.Direction, &in.Protocol, &in.Action, &in.IPRange, &dest, &from, &to, &desc, &logged); err != nil {
 		return Rule{}, err
 	}
-	in.DestIPRange, in.Description = &dest, &desc
+	isLogged := logged == 1
+	in.DestIPRange, in.Description, in.Log = &dest, &desc, &isLogged
 	in.DestPortFrom, in.DestPortTo = &from, &to
 	var fe fieldErrors
 	if in.Direction == "" || in.Protocol == "" || in.Action == "" {
@@ -93,6 +101,9 @@ func scanRule(sc scanner) (Rule, error) {
 	r := buildRule(&fe, "", in)
 	if from != 0 && int(r.DestPortFrom) != from || to != 0 && int(r.DestPortTo) != to && to != from {
 		fe.add("dest_port_to", "format", "stored ports %d-%d are not normalised", from, to)
+	}
+	if logged != 0 && logged != 1 {
+		fe.add("log", "format", "stored value %d is not a boolean", logged)
 	}
 	r.ID, r.GroupID, r.Position = id, groupID, pos
 	if len(fe) > 0 {
@@ -266,6 +277,7 @@ func buildRule(fe *fieldErrors, prefix string, in RuleInput) Rule {
 	if d := deref(in.Description); checkDescription(fe, prefix+"description", d) {
 		r.Description = strings.TrimSpace(d)
 	}
+	r.Log = deref(in.Log)
 	return r
 }
 
@@ -326,24 +338,24 @@ func normalisePorts(from, to int) (uint16, uint16) {
 }
 
 func insertRule(ctx context.Context, tx *txn, r Rule) error {
-	_, err := tx.ExecContext(ctx, `INSERT INTO rules (`+ruleColumns+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+	_, err := tx.ExecContext(ctx, `INSERT INTO rules (`+ruleColumns+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 		r.ID, r.GroupID, r.Position, r.Direction, r.Protocol, r.Action, r.IPRange.String(), prefixText(r.DestIPRange),
-		int(r.DestPortFrom), int(r.DestPortTo), r.Description)
+		int(r.DestPortFrom), int(r.DestPortTo), r.Description, boolInt(r.Log))
 	return err
 }
 
 // insertRules inserts rules with multi-row statements: a set-all of 100
 // rules is two statements instead of 100.
 func insertRules(ctx context.Context, tx *txn, rules []Rule) error {
-	const perStatement = 50 // 550 parameters
+	const perStatement = 50 // 600 parameters
 	for len(rules) > 0 {
 		chunk := rules[:min(len(rules), perStatement)]
 		rules = rules[len(chunk):]
-		values := strings.TrimSuffix(strings.Repeat("(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?), ", len(chunk)), ", ")
-		args := make([]any, 0, 11*len(chunk))
+		values := strings.TrimSuffix(strings.Repeat("(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?), ", len(chunk)), ", ")
+		args := make([]any, 0, 12*len(chunk))
 		for _, r := range chunk {
 			args = append(args, r.ID, r.GroupID, r.Position, r.Direction, r.Protocol, r.Action, r.IPRange.String(),
-				prefixText(r.DestIPRange), int(r.DestPortFrom), int(r.DestPortTo), r.Description)
+				prefixText(r.DestIPRange), int(r.DestPortFrom), int(r.DestPortTo), r.Description, boolInt(r.Log))
 		}
 		if _, err := tx.ExecContext(ctx, `INSERT INTO rules (`+ruleColumns+`) VALUES `+values, args...); err != nil {
 			return err
@@ -354,9 +366,9 @@ func insertRules(ctx context.Context, tx *txn, rules []Rule) error {
 
 func updateRule(ctx context.Context, tx *txn, r Rule) error {
 	_, err := tx.ExecContext(ctx, `UPDATE rules SET position = ?, direction = ?, protocol = ?, action = ?, ip_range = ?,
-		dest_ip_range = ?, dest_port_from = ?, dest_port_to = ?, description = ? WHERE id = ?`,
+		dest_ip_range = ?, dest_port_from = ?, dest_port_to = ?, description = ?, log = ? WHERE id = ?`,
 		r.Position, r.Direction, r.Protocol, r.Action, r.IPRange.String(), prefixText(r.DestIPRange),
-		int(r.DestPortFrom), int(r.DestPortTo), r.Description, r.ID)
+		int(r.DestPortFrom), int(r.DestPortTo), r.Description, boolInt(r.Log), r.ID)
 	return err
 }
 
@@ -487,6 +499,9 @@ func (db *DB) UpdateRule(ctx context.Context, orgID, zone, groupID, ruleID strin
 		}
 		if p.Description != nil {
 			in.Description = p.Description
+		}
+		if p.Log != nil {
+			in.Log = p.Log
 		}
 		if p.DestPortFrom != nil {
 			from = *p.DestPortFrom

@@ -16,14 +16,14 @@ import (
 //	inbound accept TCP port 22 from 0.0.0.0/0 # SSH
 //	inbound accept TCP ports 8000-8080 from 10.0.0.0/8 to 10.1.2.3 # app servers
 //	inbound accept ICMP from ::/0
-//	outbound drop ANY to 192.0.2.0/24
+//	outbound drop ANY to 192.0.2.0/24 log
 //
 // A line is a direction, an action, a protocol, the destination ports of
 // TCP and UDP ("port N" or "ports N-M"; none: every port), and the remote
 // side (ip_range): "from" it for inbound rules, "to" it for outbound ones.
 // An optional "to" (inbound) or "from" (outbound) range narrows the
-// server's own side (dest_ip_range). What follows "#" is the rule's
-// description. Blank lines and lines that are only a comment are ignored.
+// server's own side (dest_ip_range). The word "log" makes the rule log the
+// packets it decides. What follows "#" is the rule's description. Blank lines and lines that are only a comment are ignored.
 // Keywords and protocols are read in any case; FormatRules writes them as
 // above, and what it writes reads back to the same rules and the same text,
 // byte for byte.
@@ -46,6 +46,9 @@ func FormatRule(r Rule) string {
 	parts = append(parts, remote, FormatIPRange(r.IPRange))
 	if r.DestIPRange.IsValid() {
 		parts = append(parts, local, FormatIPRange(r.DestIPRange))
+	}
+	if r.Log {
+		parts = append(parts, "log")
 	}
 	line := strings.Join(parts, " ")
 	if r.Description != "" {
@@ -140,19 +143,26 @@ func parseRuleLine(fe *fieldErrors, n int, line string) (RuleInput, bool) {
 	}
 	seen := map[string]bool{}
 	dest := ""
-	in.DestIPRange = &dest
+	logged := false
+	in.DestIPRange, in.Log = &dest, &logged
 	for i := 3; i < len(toks); i += 2 {
 		kw := strings.ToLower(toks[i])
 		if kw == "ports" {
 			kw = "port"
 		}
-		if kw != "port" && kw != "from" && kw != "to" {
+		if kw != "port" && kw != "from" && kw != "to" && kw != "log" {
 			return bad("unexpected %q after the protocol: a rule reads like %q", toks[i], RulesExample)
 		}
 		if seen[kw] {
 			return bad("%q appears twice", kw)
 		}
 		seen[kw] = true
+		if kw == "log" {
+			// A word alone, with no value after it.
+			logged = true
+			i--
+			continue
+		}
 		if i+1 >= len(toks) {
 			return bad("%q needs a value", toks[i])
 		}
@@ -196,9 +206,10 @@ func matchRules(next, existing []Rule, newID func() string) {
 		dest     string
 		from, to uint16
 		desc     string
+		log      bool
 	}
 	keyOf := func(r Rule) key {
-		return key{r.Direction, r.Protocol, r.Action, r.IPRange.String(), prefixText(r.DestIPRange), r.DestPortFrom, r.DestPortTo, r.Description}
+		return key{r.Direction, r.Protocol, r.Action, r.IPRange.String(), prefixText(r.DestIPRange), r.DestPortFrom, r.DestPortTo, r.Description, r.Log}
 	}
 	free := map[key][]string{}
 	for _, r := range existing {

@@ -33,6 +33,9 @@ type GroupSettings struct {
 	// it: which group is a zone's default is a role given to a group
 	// ("Set as default"), not part of what it enforces.
 	OrganizationDefault bool `json:"organization_default"`
+	// LogDefaultDrops is Rampart's: versions made before it existed do
+	// not name it, and read as true, the value every group had then.
+	LogDefaultDrops bool `json:"log_default_drops"`
 }
 
 // SettingsOf returns the settings of g.
@@ -43,7 +46,7 @@ func SettingsOf(g Group) GroupSettings {
 	}
 	return GroupSettings{Name: g.Name, Description: g.Description, Tags: tags, Stateful: g.Stateful,
 		InboundDefaultPolicy: g.InboundDefaultPolicy, OutboundDefaultPolicy: g.OutboundDefaultPolicy,
-		SMTPEnabled: g.SMTPEnabled, OrganizationDefault: g.OrganizationDefault}
+		SMTPEnabled: g.SMTPEnabled, OrganizationDefault: g.OrganizationDefault, LogDefaultDrops: g.LogDefaultDrops}
 }
 
 // VersionInfo describes one version of a group.
@@ -241,6 +244,7 @@ func scanVersion(sc scanner) (GroupVersion, error) {
 		return GroupVersion{}, err
 	}
 	v.CreatedAt = parseTime(created)
+	v.Settings.LogDefaultDrops = true // versions from before the field: see GroupSettings
 	if err := json.Unmarshal([]byte(settings), &v.Settings); err != nil {
 		return GroupVersion{}, fmt.Errorf("version %d of group %s: settings: %w", v.Version, v.GroupID, err)
 	}
@@ -518,6 +522,7 @@ func (db *DB) restore(ctx context.Context, tx *txn, gen int64, g Group, v GroupV
 	after.Name, after.Description, after.Tags = strings.TrimSpace(want.Name), want.Description, slices.Clone(want.Tags)
 	after.Stateful, after.SMTPEnabled = want.Stateful, want.SMTPEnabled
 	after.InboundDefaultPolicy, after.OutboundDefaultPolicy = want.InboundDefaultPolicy, want.OutboundDefaultPolicy
+	after.LogDefaultDrops = want.LogDefaultDrops
 	settingsChanged := !sameSettings(before, after)
 	rulesChanged := !slices.Equal(existing, target)
 	if !settingsChanged && !rulesChanged {
@@ -525,9 +530,9 @@ func (db *DB) restore(ctx context.Context, tx *txn, gen int64, g Group, v GroupV
 	}
 	if settingsChanged {
 		_, err := tx.ExecContext(ctx, `UPDATE security_groups SET name = ?, description = ?, tags = ?, stateful = ?,
-			inbound_default_policy = ?, outbound_default_policy = ?, smtp_enabled = ? WHERE id = ?`,
+			inbound_default_policy = ?, outbound_default_policy = ?, smtp_enabled = ?, log_default_drops = ? WHERE id = ?`,
 			after.Name, after.Description, encodeList(after.Tags), boolInt(after.Stateful), after.InboundDefaultPolicy,
-			after.OutboundDefaultPolicy, boolInt(after.SMTPEnabled), g.ID)
+			after.OutboundDefaultPolicy, boolInt(after.SMTPEnabled), boolInt(after.LogDefaultDrops), g.ID)
 		if err != nil {
 			return false, err
 		}
@@ -548,15 +553,15 @@ func (db *DB) restore(ctx context.Context, tx *txn, gen int64, g Group, v GroupV
 func sameSettings(a, b GroupSettings) bool {
 	return a.Name == b.Name && a.Description == b.Description && slices.Equal(a.Tags, b.Tags) && a.Stateful == b.Stateful &&
 		a.InboundDefaultPolicy == b.InboundDefaultPolicy && a.OutboundDefaultPolicy == b.OutboundDefaultPolicy &&
-		a.SMTPEnabled == b.SMTPEnabled && a.OrganizationDefault == b.OrganizationDefault
+		a.SMTPEnabled == b.SMTPEnabled && a.OrganizationDefault == b.OrganizationDefault && a.LogDefaultDrops == b.LogDefaultDrops
 }
 
 // ruleInputOf is the input that describes r, for checking it again.
 func ruleInputOf(r Rule) RuleInput {
 	from, to := int(r.DestPortFrom), int(r.DestPortTo)
-	dest, desc := prefixText(r.DestIPRange), r.Description
+	dest, desc, logged := prefixText(r.DestIPRange), r.Description, r.Log
 	return RuleInput{ID: r.ID, Direction: r.Direction, Protocol: r.Protocol, Action: r.Action, IPRange: r.IPRange.String(),
-		DestPortFrom: &from, DestPortTo: &to, DestIPRange: &dest, Description: &desc}
+		DestPortFrom: &from, DestPortTo: &to, DestIPRange: &dest, Description: &desc, Log: &logged}
 }
 
 // restoreRules makes the group's rules be target exactly (IDs, positions
