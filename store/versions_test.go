@@ -656,6 +656,8 @@ func randomRules(rng *rand.Rand, n int) []Rule {
 		}
 		d := descs[rng.IntN(len(descs))]
 		in.Description = &d
+		logged := rng.IntN(4) == 0
+		in.Log = &logged
 		var fe fieldErrors
 		r := buildRule(&fe, "", in)
 		if len(fe) > 0 {
@@ -694,12 +696,12 @@ func TestRulesTextRoundTrip(t *testing.T) {
 	}
 	// Written loosely, it reads the same.
 	loose := "  INBOUND Accept tcp  Ports 80-90 FROM 10.0.0.1 to 192.0.2.0/24  #   web  \r\n\n# comment\n" +
-		"outbound drop any to ::/0\n"
+		"outbound drop any LOG to ::/0\n"
 	rules, err := db.ParseRulesText(loose)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := FormatRules(rules); got != "inbound accept TCP ports 80-90 from 10.0.0.1 to 192.0.2.0/24 # web\noutbound drop ANY to ::/0\n" {
+	if got := FormatRules(rules); got != "inbound accept TCP ports 80-90 from 10.0.0.1 to 192.0.2.0/24 # web\noutbound drop ANY to ::/0 log\n" {
 		t.Errorf("loose text read as:\n%s", got)
 	}
 	if rules, err := db.ParseRulesText(""); err != nil || len(rules) != 0 {
