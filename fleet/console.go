@@ -23,6 +23,7 @@ import (
 
 	"github.com/rampart-fw/rampart/enforcer"
 	"github.com/rampart-fw/rampart/hostview"
+	"github.com/rampart-fw/rampart/packetlog"
 	"github.com/rampart-fw/rampart/store"
 )
 
@@ -57,13 +58,22 @@ type Config struct {
 	// CertLifetime is the lifetime of the hosts' certificates, which their
 	// agents renew after two thirds of it (0: DefaultCertLifetime).
 	CertLifetime time.Duration
+	// PacketLog, when set, reads the packets the console's own host logs
+	// (NFLOG) into the store's log, while Backend enforces with nftables;
+	// its Deliver is the console's. The agents' entries are kept either
+	// way.
+	PacketLog *packetlog.Config
+	// OnLog, when set, is given every entry kept, of every host, before it
+	// is written to the store (serve's --log-file). It must not block.
+	OnLog func([]store.LogEntry)
 }
 
 // Console keeps the hosts' views and states. It implements the web
 // layer's Enforcer: group states aggregate over every host holding the
-// group's servers; counters add up the hosts'; the compiled text and the
-// mode are the console's own reconciler's. Its methods are safe for
-// concurrent use.
+// group's servers; the compiled text and the mode are the console's own
+// reconciler's. It keeps what the hosts observe in the store: the packets
+// their rules log, and their counters, added up over hosts there. Its
+// methods are safe for concurrent use.
 type Console struct {
 	db      *store.DB
 	host    store.Host
@@ -80,6 +90,8 @@ type Console struct {
 	enrols  *rate.Limiter // enrolment is unauthenticated: a bound on its store writes
 	now     func() time.Time
 	traffic traffic
+	obs     *observer
+	logCfg  *packetlog.Config
 }
 
 // New returns the Console of cfg, loading (or creating) the agents' CA.
@@ -116,6 +128,10 @@ func New(ctx context.Context, cfg Config) (*Console, error) {
 	c.hub = newHub(snaps, c.log)
 	c.rec = enforcer.NewReconciler(&hostSource{snaps: snaps, hostID: c.host.ID}, cfg.Backend, c.log)
 	c.reports = newReportBook(c.db, c.log)
+	c.obs = newObserver(c.db, c.hub, c.rec, c.host, c.log, cfg.OnLog)
+	if mode, _ := cfg.Backend.Mode(); mode == enforcer.ModeNFTables {
+		c.logCfg = cfg.PacketLog // a preview enforces nothing, and logs nothing
+	}
 	return c, nil
 }
 
@@ -136,9 +152,21 @@ func (c *Console) Run(ctx context.Context) error {
 	wg.Go(func() { c.hub.run(ctx) })
 	wg.Go(func() { c.reports.run(ctx) })
 	wg.Go(func() { c.reportOwn(ctx, wake) })
+	wg.Go(func() { c.obs.run(ctx, c.logCfg) })
 	wg.Wait()
 	return recErr
 }
+
+// ResetGroupCounters zeroes the counters of a group of the organization on
+// every host, audited (see store.DB.ResetCounters): the console's own
+// kernel's are reset; the other hosts' kernels count on, and the store
+// offsets them.
+func (c *Console) ResetGroupCounters(ctx context.Context, orgID, zone, groupID string) error {
+	return c.obs.reset(ctx, orgID, zone, groupID)
+}
+
+// LogStats returns the packet log's totals as this console knows them.
+func (c *Console) LogStats() LogStats { return c.obs.stats() }
 
 // reportOwn keeps the reports of the console's own host, as an agent
 // sends them: after every apply, and at every heartbeat.
@@ -212,25 +240,6 @@ func (c *Console) GroupText(groupID string) string {
 		one.Unreadable[groupID] = u
 	}
 	return enforcer.Compile(one).GroupText(groupID)
-}
-
-// Counters returns a group's counters added up over the hosts holding it:
-// the console's own host's from its kernel, the others' as last reported.
-func (c *Console) Counters(ctx context.Context, groupID string) map[string]enforcer.Counter {
-	out := c.rec.Counters(ctx, groupID)
-	hosts, _ := c.hub.groupHolders(groupID)
-	for _, h := range hosts {
-		if h.ID == c.host.ID {
-			continue
-		}
-		for tag, v := range c.reports.groupCounters(h.ID, groupID) {
-			o := out[tag]
-			o.Packets += v.Packets
-			o.Bytes += v.Bytes
-			out[tag] = o
-		}
-	}
-	return out
 }
 
 // The states and statuses of hosts are the store's types (one home for

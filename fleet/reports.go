@@ -7,7 +7,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/rampart-fw/rampart/enforcer"
 	"github.com/rampart-fw/rampart/hostview"
 	"github.com/rampart-fw/rampart/store"
 )
@@ -29,15 +28,13 @@ type reportBook struct {
 	db  *store.DB
 	log *slog.Logger
 
-	mu       sync.Mutex
-	byHost   map[string]store.HostReport
-	counters map[string]map[string]map[string]enforcer.Counter // host → group → tag
-	pending  map[string]store.HostReport                       // received, not yet written
+	mu      sync.Mutex
+	byHost  map[string]store.HostReport
+	pending map[string]store.HostReport // received, not yet written
 }
 
 func newReportBook(db *store.DB, log *slog.Logger) *reportBook {
-	return &reportBook{db: db, log: log, byHost: map[string]store.HostReport{},
-		counters: map[string]map[string]map[string]enforcer.Counter{}, pending: map[string]store.HostReport{}}
+	return &reportBook{db: db, log: log, byHost: map[string]store.HostReport{}, pending: map[string]store.HostReport{}}
 }
 
 // receive keeps a report of host hostID seen at now, to be written to the
@@ -56,17 +53,6 @@ func (b *reportBook) receive(hostID string, r hostview.Report, now time.Time) {
 	}
 	b.byHost[hostID] = mem
 	b.pending[hostID] = pend
-	if r.Counters != nil {
-		c := make(map[string]map[string]enforcer.Counter, len(r.Counters))
-		for gid, tags := range r.Counters {
-			m := make(map[string]enforcer.Counter, len(tags))
-			for tag, v := range tags {
-				m[tag] = enforcer.Counter{Packets: v.Packets, Bytes: v.Bytes}
-			}
-			c[gid] = m
-		}
-		b.counters[hostID] = c
-	}
 }
 
 // flush writes the pending reports.
@@ -104,7 +90,6 @@ func (b *reportBook) refresh(ctx context.Context) {
 		if _, ok := stored[id]; !ok {
 			if _, waiting := b.pending[id]; !waiting {
 				delete(b.byHost, id) // the host was removed
-				delete(b.counters, id)
 			}
 		}
 	}
@@ -142,12 +127,4 @@ func (b *reportBook) get(hostID string) (store.HostReport, bool) {
 	defer b.mu.Unlock()
 	r, ok := b.byHost[hostID]
 	return r, ok
-}
-
-// groupCounters returns the counters host hostID last reported for a
-// group.
-func (b *reportBook) groupCounters(hostID, groupID string) map[string]enforcer.Counter {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.counters[hostID][groupID]
 }

@@ -35,6 +35,7 @@ func (c *Console) AgentHandler() http.Handler {
 	// As hostview.ViewPath, ReportPath and CertificatePath make them.
 	mux.HandleFunc("GET /v1/hosts/{id}/view", c.handleView)
 	mux.HandleFunc("POST /v1/hosts/{id}/report", c.handleReport)
+	mux.HandleFunc("POST /v1/hosts/{id}/observations", c.handleObservations)
 	mux.HandleFunc("POST /v1/hosts/{id}/certificate", c.handleRenew)
 	return mux
 }
@@ -303,8 +304,38 @@ func (c *Console) handleReport(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	c.reports.receive(h.ID, rep, c.now())
+	if rep.Counters != nil {
+		// An agent from before Observations reports its counters here
+		// alone; a newer one too, at every heartbeat.
+		c.obs.hostCounters(h.ID, rep.Counters)
+	}
 	c.traffic.reports.Add(1)
 	c.traffic.reportBytes.Add(uint64(max(r.ContentLength, 0)))
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// handleObservations answers POST /v1/hosts/{id}/observations: the
+// packets the host logged and its counters that moved, kept with the
+// host's name.
+func (c *Console) handleObservations(w http.ResponseWriter, r *http.Request) {
+	h, _, ok := c.authenticate(w, r)
+	if !ok {
+		return
+	}
+	var obs hostview.Observations
+	if !decode(w, r, maxReportBody, &obs) {
+		return
+	}
+	if obs.HostID != h.ID {
+		refuse(w, http.StatusForbidden, "a host reports for itself only")
+		return
+	}
+	c.obs.ingestAgent(h, obs.Entries, obs.Log)
+	if obs.Counters != nil {
+		c.obs.hostCounters(h.ID, obs.Counters)
+	}
+	c.traffic.observations.Add(1)
+	c.traffic.observationBytes.Add(uint64(max(r.ContentLength, 0)))
 	w.WriteHeader(http.StatusNoContent)
 }
 
@@ -332,6 +363,10 @@ func (c *Console) handleView(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer c.hub.unsubscribe(sub)
+	// The agent sends all its counters again in this session: compare
+	// them with the store's anew (another console may have written them
+	// meanwhile).
+	c.obs.forget(h.ID)
 	w.Header().Set("Content-Type", hostview.ContentType)
 	w.Header().Set("Cache-Control", "no-store")
 	w.Header().Set(hostview.HeaderHeartbeat, strconv.FormatInt(c.heartbeat.Milliseconds(), 10))
@@ -386,15 +421,20 @@ type Traffic struct {
 	FrameBytes  uint64 // their bytes (JSON lines, before TLS)
 	Reports     uint64 // reports received
 	ReportBytes uint64 // their bodies' bytes
+	// Observations and ObservationBytes count the agents' Observations
+	// (logged packets and counters that moved).
+	Observations     uint64
+	ObservationBytes uint64
 }
 
 type traffic struct {
-	streams                                  atomic.Int64
-	frames, frameBytes, reports, reportBytes atomic.Uint64
+	streams                                                                  atomic.Int64
+	frames, frameBytes, reports, reportBytes, observations, observationBytes atomic.Uint64
 }
 
 // Traffic returns the agents' endpoint's totals.
 func (c *Console) Traffic() Traffic {
 	return Traffic{Streams: c.traffic.streams.Load(), Frames: c.traffic.frames.Load(), FrameBytes: c.traffic.frameBytes.Load(),
-		Reports: c.traffic.reports.Load(), ReportBytes: c.traffic.reportBytes.Load()}
+		Reports: c.traffic.reports.Load(), ReportBytes: c.traffic.reportBytes.Load(),
+		Observations: c.traffic.observations.Load(), ObservationBytes: c.traffic.observationBytes.Load()}
 }

@@ -51,6 +51,9 @@ type Group struct {
 	Rules                 []Rule       `json:"rules"`   // editable rules, in position order
 	Servers               []Server     `json:"servers"` // this host's, ordered by ID
 	UnreadableRows        []string     `json:"unreadable_rows"`
+	// LogDefaultDrops logs what the default policies drop. A console from
+	// before it sends none: false, as nothing was logged then.
+	LogDefaultDrops bool `json:"log_default_drops,omitempty"`
 }
 
 // ServerRef names a server or a group.
@@ -72,6 +75,7 @@ type Rule struct {
 	Position     int             `json:"position"`
 	Editable     bool            `json:"editable"`
 	Unreadable   string          `json:"unreadable,omitempty"`
+	Log          bool            `json:"log,omitempty"` // logs the packets it decides
 }
 
 // Server is a machine behind the host (or the host itself, Local).
@@ -222,6 +226,7 @@ func (v View) Snapshot() store.Snapshot {
 			InboundDefaultPolicy: g.InboundDefaultPolicy, OutboundDefaultPolicy: g.OutboundDefaultPolicy,
 			OrganizationDefault: g.OrganizationDefault, SMTPEnabled: g.SMTPEnabled,
 			CreatedAt: g.CreatedAt, ModifiedAt: g.ModifiedAt, Generation: g.Generation, Unreadable: g.Unreadable,
+			LogDefaultDrops: g.LogDefaultDrops,
 		}
 		if g.Members != nil {
 			sg.Servers = make([]store.ServerRef, len(g.Members))
@@ -235,7 +240,7 @@ func (v View) Snapshot() store.Snapshot {
 			for i, r := range g.Rules {
 				rules[i] = store.Rule{ID: r.ID, GroupID: g.ID, Direction: r.Direction, Protocol: r.Protocol,
 					Action: r.Action, IPRange: r.IPRange, DestIPRange: r.DestIPRange, DestPortFrom: r.DestPortFrom,
-					DestPortTo: r.DestPortTo, Position: r.Position, Editable: r.Editable, Unreadable: r.Unreadable}
+					DestPortTo: r.DestPortTo, Position: r.Position, Editable: r.Editable, Unreadable: r.Unreadable, Log: r.Log}
 			}
 			snap.Rules[g.ID] = rules
 		}
@@ -263,7 +268,7 @@ func groupOf(g store.Group, rules []store.Rule, servers []Server, unreadable []s
 		InboundDefaultPolicy: g.InboundDefaultPolicy, OutboundDefaultPolicy: g.OutboundDefaultPolicy,
 		OrganizationDefault: g.OrganizationDefault, SMTPEnabled: g.SMTPEnabled,
 		CreatedAt: g.CreatedAt, ModifiedAt: g.ModifiedAt, Generation: g.Generation, Unreadable: g.Unreadable,
-		Servers: servers, UnreadableRows: unreadable,
+		Servers: servers, UnreadableRows: unreadable, LogDefaultDrops: g.LogDefaultDrops,
 	}
 	if g.Servers != nil {
 		out.Members = make([]ServerRef, len(g.Servers))
@@ -276,7 +281,7 @@ func groupOf(g store.Group, rules []store.Rule, servers []Server, unreadable []s
 		for i, r := range rules {
 			out.Rules[i] = Rule{ID: r.ID, Direction: r.Direction, Protocol: r.Protocol, Action: r.Action,
 				IPRange: r.IPRange, DestIPRange: r.DestIPRange, DestPortFrom: r.DestPortFrom, DestPortTo: r.DestPortTo,
-				Position: r.Position, Editable: r.Editable, Unreadable: r.Unreadable}
+				Position: r.Position, Editable: r.Editable, Unreadable: r.Unreadable, Log: r.Log}
 		}
 	}
 	return out

@@ -102,8 +102,8 @@ func TestAgentRebuildsForHost(t *testing.T) {
 			if len(groups) == 0 {
 				return nil
 			}
-			p, s := policy(), rng.IntN(2) == 0
-			_, err := db.UpdateGroup(ctx, org.ID, zone, pick(groups), store.GroupPatch{InboundDefaultPolicy: &p, SMTPEnabled: &s})
+			p, s, l := policy(), rng.IntN(2) == 0, rng.IntN(2) == 0
+			_, err := db.UpdateGroup(ctx, org.ID, zone, pick(groups), store.GroupPatch{InboundDefaultPolicy: &p, SMTPEnabled: &s, LogDefaultDrops: &l})
 			return err
 		},
 		func() error { // a rule
@@ -111,8 +111,9 @@ func TestAgentRebuildsForHost(t *testing.T) {
 				return nil
 			}
 			gid := pick(groups)
+			logged := rng.IntN(3) == 0
 			in := store.RuleInput{Direction: store.Inbound, Protocol: store.TCP, Action: policy(),
-				IPRange: fmt.Sprintf("10.%d.0.0/16", rng.IntN(200)), DestPortFrom: ptr(1 + rng.IntN(1000))}
+				IPRange: fmt.Sprintf("10.%d.0.0/16", rng.IntN(200)), DestPortFrom: ptr(1 + rng.IntN(1000)), Log: &logged}
 			if rng.IntN(2) == 0 {
 				in.Direction, in.Protocol, in.IPRange, in.DestPortFrom = store.Outbound, store.ANY, "::/0", nil
 			}

@@ -6,6 +6,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"math/big"
+	"net/netip"
 	"net/url"
 	"strings"
 	"time"
@@ -22,6 +23,7 @@ import (
 //	GET  ViewPath(id)?generation=N the view stream: one JSON Frame per line (ContentType),
 //	                              from the complete view of generation N the agent holds (0: none)
 //	POST ReportPath(id)           Report → 204
+//	POST ObservationsPath(id)     Observations → 204 (404 from a console older than it)
 //	POST CertificatePath(id)      RenewRequest → RenewResponse
 //
 // Refusals answer an ErrorResponse: 400 a bad body, 401 no certificate,
@@ -43,6 +45,13 @@ func ViewPath(hostID string) string { return pathHosts + url.PathEscape(hostID) 
 
 // ReportPath is where host hostID POSTs its Reports.
 func ReportPath(hostID string) string { return pathHosts + url.PathEscape(hostID) + "/report" }
+
+// ObservationsPath is where host hostID POSTs its Observations. A console
+// from before the packet log answers 404: the agent then keeps to the
+// counters of its heartbeat reports, which every console reads.
+func ObservationsPath(hostID string) string {
+	return pathHosts + url.PathEscape(hostID) + "/observations"
+}
 
 // CertificatePath is where host hostID POSTs a RenewRequest for a new
 // certificate, with its current one.
@@ -126,6 +135,48 @@ func (r Report) StoreReport(now time.Time) store.HostReport {
 		}
 	}
 	return out
+}
+
+// Observations are what a host saw since it last sent them: the packets
+// its rules logged, and its counters that moved. Agents send them about
+// every second while something is new; a report's counters (at every
+// heartbeat) remain, for consoles that do not know this message.
+type Observations struct {
+	HostID  string     `json:"host_id"`
+	Entries []LogEntry `json:"entries,omitempty"`
+	// Counters are by group ID, then by rule tag, as in Report: those that
+	// moved since the last Observations the console accepted, and all of
+	// them in the first of a session.
+	Counters map[string]map[string]Counter `json:"counters,omitempty"`
+	// Log is the host's packet log's totals since the agent started.
+	Log LogStats `json:"log"`
+}
+
+// LogEntry is one packet a host's kernel logged (packetlog.Entry on the
+// wire). Which server holds the packet's local address, and the rule's
+// position, are the console's to say: it knows them.
+type LogEntry struct {
+	Time            time.Time       `json:"time"`
+	GroupID         string          `json:"group_id"`
+	Direction       store.Direction `json:"direction"`
+	Protocol        string          `json:"protocol"`
+	Source          netip.Addr      `json:"source"`
+	SourcePort      uint16          `json:"source_port"`
+	Destination     netip.Addr      `json:"destination"`
+	DestinationPort uint16          `json:"destination_port"`
+	Verdict         store.Policy    `json:"verdict"`
+	// DecidedBy is the kind of what decided ("rule", "smtp",
+	// "default_policy", ...) and the rule's ID.
+	DecidedBy store.Decider `json:"decided_by"`
+}
+
+// LogStats are a host's packet log's totals.
+type LogStats struct {
+	Received    uint64 `json:"received"`     // entries the kernel delivered
+	BufferDrops uint64 `json:"buffer_drops"` // entries the kernel dropped for lack of buffer
+	// Dropped counts entries the agent could not keep for the console
+	// (its queue full while no console took them).
+	Dropped uint64 `json:"dropped"`
 }
 
 // EnrolRequest asks for a host's first certificate with its join secret.

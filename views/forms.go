@@ -51,6 +51,8 @@ type OverviewForm struct {
 	Outbound    string
 	Stateful    bool
 	SMTPEnabled bool
+	// LogDefaultDrops logs the packets the default policies drop.
+	LogDefaultDrops bool
 	// Confirm asks for the change to roll back unless confirmed within
 	// ConsoleConfirmSeconds.
 	Confirm bool
@@ -59,7 +61,8 @@ type OverviewForm struct {
 }
 
 // OverviewFormFields are the fields of OverviewForm, as posted.
-var OverviewFormFields = []string{"name", "description", "inbound_default_policy", "outbound_default_policy", "stateful", "smtp_enabled", "confirm_within"}
+var OverviewFormFields = []string{"name", "description", "inbound_default_policy", "outbound_default_policy", "stateful", "smtp_enabled",
+	"log_default_drops", "confirm_within"}
 
 // ConsoleConfirmSeconds is the console's confirmation window: "Roll back
 // unless I confirm within 60 s".
@@ -68,7 +71,7 @@ const ConsoleConfirmSeconds = 60
 // OverviewFormOf fills the form from a group.
 func OverviewFormOf(g store.Group) OverviewForm {
 	return OverviewForm{Name: g.Name, Description: g.Description, Inbound: string(g.InboundDefaultPolicy),
-		Outbound: string(g.OutboundDefaultPolicy), Stateful: g.Stateful, SMTPEnabled: g.SMTPEnabled}
+		Outbound: string(g.OutboundDefaultPolicy), Stateful: g.Stateful, SMTPEnabled: g.SMTPEnabled, LogDefaultDrops: g.LogDefaultDrops}
 }
 
 // RuleForm adds or edits a rule. Ports are kept as typed so that a refused
@@ -82,12 +85,13 @@ type RuleForm struct {
 	PortFrom    string
 	PortTo      string
 	Description string
+	Log         bool // "Log matches"
 	Errors      FieldErrors
 	Message     string
 }
 
 // RuleFormFields are the fields of RuleForm, as posted.
-var RuleFormFields = []string{"direction", "action", "protocol", "ip_range", "dest_port_from", "dest_port_to", "description"}
+var RuleFormFields = []string{"direction", "action", "protocol", "ip_range", "dest_port_from", "dest_port_to", "description", "log"}
 
 // NewRuleForm returns an empty add-rule form.
 func NewRuleForm() RuleForm {
@@ -97,7 +101,7 @@ func NewRuleForm() RuleForm {
 // RuleFormOf fills the form from a rule.
 func RuleFormOf(r store.Rule) RuleForm {
 	f := RuleForm{ID: r.ID, Direction: string(r.Direction), Action: string(r.Action), Protocol: string(r.Protocol),
-		IPRange: store.FormatIPRange(r.IPRange), Description: r.Description}
+		IPRange: store.FormatIPRange(r.IPRange), Description: r.Description, Log: r.Log}
 	if r.DestPortFrom != 0 {
 		f.PortFrom = strconv.Itoa(int(r.DestPortFrom))
 	}
@@ -179,5 +183,5 @@ func (v RulesView) columns() int {
 	if v.Draft {
 		return 7
 	}
-	return 9
+	return 10
 }

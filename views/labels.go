@@ -46,6 +46,8 @@ func eventLabel(e store.Event) string {
 		return "rolled back: not confirmed in time"
 	case "confirm":
 		return "change confirmed"
+	case store.ActionResetCounters:
+		return "counters reset"
 	}
 	return kind + " " + e.Action
 }

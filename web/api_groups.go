@@ -50,12 +50,14 @@ type groupCreateBody struct {
 	InboundDefaultPolicy  string   `json:"inbound_default_policy"`
 	OutboundDefaultPolicy string   `json:"outbound_default_policy"`
 	EnableDefaultSecurity *bool    `json:"enable_default_security"`
+	LogDefaultDrops       *bool    `json:"log_default_drops" rampart:"keep"`
 }
 
 func (b groupCreateBody) input() store.GroupInput {
 	in := store.GroupInput{
 		Name: b.Name, Description: b.Description, Tags: b.Tags, Stateful: b.Stateful,
 		InboundDefaultPolicy: store.Policy(b.InboundDefaultPolicy), OutboundDefaultPolicy: store.Policy(b.OutboundDefaultPolicy),
+		LogDefaultDrops: b.LogDefaultDrops,
 	}
 	// Scaleway blocks SMTP unless asked (enable_default_security absent
 	// means true).
@@ -121,12 +123,14 @@ type groupPatchBody struct {
 	EnableDefaultSecurity *bool     `json:"enable_default_security"`
 	Organization          *string   `json:"organization"`
 	Project               *string   `json:"project"`
+	// LogDefaultDrops is Rampart's: absent, it keeps its value.
+	LogDefaultDrops *bool `json:"log_default_drops" rampart:"keep"`
 }
 
 func (b groupPatchBody) patch() store.GroupPatch {
 	p := store.GroupPatch{
 		Name: b.Name, Description: b.Description, Tags: b.Tags, Stateful: b.Stateful,
-		OrganizationDefault: b.ProjectDefault,
+		OrganizationDefault: b.ProjectDefault, LogDefaultDrops: b.LogDefaultDrops,
 	}
 	if b.EnableDefaultSecurity != nil {
 		enabled := !*b.EnableDefaultSecurity

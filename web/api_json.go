@@ -1,7 +1,6 @@
 package web
 
 import (
-	"context"
 	"encoding/json"
 	"net/http"
 	"time"
@@ -44,6 +43,9 @@ type groupJSON struct {
 	// PendingConfirmation is the change that awaits its confirmation
 	// (Rampart only).
 	PendingConfirmation *pendingJSON `json:"pending_confirmation,omitempty"`
+	// LogDefaultDrops logs the packets the default policies (and the SMTP
+	// rules) drop (Rampart only).
+	LogDefaultDrops bool `json:"log_default_drops"`
 }
 
 type pendingJSON struct {
@@ -70,11 +72,15 @@ type ruleJSON struct {
 	Position     int     `json:"position"`
 	Editable     bool    `json:"editable"`
 	Zone         string  `json:"zone"`
-	// Packets and Bytes are the rule's nftables counters (Rampart only).
-	Packets *uint64 `json:"packets,omitempty"`
-	Bytes   *uint64 `json:"bytes,omitempty"`
-	// Description is Rampart's.
+	// Packets and Bytes are the rule's counters over every host holding
+	// the group, and LastMatched when they last moved (RFC 3339, or null
+	// when never), in lists of rules (Rampart only).
+	Packets     *uint64         `json:"packets,omitempty"`
+	Bytes       *uint64         `json:"bytes,omitempty"`
+	LastMatched json.RawMessage `json:"last_matched,omitempty"`
+	// Description and Log are Rampart's.
 	Description string `json:"description"`
+	Log         bool   `json:"log"`
 }
 
 type serverJSON struct {
@@ -119,6 +125,7 @@ func (s *Server) groupJSON(g store.Group) groupJSON {
 		EnableDefaultSecurity: !g.SMTPEnabled, Servers: servers,
 		CreationDate: scwTime(g.CreatedAt), ModificationDate: scwTime(g.ModifiedAt),
 		State: string(state), StateDetail: reason, Zone: g.Zone, PendingConfirmation: pendingToJSON(g.Pending),
+		LogDefaultDrops: g.LogDefaultDrops,
 	}
 }
 
@@ -126,7 +133,7 @@ func ruleToJSON(r store.Rule, zone string) ruleJSON {
 	j := ruleJSON{
 		ID: r.ID, Protocol: string(r.Protocol), Direction: string(r.Direction), Action: string(r.Action),
 		IPRange: store.FormatIPRange(r.IPRange), Position: r.Position, Editable: r.Editable, Zone: zone,
-		Description: r.Description,
+		Description: r.Description, Log: r.Log,
 	}
 	if r.DestIPRange.IsValid() {
 		d := store.FormatIPRange(r.DestIPRange)
@@ -143,19 +150,29 @@ func ruleToJSON(r store.Rule, zone string) ruleJSON {
 	return j
 }
 
-// rulesJSON renders a group's rules as listed by the store, with their
-// counters where the enforcer has them.
-func (s *Server) rulesJSON(ctx context.Context, groupID, zone string, rules []store.Rule) []ruleJSON {
-	out := make([]ruleJSON, len(rules))
-	counters := s.enf.Counters(ctx, groupID)
-	for i, r := range rules {
-		out[i] = ruleToJSON(r, zone)
-		if c, ok := counters[r.ID]; ok {
-			p, b := c.Packets, c.Bytes
-			out[i].Packets, out[i].Bytes = &p, &b
-		}
+// rulesJSON renders the rules, as listed by the store, of the group of the
+// request's :id, with their counters.
+func (s *Server) rulesJSON(c echo.Context, rules []store.Rule) ([]ruleJSON, error) {
+	counters, err := s.db.GroupCounters(c.Request().Context(), orgOf(c), zoneOf(c), c.Param("id"))
+	if err != nil {
+		return nil, err
 	}
-	return out
+	out := make([]ruleJSON, len(rules))
+	for i, r := range rules {
+		out[i] = ruleToJSON(r, zoneOf(c))
+		withCounter(&out[i], counters[r.ID])
+	}
+	return out, nil
+}
+
+// withCounter sets a rule's counters.
+func withCounter(j *ruleJSON, rc store.RuleCounter) {
+	p, b := rc.Packets, rc.Bytes
+	j.Packets, j.Bytes = &p, &b
+	j.LastMatched = json.RawMessage("null")
+	if !rc.LastMatched.IsZero() {
+		j.LastMatched, _ = json.Marshal(rc.LastMatched.UTC().Format(time.RFC3339))
+	}
 }
 
 type eventJSON struct {

@@ -28,7 +28,11 @@ func (s *Server) handleRuleList(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	return list(c, "rules", s.rulesJSON(c.Request().Context(), c.Param("id"), zoneOf(c), rules), total)
+	out, err := s.rulesJSON(c, rules)
+	if err != nil {
+		return err
+	}
+	return list(c, "rules", out, total)
 }
 
 // ruleBody is a rule as clients send it. Fields tagged rampart:"keep" are
@@ -47,6 +51,7 @@ type ruleBody struct {
 	Editable     *bool           `json:"editable"`
 	Zone         json.RawMessage `json:"zone"`
 	Description  *string         `json:"description" rampart:"keep"`
+	Log          *bool           `json:"log" rampart:"keep"`
 }
 
 func (b ruleBody) input() store.RuleInput {
@@ -55,7 +60,7 @@ func (b ruleBody) input() store.RuleInput {
 		Direction: store.Direction(deref(b.Direction)), Protocol: store.Protocol(deref(b.Protocol)),
 		Action: store.Policy(deref(b.Action)), IPRange: deref(b.IPRange), DestIPRange: b.DestIPRange,
 		DestPortFrom: b.DestPortFrom, DestPortTo: b.DestPortTo, Position: deref(b.Position),
-		NotEditable: b.Editable != nil && !*b.Editable, Description: b.Description,
+		NotEditable: b.Editable != nil && !*b.Editable, Description: b.Description, Log: b.Log,
 	}
 }
 
@@ -110,7 +115,11 @@ func (s *Server) setAllAnswer(c echo.Context, rules []store.Rule) error {
 	if acceptsText(c.Request()) {
 		return rulesText(c, rules)
 	}
-	return c.JSON(http.StatusOK, map[string]any{"rules": s.rulesJSON(c.Request().Context(), c.Param("id"), zoneOf(c), rules)})
+	out, err := s.rulesJSON(c, rules)
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, map[string]any{"rules": out})
 }
 
 // handleRuleGet handles "GET /instance/v1/zones/:zone/security_groups/:id/rules/:rule".
@@ -131,7 +140,7 @@ func (s *Server) handleRulePatch(c echo.Context) error {
 	p := store.RulePatch{
 		Direction: (*store.Direction)(b.Direction), Protocol: (*store.Protocol)(b.Protocol), Action: (*store.Policy)(b.Action),
 		IPRange: b.IPRange, DestIPRange: b.DestIPRange, DestPortFrom: b.DestPortFrom, DestPortTo: b.DestPortTo,
-		Position: b.Position, Description: b.Description,
+		Position: b.Position, Description: b.Description, Log: b.Log,
 	}
 	r, err := s.db.UpdateRule(c.Request().Context(), orgOf(c), zoneOf(c), c.Param("id"), c.Param("rule"), p)
 	if err != nil {

@@ -270,7 +270,11 @@ func (s *Server) handleVersionRevert(c echo.Context) error {
 	if p := pendingOf(c); p != nil {
 		g.Pending = p
 	}
-	return c.JSON(http.StatusOK, map[string]any{"security_group": s.groupJSON(g), "rules": s.rulesJSON(c.Request().Context(), g.ID, zoneOf(c), rules)})
+	out, err := s.rulesJSON(c, rules)
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, map[string]any{"security_group": s.groupJSON(g), "rules": out})
 }
 
 // handleGroupConfirm handles "POST /instance/v1/zones/:zone/security_groups/:id/confirm":

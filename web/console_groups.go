@@ -100,11 +100,12 @@ func (con *console) detail(c echo.Context, sd store.GroupDetail) views.GroupDeta
 			d.Candidates = append(d.Candidates, s)
 		}
 	}
-	d.Rules = con.rulesView(c, g, sd.Rules)
+	d.Rules = con.rulesView(c, g, sd.Rules, sd.Counters)
 	if f := con.srv.cfg.Fleet; f != nil {
 		d.Hosts = f.GroupHosts(g.ID, g.Generation)
 	}
 	d.Tester = views.GroupTester{Group: g, CSRF: csrfToken(c), Form: views.NewTesterForm()}
+	d.Log = con.logView(c, g, sd.Servers)
 	return d
 }
 
@@ -157,7 +158,7 @@ func (con *console) handleGroupOverviewForm(c echo.Context) error {
 	f := views.OverviewForm{
 		Name: c.FormValue("name"), Description: c.FormValue("description"),
 		Inbound: c.FormValue("inbound_default_policy"), Outbound: c.FormValue("outbound_default_policy"),
-		Stateful: checked(c, "stateful"), SMTPEnabled: checked(c, "smtp_enabled"),
+		Stateful: checked(c, "stateful"), SMTPEnabled: checked(c, "smtp_enabled"), LogDefaultDrops: checked(c, "log_default_drops"),
 	}
 	in, out := store.Policy(f.Inbound), store.Policy(f.Outbound)
 	var err error
@@ -166,6 +167,7 @@ func (con *console) handleGroupOverviewForm(c echo.Context) error {
 		_, err = con.db.UpdateGroup(c.Request().Context(), consoleOrg(c), ref.Zone, ref.ID, store.GroupPatch{
 			Name: &f.Name, Description: &f.Description, Stateful: &f.Stateful,
 			InboundDefaultPolicy: &in, OutboundDefaultPolicy: &out, SMTPEnabled: &f.SMTPEnabled,
+			LogDefaultDrops: &f.LogDefaultDrops,
 		})
 	}
 	if refused(err) {

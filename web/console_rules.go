@@ -6,30 +6,28 @@ import (
 
 	"github.com/labstack/echo/v4"
 
-	"github.com/rampart-fw/rampart/enforcer"
 	"github.com/rampart-fw/rampart/store"
 	"github.com/rampart-fw/rampart/views"
 )
 
 // rulesView makes the Rules section of g from its rules as the store lists
-// them (read with g, at one generation): the SMTP rules, then inbound and
-// outbound, each in position order, with their counters, same-direction
-// neighbours and what the rule analysis finds about them.
-func (con *console) rulesView(c echo.Context, g store.Group, rules []store.Rule) views.RulesView {
-	return con.rulesViewOf(c, g, rules, false)
+// them and their counters (read with g, at one generation): the SMTP
+// rules, then inbound and outbound, each in position order, with their
+// counters, same-direction neighbours and what the rule analysis finds
+// about them.
+func (con *console) rulesView(c echo.Context, g store.Group, rules []store.Rule, counters map[string]store.RuleCounter) views.RulesView {
+	return con.rulesViewOf(c, g, rules, counters, false)
 }
 
 // rulesViewOf is rulesView, for a draft's rules when draft (no counters:
 // a draft is not in the kernel).
-func (con *console) rulesViewOf(c echo.Context, g store.Group, rules []store.Rule, draft bool) views.RulesView {
-	counters := map[string]enforcer.Counter{}
-	if !draft {
-		counters = con.enf.Counters(c.Request().Context(), g.ID)
-	}
+func (con *console) rulesViewOf(c echo.Context, g store.Group, rules []store.Rule, counters map[string]store.RuleCounter, draft bool) views.RulesView {
 	findings, note := con.findingsOf(g, rules)
-	v := views.RulesView{Group: g, CSRF: csrfToken(c), Add: views.NewRuleForm(), Draft: draft, AnalysisNote: note}
+	v := views.RulesView{Group: g, CSRF: csrfToken(c), Add: views.NewRuleForm(), Draft: draft, AnalysisNote: note,
+		Defaults: views.DefaultCounters(counters)}
 	for _, r := range rules {
-		row := views.RuleRow{Rule: r, Packets: counters[r.ID].Packets, Bytes: counters[r.ID].Bytes, Findings: findings[r.ID]}
+		rc := counters[r.ID]
+		row := views.RuleRow{Rule: r, Packets: rc.Packets, Bytes: rc.Bytes, LastMatched: rc.LastMatched, Findings: findings[r.ID]}
 		switch {
 		case !r.Editable:
 			v.SMTP = append(v.SMTP, row)
@@ -57,11 +55,11 @@ func (con *console) rulesAnswer(c echo.Context, status int, edit func(*views.Rul
 		if edit != nil {
 			// The change's message (with what the analysis finds about
 			// the rule) goes with the redirect.
-			g, rules, err := con.db.GroupRules(c.Request().Context(), consoleOrg(c), ref.Zone, ref.ID)
+			g, rules, counters, err := con.db.GroupRulesCounters(c.Request().Context(), consoleOrg(c), ref.Zone, ref.ID)
 			if err != nil {
 				return err
 			}
-			v := con.rulesView(c, g, rules)
+			v := con.rulesView(c, g, rules, counters)
 			edit(&v)
 			if v.Flash.Message != "" {
 				con.flash(c, v.Flash.Kind, v.Flash.Message)
@@ -79,11 +77,11 @@ func (con *console) rulesAnswer(c echo.Context, status int, edit func(*views.Rul
 		}
 		return con.renderGroup(c, status, d)
 	}
-	g, rules, err := con.db.GroupRules(c.Request().Context(), consoleOrg(c), ref.Zone, ref.ID)
+	g, rules, counters, err := con.db.GroupRulesCounters(c.Request().Context(), consoleOrg(c), ref.Zone, ref.ID)
 	if err != nil {
 		return err
 	}
-	v := con.rulesView(c, g, rules)
+	v := con.rulesView(c, g, rules, counters)
 	if edit != nil {
 		edit(&v)
 	}
@@ -100,10 +98,10 @@ func ruleForm(c echo.Context) (views.RuleForm, store.RuleInput, error) {
 	f := views.RuleForm{
 		Direction: c.FormValue("direction"), Action: c.FormValue("action"), Protocol: c.FormValue("protocol"),
 		IPRange: c.FormValue("ip_range"), PortFrom: c.FormValue("dest_port_from"), PortTo: c.FormValue("dest_port_to"),
-		Description: c.FormValue("description"),
+		Description: c.FormValue("description"), Log: checked(c, "log"),
 	}
 	in := store.RuleInput{Direction: store.Direction(f.Direction), Action: store.Policy(f.Action),
-		Protocol: store.Protocol(f.Protocol), IPRange: f.IPRange, Description: &f.Description}
+		Protocol: store.Protocol(f.Protocol), IPRange: f.IPRange, Description: &f.Description, Log: &f.Log}
 	var err error
 	if in.DestPortFrom, err = store.ParsePort("dest_port_from", f.PortFrom); err != nil {
 		return f, in, err
@@ -166,6 +164,7 @@ func (con *console) handleRuleEditForm(c echo.Context) error {
 		r, err = con.db.UpdateRule(c.Request().Context(), consoleOrg(c), ref.Zone, ref.ID, f.ID, store.RulePatch{
 			Action: &in.Action, Protocol: &in.Protocol, IPRange: &in.IPRange,
 			DestPortFrom: orZero(in.DestPortFrom), DestPortTo: orZero(in.DestPortTo), Description: in.Description,
+			Log: in.Log,
 		})
 	}
 	if refused(err) {

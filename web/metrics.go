@@ -53,6 +53,7 @@ func newMetrics(s *Server) *metrics {
 	if src, ok := s.enf.(statsSource); ok {
 		m.reg.MustRegister(newEnforcerCollector(src))
 	}
+	m.reg.MustRegister(newObserveCollector(s))
 	return m
 }
 

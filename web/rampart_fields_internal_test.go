@@ -48,6 +48,13 @@ var rampartBodies = []struct {
 var ruleSamples = map[string]any{
 	"description":   "kept",
 	"dest_ip_range": "192.0.2.0/24",
+	"log":           true,
+}
+
+// groupSamples are values of a group's Rampart fields that differ from a
+// new group's.
+var groupSamples = map[string]any{
+	"log_default_drops": false,
 }
 
 // TestRampartFieldsKeptWhenAbsent is the rule of decoding in
@@ -57,7 +64,7 @@ var ruleSamples = map[string]any{
 // SDK sends is tagged. In behaviour: for each Rampart field of a rule, a
 // set-all and a PATCH that leave it out (as the SDK does) keep its value.
 func TestRampartFieldsKeptWhenAbsent(t *testing.T) {
-	var ruleFields, serverFields []string
+	var ruleFields, serverFields, groupFields []string
 	for _, b := range rampartBodies {
 		bt := reflect.TypeOf(b.body)
 		sdk := map[string]bool{}
@@ -83,6 +90,9 @@ func TestRampartFieldsKeptWhenAbsent(t *testing.T) {
 			}
 			if kept && bt == reflect.TypeOf(serverBody{}) {
 				serverFields = append(serverFields, name)
+			}
+			if kept && bt == reflect.TypeOf(groupPatchBody{}) {
+				groupFields = append(groupFields, name)
 			}
 		}
 	}
@@ -147,6 +157,32 @@ func TestRampartFieldsKeptWhenAbsent(t *testing.T) {
 	check("after the SDK's set-all", set[0].(map[string]any))
 	patched := do("PATCH", rules+"/"+rule["id"].(string), instance.UpdateSecurityGroupRuleRequest{Action: "accept"})["rule"].(map[string]any)
 	check("after the SDK's PATCH", patched)
+
+	// A group's Rampart fields, kept by the SDK's PATCH and its full PUT.
+	gbody := map[string]any{"name": "kept"}
+	for _, name := range groupFields {
+		v, ok := groupSamples[name]
+		if !ok {
+			t.Fatalf("group field %q has no sample value in groupSamples", name)
+		}
+		gbody[name] = v
+	}
+	sg := do("POST", "/instance/v1/zones/fr-par-1/security_groups", gbody)["security_group"].(map[string]any)
+	gpath := "/instance/v1/zones/fr-par-1/security_groups/" + sg["id"].(string)
+	for _, step := range []struct {
+		method string
+		body   any
+	}{
+		{"PATCH", instance.UpdateSecurityGroupRequest{Description: &[]string{"patched"}[0]}},
+		{"PUT", instance.SecurityGroup{Name: "put", InboundDefaultPolicy: "drop", OutboundDefaultPolicy: "accept"}},
+	} {
+		got := do(step.method, gpath, step.body)["security_group"].(map[string]any)
+		for _, name := range groupFields {
+			if got[name] != groupSamples[name] {
+				t.Errorf("after the SDK's group %s: %s = %v, want %v kept", step.method, name, got[name], groupSamples[name])
+			}
+		}
+	}
 
 	// A server's Rampart fields, kept by the SDK's PATCH.
 	stateless, _ := db.CreateGroup(ctx, org.ID, "fr-par-1", store.GroupInput{Name: "metal"})

@@ -22,11 +22,11 @@ import (
 )
 
 // Enforcer is what the web layer needs from the enforcer: the sync state of
-// groups, their counters, their compiled text and chains.
+// groups, their compiled text and chains. (Their counters are the store's:
+// see store.DB.GroupCounters.)
 type Enforcer interface {
 	Ready() <-chan struct{}
 	GroupState(groupID string, generation int64) (state store.SyncState, reason string)
-	Counters(ctx context.Context, groupID string) map[string]enforcer.Counter
 	GroupText(groupID string) string
 	// Chains returns the chains last compiled for a group, with the group
 	// generation they were compiled from, and false when none were.
