@@ -105,8 +105,9 @@ var sseHeartbeat = 15 * time.Second
 // every store.LogPollInterval, for other consoles' writes) and reads what
 // is new in a short transaction. It runs until the client goes or the
 // server stops. The server's write timeout still bounds each write (a
-// client that stops reading is cut off), and its read timeout, meant for
-// the request, is lifted once the request is read.
+// client that stops reading is cut off): each write extends the deadline
+// by one write timeout, so that a stream lives as long as its client
+// reads it.
 func (s *Server) streamLogs(c echo.Context, q store.LogQuery) error {
 	ctx := c.Request().Context()
 	org, zone, id := orgOf(c), zoneOf(c), c.Param("id")
@@ -120,6 +121,9 @@ func (s *Server) streamLogs(c echo.Context, q store.LogQuery) error {
 		return err
 	}
 	rc := http.NewResponseController(c.Response().Writer)
+	// The read timeout is for the request, which is read: net/http lifts
+	// it once a request without a body is (Go 1.26 does); lifted here too,
+	// so that the stream does not depend on it.
 	_ = rc.SetReadDeadline(time.Time{})
 	h := c.Response().Header()
 	h.Set(echo.HeaderContentType, "text/event-stream")

@@ -23,7 +23,7 @@ type logStatser interface {
 // entries refused by the kernels' rate limits, and with a fleet, the log's
 // totals and the hosts by state.
 type observeCollector struct {
-	s                                         *Server
+	s                                    *Server
 	packets, bytes, limited, logs, hosts *prometheus.Desc
 }
 

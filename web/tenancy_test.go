@@ -8,10 +8,12 @@ import (
 	"net/http"
 	"net/http/cookiejar"
 	"net/http/httptest"
+	"net/netip"
 	"net/url"
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/rampart-fw/rampart/enforcer"
 	"github.com/rampart-fw/rampart/internal/testdb"
@@ -56,6 +58,19 @@ func TestTenancySweep(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// What is observed of their group is not a change (the generation
+	// does not move with it): a reset or a read of it is checked below.
+	host, _ := db.EnsureHost(ctx, "h1")
+	if err := db.RecordCounters(ctx, time.Now(), store.HostCounters{HostID: host.ID,
+		Groups: map[string]map[string]store.Counter{theirGroup.ID: {theirRule.ID: {Packets: 7, Bytes: 700}}}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.AppendLogEntries(ctx, []store.LogEntry{{GroupID: theirGroup.ID, Time: time.Now(), Host: "their host",
+		Direction: store.Inbound, Protocol: "TCP", Source: netip.MustParseAddr("198.51.100.66"), Destination: netip.MustParseAddr("192.0.2.1"),
+		Verdict: store.Drop, DecidedBy: store.Decider{Kind: "default_policy"}}}); err != nil {
+		t.Fatal(err)
+	}
+	theirEvents, _ := db.Events(ctx, theirs.ID, "fr-par-1", theirGroup.ID, 100)
 
 	jar, _ := cookiejar.New(nil)
 	client := &http.Client{Jar: jar, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
@@ -157,7 +172,7 @@ func TestTenancySweep(t *testing.T) {
 			if after, _ := db.Generation(ctx); after != before {
 				t.Errorf("%s %s (%s) wrote to the database", r.Method, r.Path, v.name)
 			}
-			for _, leak := range []string{"their group", "their vm", "their set", theirs.ID} {
+			for _, leak := range []string{"their group", "their vm", "their set", theirs.ID, "198.51.100.66", "their host"} {
 				if strings.Contains(string(raw), leak) {
 					t.Errorf("%s %s (%s) leaks %q", r.Method, r.Path, v.name, leak)
 				}
@@ -175,6 +190,12 @@ func TestTenancySweep(t *testing.T) {
 	}
 	if attempts < 50 {
 		t.Fatalf("only %d attempts", attempts)
+	}
+	if c, _ := db.GroupCounters(ctx, theirs.ID, "fr-par-1", theirGroup.ID); c[theirRule.ID].Packets != 7 {
+		t.Errorf("their counters = %+v after the sweep, want 7 packets kept", c)
+	}
+	if events, _ := db.Events(ctx, theirs.ID, "fr-par-1", theirGroup.ID, 100); len(events) != len(theirEvents) {
+		t.Errorf("their group's audit log went from %d to %d entries", len(theirEvents), len(events))
 	}
 	t.Logf("%d attempts on %d organizations' objects, all 404", attempts, 2)
 }
