@@ -36,6 +36,7 @@ import (
 
 	"github.com/rampart-fw/rampart/enforcer"
 	"github.com/rampart-fw/rampart/hostview"
+	"github.com/rampart-fw/rampart/packetlog"
 )
 
 // Defaults and limits.
@@ -71,6 +72,11 @@ type Config struct {
 	// MaxBackoff bounds the wait between rounds of attempts to reach the
 	// consoles (0: five seconds).
 	MaxBackoff time.Duration
+	// PacketLog, when set, reads the packets this host's rules log
+	// (NFLOG), while Backend enforces with nftables, and sends them to the
+	// console with the counters that moved (hostview.Observations). Its
+	// Deliver is the agent's.
+	PacketLog *packetlog.Config
 }
 
 // Agent is one host's agent. Its methods are safe for concurrent use.
@@ -97,6 +103,8 @@ type Agent struct {
 
 	saveView  chan struct{} // the view changed: write it
 	connected chan struct{} // a session started: report in full
+
+	logq logQueue // the packet log's entries, until a console takes them
 }
 
 // New returns the agent of cfg, reading its state directory. Nothing runs
@@ -234,6 +242,8 @@ func (a *Agent) Run(ctx context.Context) error {
 	})
 	wg.Go(func() { a.keepView(ctx) })
 	wg.Go(func() { a.report(ctx, applied) })
+	wg.Go(func() { a.readLog(ctx) })
+	wg.Go(func() { a.observe(ctx) })
 	wg.Go(func() { a.renewLoop(ctx, consoles) })
 	a.follow(ctx, consoles)
 	wg.Wait()

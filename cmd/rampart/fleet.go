@@ -16,6 +16,7 @@ import (
 	"github.com/rampart-fw/rampart/agent"
 	"github.com/rampart-fw/rampart/enforcer"
 	"github.com/rampart-fw/rampart/fleet"
+	"github.com/rampart-fw/rampart/packetlog"
 	"github.com/rampart-fw/rampart/store"
 )
 
@@ -103,7 +104,15 @@ func runAgent(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	stateDir := fs.String("state-dir", envOr("RAMPART_STATE_DIR", envOr("STATE_DIRECTORY", "/var/lib/rampart-agent")),
 		"keeps the credential and the last view (env RAMPART_STATE_DIR)")
 	mode := fs.String("enforcer", envOr("RAMPART_ENFORCER", enforcer.ModeNFTables), "nftables, or preview to try without touching the kernel (env RAMPART_ENFORCER)")
+	var lf logFlags
+	if err := lf.register(fs, false); err != nil {
+		return err
+	}
 	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	logCfg, err := lf.config()
+	if err != nil {
 		return err
 	}
 	if *mode == enforcer.ModeAuto {
@@ -114,11 +123,14 @@ func runAgent(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err != nil {
 		return err
 	}
+	// The agent reads its host's packet log (when it enforces with
+	// nftables) and sends it to the console.
 	a, err := agent.New(agent.Config{Consoles: splitZones(*consoles), JoinToken: strings.TrimSpace(*token),
-		StateDir: *stateDir, Backend: backend, Logger: logger, Version: version})
+		StateDir: *stateDir, Backend: backend, Logger: logger, Version: version, PacketLog: &packetlog.Config{}})
 	if err != nil {
 		return err
 	}
+	a.Reconciler().SetLogConfig(logCfg)
 	logger.Info("agent starting", "state_dir", *stateDir, "enforcer", *mode)
 	go func() {
 		select {

@@ -23,6 +23,7 @@ import (
 
 	"github.com/rampart-fw/rampart/enforcer"
 	"github.com/rampart-fw/rampart/fleet"
+	"github.com/rampart-fw/rampart/packetlog"
 	"github.com/rampart-fw/rampart/store"
 	"github.com/rampart-fw/rampart/web"
 )
@@ -44,8 +45,8 @@ func main() {
 const usage = `usage:
   rampart serve [--listen 127.0.0.1:8080] [--db data/rampart.db|postgres://…] [--zones fr-par-1,nl-ams-1] [--enforcer auto|nftables|preview]
                 [--host-name NAME] [--agent-listen ADDR] [--agent-names NAMES] [--lost-after 30s] [--join-token-ttl 1h] [--cert-lifetime 720h]
-                [--secure-cookies] [--trusted-proxies CIDRS]
-  rampart agent --console URL[,URL2…] --join-token TOKEN --state-dir DIR   (later runs: --state-dir DIR alone)
+                [--secure-cookies] [--trusted-proxies CIDRS] [--log-file PATH] [--log-rate 50] [--log-burst 100]
+  rampart agent --console URL[,URL2…] --join-token TOKEN --state-dir DIR [--log-rate 50] [--log-burst 100]   (later runs: --state-dir DIR alone)
   rampart host add --db PATH|URL --name NAME [--join-token-ttl 1h]   (prints {"host_id","name","join_token"})
   rampart host token --db PATH|URL --name NAME [--join-token-ttl 1h] (a new join token for a host)
   rampart host remove --db PATH|URL --name NAME
@@ -252,7 +253,15 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err := fl.register(fs); err != nil {
 		return err
 	}
+	var lf logFlags
+	if err := lf.register(fs, true); err != nil {
+		return err
+	}
 	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	logCfg, err := lf.config()
+	if err != nil {
 		return err
 	}
 	if !store.ValidHostName(*hostName) {
@@ -288,11 +297,23 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		logger.Info("enforcing with nftables", "table", "inet rampart", "host", host.Name)
 	}
 	// This machine enforces its own host's servers; agents the others'.
+	// Its packet log is read when it enforces with nftables.
+	var onLog func([]store.LogEntry)
+	if lf.file != "" {
+		f, err := openLogFile(lf.file, logger)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		onLog = f.write
+	}
 	console, err := fleet.New(ctx, fleet.Config{Store: db, Host: host, Backend: backend, Logger: logger, Version: version,
-		LostAfter: fl.lostAfter, JoinTokenTTL: fl.tokenTTL, CertLifetime: fl.certLifetime})
+		LostAfter: fl.lostAfter, JoinTokenTTL: fl.tokenTTL, CertLifetime: fl.certLifetime,
+		PacketLog: &packetlog.Config{}, OnLog: onLog})
 	if err != nil {
 		return err
 	}
+	console.Reconciler().SetLogConfig(logCfg)
 	var agentLn net.Listener
 	if *agentListen != "" {
 		if agentLn, err = net.Listen("tcp", *agentListen); err != nil {
