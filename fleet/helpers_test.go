@@ -26,6 +26,7 @@ import (
 	"github.com/rampart-fw/rampart/enforcer"
 	"github.com/rampart-fw/rampart/fleet"
 	"github.com/rampart-fw/rampart/hostview"
+	"github.com/rampart-fw/rampart/packetlog"
 	"github.com/rampart-fw/rampart/store"
 )
 
@@ -82,6 +83,7 @@ type consoleOpts struct {
 	listen       func() (net.Listener, error) // default: 127.0.0.1:0
 	names        []string                     // default: 127.0.0.1
 	hostName     string
+	packetLog    *packetlog.Config // the console's own host's packet log
 }
 
 // dbPaths remembers where each test database is, for a second console.
@@ -119,7 +121,8 @@ func startConsole(tb testing.TB, db *store.DB, o consoleOpts) *console {
 	}
 	log := testLog(tb)
 	c, err := fleet.New(ctx, fleet.Config{Store: db, Host: host, Backend: o.backend, Logger: log, Version: "test",
-		LostAfter: testLostAfter, Heartbeat: testHeartbeat, CertLifetime: o.certLifetime, JoinTokenTTL: o.tokenTTL})
+		LostAfter: testLostAfter, Heartbeat: testHeartbeat, CertLifetime: o.certLifetime, JoinTokenTTL: o.tokenTTL,
+		PacketLog: o.packetLog})
 	if err != nil {
 		tb.Fatal(err)
 	}
