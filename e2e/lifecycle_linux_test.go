@@ -37,6 +37,7 @@ type enforcedHost struct {
 	srv          *server
 	tok          apiToken
 	group        apiGroup // the local server's group
+	account      account  // a user of the group's organization
 }
 
 // TestServeStopKeepsRulesetInForce: after SIGTERM, serve exits cleanly,
@@ -90,9 +91,21 @@ func TestEnforcerRemoveDeletesOnlyItsTable(t *testing.T) {
 // returns once the kernel drops closedPort and passes openPort.
 func startEnforcedHost(t *testing.T, setup ...string) *enforcedHost {
 	t.Helper()
+	return startEnforcedHostWith(t, nil, setup...)
+}
+
+// startEnforcedHostWith is startEnforcedHost with more arguments of serve.
+func startEnforcedHostWith(t *testing.T, extra []string, setup ...string) *enforcedHost {
+	t.Helper()
 	needNamespaces(t, "the serve and enforcer remove lifecycle")
 	checkHostFirewall(t)
 	h := &enforcedHost{host: newNetns(t, "host"), client: newNetns(t, "client")}
+	// No duplicate address detection: the links' IPv6 addresses are final
+	// at once. A browser in the namespace would otherwise see them change
+	// a moment later and fail what it was loading (ERR_NETWORK_CHANGED).
+	for _, ns := range []string{h.host, h.client} {
+		run(t, "ip", "netns", "exec", ns, "sysctl", "-qw", "net.ipv6.conf.all.accept_dad=0", "net.ipv6.conf.default.accept_dad=0")
+	}
 	run(t, "ip", "-n", h.host, "link", "add", "vc", "type", "veth", "peer", "name", "eth0", "netns", h.client)
 	run(t, "ip", "-n", h.host, "addr", "add", hostAddr+"/24", "dev", "vc")
 	run(t, "ip", "-n", h.client, "addr", "add", clientAddr+"/24", "dev", "eth0")
@@ -119,7 +132,7 @@ func startEnforcedHost(t *testing.T, setup ...string) *enforcedHost {
 	}}
 	srv, err := startServer(serverOptions{
 		name: t.Name(), dir: t.TempDir(), enforcer: "nftables",
-		prefix: []string{"ip", "netns", "exec", h.host}, client: client,
+		prefix: []string{"ip", "netns", "exec", h.host}, client: client, extra: extra,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -140,7 +153,7 @@ func startEnforcedHost(t *testing.T, setup ...string) *enforcedHost {
 		t.Fatalf("POST %s = %d, want 201", groups, code)
 	}
 	g := created.Group
-	h.tok, h.group = tok, g
+	h.tok, h.group, h.account = tok, g, a
 	rule := map[string]any{"direction": "inbound", "action": "drop", "protocol": "TCP", "ip_range": "0.0.0.0/0", "dest_port_from": closedPort}
 	if code := srv.api(t, http.MethodPost, groupPath(g.ID)+"/rules", tok.SecretKey, rule, nil); code != http.StatusCreated {
 		t.Fatalf("POST %s/rules = %d, want 201", groupPath(g.ID), code)

@@ -37,6 +37,7 @@ type serverOptions struct {
 	enforcer string   // preview or nftables
 	prefix   []string // runs the binary through this, e.g. ip netns exec NS
 	client   *http.Client
+	extra    []string // more arguments of serve
 }
 
 // startServer starts `rampart serve` on a free port and waits until
@@ -69,6 +70,7 @@ func startServer(o serverOptions) (*server, error) {
 	}
 	args := append(append([]string{}, o.prefix...), suite.bin, "serve",
 		"--listen", "127.0.0.1:"+strconv.Itoa(port), "--db", s.db, "--enforcer", o.enforcer)
+	args = append(args, o.extra...)
 	s.cmd = exec.Command(args[0], args[1:]...)
 	s.cmd.Stdout, s.cmd.Stderr = logFile, logFile
 	if err := s.cmd.Start(); err != nil {

@@ -183,5 +183,5 @@ func (v RulesView) columns() int {
 	if v.Draft {
 		return 7
 	}
-	return 10
+	return 9
 }

@@ -439,7 +439,7 @@ func TestResetCountersAndMetrics(t *testing.T) {
 		t.Error("no live counter of the inbound default policy")
 	}
 	page := b.get(groupPath(o.group, ""), false)
-	if cell := strings.TrimSpace(page.doc.Find(`#rule-` + o.rule.ID + ` td[data-field="packets"]`).Text()); cell != "4" {
+	if cell := strings.TrimSpace(page.doc.Find(`#rule-` + o.rule.ID + ` [data-field="packets"]`).Text()); cell != "4" {
 		t.Errorf("the rule's packets cell says %q, want 4", cell)
 	}
 	if page.doc.Find(`#counters-live[hx-trigger="every 2s"]`).Length() != 1 {
@@ -451,7 +451,7 @@ func TestResetCountersAndMetrics(t *testing.T) {
 		t.Errorf("reset answered %s", loc)
 	}
 	page = b.get(groupPath(o.group, ""), false)
-	if cell := strings.TrimSpace(page.doc.Find(`#rule-` + o.rule.ID + ` td[data-field="packets"]`).Text()); cell != "0" {
+	if cell := strings.TrimSpace(page.doc.Find(`#rule-` + o.rule.ID + ` [data-field="packets"]`).Text()); cell != "0" {
 		t.Errorf("after the console's reset the packets cell says %q", cell)
 	}
 	if !strings.Contains(page.doc.Find("#activity").Text(), "counters reset") || !strings.Contains(page.body, "Counters reset") {

@@ -82,6 +82,36 @@
     var row = id && document.getElementById("rule-" + id);
     if (row && rules.contains(row)) row.classList.add("decides");
   });
+  // Live counters: the Rules section polls its group's counters into a
+  // hidden element (#counters-live), one <data> per counter; they are
+  // copied here into the cells that name the counter, so that a row being
+  // edited (whose cells are a form) is left alone.
+  document.addEventListener("htmx:afterSwap", function (ev) {
+    var live = ev.target;
+    if (!live || live.id !== "counters-live") return;
+    var rules = document.getElementById("rules");
+    if (!rules) return;
+    live.querySelectorAll("data[data-tag]").forEach(function (d) {
+      var tag = d.getAttribute("data-tag");
+      rules.querySelectorAll("[data-counter]").forEach(function (cell) {
+        if (cell.getAttribute("data-counter") !== tag) return;
+        switch (cell.getAttribute("data-field")) {
+          case "packets":
+            cell.textContent = d.getAttribute("data-packets");
+            cell.setAttribute("title", d.getAttribute("data-packets-title"));
+            break;
+          case "bytes":
+            cell.textContent = d.getAttribute("data-bytes");
+            break;
+          case "last":
+            cell.textContent = d.getAttribute("data-last");
+            cell.setAttribute("title", d.getAttribute("data-last-title"));
+            break;
+        }
+      });
+    });
+  });
+
   // Countdowns of changes awaiting confirmation: the server renders the
   // seconds left (no clock skew between server and browser); each second
   // the text follows. The server rolls back by itself: this is display.
