@@ -77,7 +77,11 @@ func (o *observer) run(ctx context.Context, cfg *packetlog.Config) {
 		} else {
 			reader = r
 			o.reader.Store(r)
-			o.log.Info("fleet: reading the packet log", "nflog_group", max(c.Group, enforcer.DefaultLogGroup))
+			group := c.Group
+			if group == 0 {
+				group = enforcer.DefaultLogGroup
+			}
+			o.log.Info("fleet: reading the packet log", "nflog_group", group)
 		}
 	}
 	t := time.NewTicker(counterInterval)
@@ -213,7 +217,11 @@ func (o *observer) hostCounters(hostID string, counters map[string]map[string]ho
 func (o *observer) merge(hostID string, in map[string]map[string]store.Counter) {
 	for gid, tags := range in {
 		for tag, c := range tags {
-			if w, ok := o.written[hostID][gid][tag]; ok && w == c {
+			w, ok := o.written[hostID][gid][tag]
+			// A count that never moved is not written: rules that never
+			// match cost no row. (One the store holds and the kernel now
+			// reads zero for is compared once it moves again.)
+			if ok && w == c || !ok && c == (store.Counter{}) {
 				continue
 			}
 			hp := o.pending[hostID]
