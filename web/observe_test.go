@@ -384,7 +384,13 @@ func TestResetCountersAndMetrics(t *testing.T) {
 		t.Errorf("group: %s", g.raw)
 	}
 
+	// The console's own host is ready once it applied the group and said
+	// so: a moment after the changes above.
 	metrics := scrape(t, env.ts.URL)
+	for deadline := time.Now().Add(10 * time.Second); !strings.Contains(metrics, `rampart_hosts{state="ready"} 1`) && time.Now().Before(deadline); {
+		time.Sleep(50 * time.Millisecond)
+		metrics = scrape(t, env.ts.URL)
+	}
 	for _, want := range []string{
 		fmt.Sprintf(`rampart_group_packets_total{group=%q,verdict="accept"} 15`, o.group.ID),
 		fmt.Sprintf(`rampart_group_packets_total{group=%q,verdict="drop"} 4`, o.group.ID),
