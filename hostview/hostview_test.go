@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"reflect"
 	"testing"
+	"time"
 
 	"github.com/rampart-fw/rampart/store"
 )
@@ -323,5 +324,36 @@ func TestJoinToken(t *testing.T) {
 		if tt.ok && (tok.Secret != "s3cr3t" || tok.Pin != pin || tok.String() != "s3cr3t."+pin) {
 			t.Errorf("ParseJoinToken(%q) = %+v", tt.in, tok)
 		}
+	}
+}
+
+// TestObservationsWire: Observations, and the view's logging fields, have
+// the JSON names consoles and agents of other releases read; a view
+// without the logging fields (an older console's) reads as logging
+// nothing.
+func TestObservationsWire(t *testing.T) {
+	at := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+	o := Observations{HostID: "h1", Entries: []LogEntry{{Time: at, GroupID: "g", Direction: store.Inbound, Protocol: "UDP",
+		Source: netip.MustParseAddr("2001:db8::7"), SourcePort: 5353, Destination: netip.MustParseAddr("2001:db8::1"), DestinationPort: 53,
+		Verdict: store.Accept, DecidedBy: store.Decider{Kind: "rule", RuleID: "r1"}}},
+		Counters: map[string]map[string]Counter{"g": {"r1": {Packets: 2, Bytes: 120}}}, Log: LogStats{Received: 9, BufferDrops: 1}}
+	b, err := json.Marshal(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := `{"host_id":"h1","entries":[{"time":"2026-03-01T12:00:00Z","group_id":"g","direction":"inbound","protocol":"UDP",` +
+		`"source":"2001:db8::7","source_port":5353,"destination":"2001:db8::1","destination_port":53,"verdict":"accept",` +
+		`"decided_by":{"kind":"rule","rule_id":"r1"}}],"counters":{"g":{"r1":{"packets":2,"bytes":120}}},` +
+		`"log":{"received":9,"buffer_drops":1,"dropped":0}}`
+	if string(b) != want {
+		t.Errorf("Observations\n got %s\nwant %s", b, want)
+	}
+	var v View
+	if err := json.Unmarshal([]byte(`{"host_id":"h1","generation":3,"groups":[{"id":"g","generation":3,"rules":[{"id":"r1","log":true}]}]}`), &v); err != nil {
+		t.Fatal(err)
+	}
+	snap := v.Snapshot()
+	if snap.Groups[0].LogDefaultDrops || !snap.Rules["g"][0].Log {
+		t.Errorf("logging fields read as %v %v", snap.Groups[0].LogDefaultDrops, snap.Rules["g"][0].Log)
 	}
 }
