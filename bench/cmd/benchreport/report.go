@@ -619,9 +619,9 @@ func (r *report) writeGoBench(w *strings.Builder) {
 		return
 	}
 	if r.cfg.goBenchCmd != "" {
-		p("`%s`, run just before the report (the scale is set in `enforcer/bench_test.go`; the kernel ones need root);\n", r.cfg.goBenchCmd)
+		p("`%s`, run just before the report (the scale is set in `enforcer/bench_test.go` and, for the packet log's and counters' writes, `store/observe_bench_test.go`; the kernel ones need root);\n", r.cfg.goBenchCmd)
 	} else {
-		p("The enforcer's Go benchmarks (`%s`; the scale is set in `enforcer/bench_test.go`);\n", r.cfg.goBench)
+		p("The enforcer's and the store's Go benchmarks (`%s`; the scale is set in `enforcer/bench_test.go` and `store/observe_bench_test.go`);\n", r.cfg.goBench)
 	}
 	p("median of each benchmark's runs. Profile one with `-cpuprofile`, e.g.\n")
 	p("`go test -run '^$' -bench ApplyOneGroupChange -benchtime 200x -cpuprofile cpu.out ./enforcer && go tool pprof -top cpu.out`.\n\n")
