@@ -2,6 +2,7 @@ package enforcer
 
 import (
 	"context"
+	"encoding/binary"
 	"net/netip"
 	"sync"
 
@@ -111,4 +112,56 @@ func (f *fakeSource) Set(s store.Snapshot) int64 {
 func oneGroup(a store.Group, rules ...store.Rule) store.Snapshot {
 	return snapshot(1, []store.Group{a, group(gB, true, store.Accept, store.Accept, false)},
 		map[string][]store.Rule{gA: rules}, server("s1", gA, "vs1"), server("s2", gB, "vs2"))
+}
+
+// IP set IDs of the tests.
+const (
+	ipsRich  = "11111111-0000-4000-8000-0000000000a1"
+	ipsEmpty = "22222222-0000-4000-8000-0000000000a2"
+)
+
+// setRule is a rule whose remote side is an IP set.
+func setRule(id string, dir store.Direction, proto store.Protocol, action store.Policy, setID string, from, to uint16) store.Rule {
+	return store.Rule{ID: id, Direction: dir, Protocol: proto, Action: action, IPSetID: setID,
+		DestPortFrom: from, DestPortTo: to, Editable: true}
+}
+
+// groupRule is a rule whose remote side is a group's servers.
+func groupRule(id string, dir store.Direction, proto store.Protocol, action store.Policy, groupID string) store.Rule {
+	return store.Rule{ID: id, Direction: dir, Protocol: proto, Action: action, RemoteGroupID: groupID, Editable: true}
+}
+
+func prefixList(ss ...string) []netip.Prefix {
+	out := make([]netip.Prefix, len(ss))
+	for i, s := range ss {
+		out[i] = netip.MustParsePrefix(s)
+	}
+	return out
+}
+
+// manyPrefixes returns n disjoint prefixes of length bits, sorted, in
+// 10.0.0.0/8 (and beyond) or 2001:db8::/32, every other one skipped so that
+// no two are adjacent.
+func manyPrefixes(n int, v6 bool, bits int) []netip.Prefix {
+	out := make([]netip.Prefix, n)
+	for i := range out {
+		var a netip.Addr
+		if v6 {
+			var b [16]byte
+			// 2001:db8::/32, then prefix number 2i of length bits.
+			b[0], b[1], b[2], b[3] = 0x20, 0x01, 0x0d, 0xb8
+			if bits <= 64 {
+				x := binary.BigEndian.Uint64(b[:8]) + uint64(2*i)<<(64-bits)
+				binary.BigEndian.PutUint64(b[:8], x)
+			} else {
+				binary.BigEndian.PutUint64(b[8:], uint64(2*i)<<(128-bits))
+			}
+			a = netip.AddrFrom16(b)
+		} else {
+			x := uint32(10)<<24 + uint32(2*i)<<(32-bits)
+			a = netip.AddrFrom4([4]byte{byte(x >> 24), byte(x >> 16), byte(x >> 8), byte(x)})
+		}
+		out[i] = netip.PrefixFrom(a, bits)
+	}
+	return out
 }
