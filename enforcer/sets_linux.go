@@ -24,12 +24,20 @@ import (
 // family's last address (128.0.0.0/1, ::/0), whose interval is open: there
 // is no address after it. Adjacent prefixes (10.0.0.0/25, 10.0.0.128/25)
 // give an end and a start with the same key, as nft 1.0 sends them, which
-// the kernel's interval tree holds side by side. The prefixes of a set are
-// disjoint, so no two of them give the same element: a change of prefixes
-// is a change of elements, which is diffed once more at that level (see
-// intervalChange) so that a start or end that stays (10.0.0.0 when
-// 10.0.0.0/25 and 10.0.0.128/25 become 10.0.0.0/24) is neither deleted nor
-// added.
+// the kernel's interval tree holds side by side. (nft also adds an end
+// element at address 0 to a new set; the tree needs none to match nothing
+// below the first start, and listings are the same without it.)
+//
+// A change of prefixes deletes the elements of the prefixes that went and
+// adds those of the prefixes that came, in one transaction, as nft does:
+// a start or end that both an old and a new prefix have (10.0.0.0 when
+// 10.0.0.0/25 and 10.0.0.128/25 become 10.0.0.0/24) is deleted and added
+// again. The interval tree checks what it adds against the elements that
+// stay (those deleted earlier in the transaction no longer count), and
+// refuses a start or an end added inside an interval that stays whole:
+// splitting 10.0.0.0/24 by adding only the end at 10.0.0.128 and the
+// start there fails with EEXIST or ENOTEMPTY (TestKernelSetIntervalsReplaced).
+// The packet path sees the old elements or the new ones, never a mix.
 
 const (
 	msgNewSetElem = unix.NFNL_SUBSYS_NFTABLES<<8 | unix.NFT_MSG_NEWSETELEM
@@ -107,15 +115,15 @@ func setKelems(s Set) []kelem {
 }
 
 // elemChange returns the elements to delete and to add for a change of a
-// set's prefixes: for a hash set, the prefixes' own; for an interval set,
-// the difference between the elements of del and those of add.
+// set's prefixes: those of the prefixes that went and came, sorted.
 func elemChange(d elemDiff) (del, add []kelem) {
-	del = appendKelems(make([]kelem, 0, len(d.del)), d.set.Interval, d.del)
-	add = appendKelems(make([]kelem, 0, len(d.add)), d.set.Interval, d.add)
-	if !d.set.Interval {
-		return del, add
+	n := 1
+	if d.set.Interval {
+		n = 2
 	}
-	return diffSorted(del, add, compareKelems)
+	del = appendKelems(make([]kelem, 0, n*len(d.del)), d.set.Interval, d.del)
+	add = appendKelems(make([]kelem, 0, n*len(d.add)), d.set.Interval, d.add)
+	return del, add
 }
 
 // libSet is the library's description of s, for the messages it
