@@ -260,7 +260,7 @@ func (c *Compiler) compileSets(rs *Ruleset, snap *store.Snapshot) {
 		}
 		cs, ok := c.ipsets[id]
 		if !ok || !sameSlice(cs.prefixes, entries) {
-			cs = compiledSets{prefixes: entries, sets: ipSetSets(id, entries)}
+			cs = compiledSets{prefixes: entries, sets: reuse(cs.sets, ipSetSets(id, entries))}
 		}
 		nextIP[id] = cs
 		for _, s := range cs.sets {
@@ -276,7 +276,7 @@ func (c *Compiler) compileSets(rs *Ruleset, snap *store.Snapshot) {
 		}
 		cs, ok := c.members[id]
 		if !ok || !sameSlice(cs.addrs, addrs) {
-			cs = compiledSets{addrs: addrs, sets: memberSets(id, addrs)}
+			cs = compiledSets{addrs: addrs, sets: reuse(cs.sets, memberSets(id, addrs))}
 		}
 		nextMembers[id] = cs
 		for _, s := range cs.sets {
@@ -289,11 +289,16 @@ func (c *Compiler) compileSets(rs *Ruleset, snap *store.Snapshot) {
 	slices.SortFunc(rs.Sets, func(a, b Set) int { return strings.Compare(a.Name, b.Name) })
 }
 
-// sameSet reports whether two sets are the same: at once when they share
-// their elements, else element by element.
-func sameSet(a, b Set) bool {
-	if a.Name != b.Name || a.Family != b.Family || a.Interval != b.Interval {
-		return false
+// reuse gives the sets of next whose elements are those of old's set of
+// the same name old's slice: a change of IPv4 entries leaves the IPv6
+// sets shared, which the diff then skips at once.
+func reuse(old, next []Set) []Set {
+	for i := range next {
+		for _, o := range old {
+			if o.Name == next[i].Name && slices.Equal(o.Elems, next[i].Elems) {
+				next[i].Elems = o.Elems
+			}
+		}
 	}
-	return sameSlice(a.Elems, b.Elems) || slices.Equal(a.Elems, b.Elems)
+	return next
 }
