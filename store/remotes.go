@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"fmt"
 	"net/netip"
 	"slices"
 	"strings"
@@ -169,4 +170,83 @@ func (snap *Snapshot) addMarks(marks map[string][]string) {
 	for gid, m := range marks {
 		snap.Unreadable[gid] = append(slices.Clip(snap.Unreadable[gid]), m...)
 	}
+}
+
+// RemoteChoices are what the rules of a group may name: the
+// organization's IP sets and groups of the zone, by name.
+type RemoteChoices struct {
+	IPSets []GroupRef // IDs and names of IP sets
+	Groups []GroupRef
+}
+
+// Name returns the name of the set or group with id, or "".
+func (c RemoteChoices) Name(id string) string {
+	for _, list := range [][]GroupRef{c.IPSets, c.Groups} {
+		for _, x := range list {
+			if x.ID == id {
+				return x.Name
+			}
+		}
+	}
+	return ""
+}
+
+func findRemoteChoices(ctx context.Context, tx *txn, orgID, zone string) (RemoteChoices, error) {
+	scan := func(sc scanner) (GroupRef, error) {
+		var g GroupRef
+		return g, sc.Scan(&g.ID, &g.Name)
+	}
+	var c RemoteChoices
+	var err error
+	if c.IPSets, err = queryAll(ctx, tx, scan, `SELECT id, name FROM ip_sets WHERE organization_id = ? AND zone = ? ORDER BY name, id`, orgID, zone); err != nil {
+		return c, err
+	}
+	c.Groups, err = queryAll(ctx, tx, scan, `SELECT id, name FROM security_groups WHERE organization_id = ? AND zone = ? ORDER BY name, id`, orgID, zone)
+	return c, err
+}
+
+// Remotes are the contents of what rules name: the entries of IP sets and
+// the addresses of the servers of groups, by ID, as in a Snapshot.
+type Remotes struct {
+	IPSets  map[string][]netip.Prefix
+	Members map[string][]netip.Addr
+}
+
+// RemotesOf reads the contents of the IP sets and groups that rules name
+// (rules read with their group; a set or group changed since moves the
+// group's generation). A set that cannot be read, or is gone, is absent:
+// its rules match nothing, as the enforcer fails such a group closed.
+func (db *DB) RemotesOf(ctx context.Context, rules []Rule) (Remotes, error) {
+	snap := Snapshot{Rules: map[string][]Rule{"": rules}}
+	var groups []any
+	seen := map[string]bool{}
+	for _, r := range rules {
+		if r.RemoteGroupID != "" && !seen[r.RemoteGroupID] {
+			seen[r.RemoteGroupID] = true
+			groups = append(groups, r.RemoteGroupID)
+			snap.Groups = append(snap.Groups, Group{ID: r.RemoteGroupID})
+		}
+		if r.IPSetID != "" {
+			seen[r.IPSetID] = true
+		}
+	}
+	if len(seen) == 0 {
+		return Remotes{IPSets: map[string][]netip.Prefix{}, Members: map[string][]netip.Addr{}}, nil
+	}
+	err := db.read(ctx, func(tx *txn) error {
+		if len(groups) > 0 {
+			var err error
+			snap.Servers, err = queryAll(ctx, tx, scanServer, `SELECT `+serverColumns+serverFrom+`
+				WHERE s.security_group_id IN (`+placeholders(len(groups))+`)`, groups...)
+			if err != nil {
+				return err
+			}
+		}
+		_, err := snap.fillRemotes(ctx, tx, nil)
+		return err
+	})
+	if err != nil {
+		return Remotes{}, fmt.Errorf("contents of IP sets and groups: %w", err)
+	}
+	return Remotes{IPSets: snap.IPSets, Members: snap.Members}, nil
 }
