@@ -63,7 +63,11 @@ func openSQLite(ctx context.Context, path string) (engine, *sql.DB, *sql.DB, err
 		w.Close()
 		return nil, nil, nil, fmt.Errorf("open store %s: %w", path, err)
 	}
-	r.SetMaxOpenConns(max(4, runtime.GOMAXPROCS(0)))
+	// Readers stay open: a reopened connection runs its pragmas again
+	// and starts with an empty page cache.
+	readers := max(4, runtime.GOMAXPROCS(0))
+	r.SetMaxOpenConns(readers)
+	r.SetMaxIdleConns(readers)
 	return sqliteEngine{path: path}, w, r, nil
 }
 
