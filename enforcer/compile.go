@@ -284,6 +284,13 @@ func (c *Compiler) group(g store.Group, rules []store.Rule, unreadable []string,
 	if len(unreadable) > 0 {
 		return failClosed(g), fmt.Errorf("stored data cannot be read: %s", strings.Join(unreadable, "; "))
 	}
+	// Until rules can match sets here, such a rule fails its group
+	// closed: compiled as a range, its zero range would match everything.
+	for _, r := range rules {
+		if r.Remote() {
+			return failClosed(g), fmt.Errorf("rule %s matches an IP set or a group, which this enforcer cannot compile yet", r.ID)
+		}
+	}
 	key := keyOf(g, c.Log)
 	if old, ok := c.groups[g.ID]; ok && old.key == key && sameStoreRules(old.rules, rules) {
 		old.gc.Generation = g.Generation // e.g. a server joined: same chains
