@@ -181,6 +181,8 @@ type GroupDetail struct {
 	Events  []Event  // the group's audit log, newest first
 	// Versions are the group's latest versions (at most 10), newest first.
 	Versions []VersionInfo
+	// Choices are the IP sets and groups its rules may name.
+	Choices RemoteChoices
 }
 
 // GroupDetail reads a group, its rules, the servers of its zone and its
@@ -205,7 +207,10 @@ func (db *DB) GroupDetail(ctx context.Context, orgID, zone, id string, events in
 		if d.Events, err = findEvents(ctx, tx, orgID, id, events); err != nil {
 			return err
 		}
-		d.Versions, err = findVersionInfos(ctx, tx, id, 10, 0)
+		if d.Versions, err = findVersionInfos(ctx, tx, id, 10, 0); err != nil {
+			return err
+		}
+		d.Choices, err = findRemoteChoices(ctx, tx, orgID, zone)
 		return err
 	})
 	if err != nil {
@@ -535,6 +540,13 @@ func (db *DB) DeleteGroup(ctx context.Context, orgID, zone, id string) (Group, e
 		if g.OrganizationDefault {
 			return conflict("This is the organization default group of zone %s. Set another group as default before deleting it.", zone)
 		}
+		refs, err := referrers(ctx, tx, colRemoteGroup, id, id)
+		if err != nil {
+			return err
+		}
+		if err := inUse("Security group "+g.Name, refs); err != nil {
+			return err
+		}
 		if _, err = tx.ExecContext(ctx, `DELETE FROM security_groups WHERE id = ?`, id); err != nil {
 			return err
 		}
@@ -547,8 +559,13 @@ func (db *DB) DeleteGroup(ctx context.Context, orgID, zone, id string) (Group, e
 }
 
 // touchGroup records that a group changed at generation gen.
+//
+// The groups whose rules match its servers' addresses move with it: its
+// servers may have changed.
 func (db *DB) touchGroup(ctx context.Context, tx *txn, gen int64, groupID string) error {
-	_, err := tx.ExecContext(ctx, `UPDATE security_groups SET generation = ?, modified_at = ? WHERE id = ?`,
-		gen, formatTime(db.Now()), groupID)
-	return err
+	if _, err := tx.ExecContext(ctx, `UPDATE security_groups SET generation = ?, modified_at = ? WHERE id = ?`,
+		gen, formatTime(db.Now()), groupID); err != nil {
+		return err
+	}
+	return touchReferrers(ctx, tx, gen, colRemoteGroup, groupID)
 }

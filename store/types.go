@@ -214,6 +214,9 @@ type Snapshot struct {
 	// sorted, unique, IPv4 before IPv6. A group without addresses maps to
 	// an empty slice.
 	Members map[string][]netip.Addr
-	// setGens are the generations IPSets were read at, for SnapshotSince.
-	setGens map[string]int64
+	// setGens are the generations IPSets were read at, and remoteMarks
+	// the marks of Unreadable that come from IPSets and Members, for
+	// SnapshotSince.
+	setGens     map[string]int64
+	remoteMarks map[string][]string
 }

@@ -79,6 +79,10 @@ type RuleForm struct {
 	Action      string
 	Protocol    string
 	IPRange     string
+	// IPSetID or RemoteGroupID, when one is chosen, is the remote side
+	// instead of IPRange (which the form then ignores).
+	IPSetID       string
+	RemoteGroupID string
 	PortFrom    string
 	PortTo      string
 	Description string
@@ -87,7 +91,7 @@ type RuleForm struct {
 }
 
 // RuleFormFields are the fields of RuleForm, as posted.
-var RuleFormFields = []string{"direction", "action", "protocol", "ip_range", "dest_port_from", "dest_port_to", "description"}
+var RuleFormFields = []string{"direction", "action", "protocol", "ip_range", "ip_set_id", "remote_security_group_id", "dest_port_from", "dest_port_to", "description"}
 
 // NewRuleForm returns an empty add-rule form.
 func NewRuleForm() RuleForm {
@@ -97,7 +101,7 @@ func NewRuleForm() RuleForm {
 // RuleFormOf fills the form from a rule.
 func RuleFormOf(r store.Rule) RuleForm {
 	f := RuleForm{ID: r.ID, Direction: string(r.Direction), Action: string(r.Action), Protocol: string(r.Protocol),
-		IPRange: store.FormatIPRange(r.IPRange), Description: r.Description}
+		IPRange: store.FormatIPRange(r.IPRange), IPSetID: r.IPSetID, RemoteGroupID: r.RemoteGroupID, Description: r.Description}
 	if r.DestPortFrom != 0 {
 		f.PortFrom = strconv.Itoa(int(r.DestPortFrom))
 	}

@@ -34,7 +34,7 @@ func (con *console) draftView(c echo.Context) (views.DraftView, error) {
 		return views.DraftView{}, err
 	}
 	v := views.DraftView{Review: r, CSRF: csrfToken(c), NFT: draftNFT(r.Group, r.Draft.Rules)}
-	v.Rules = con.rulesViewOf(c, r.Group, r.Draft.Rules, true)
+	v.Rules = con.rulesViewOf(c, r.Group, r.Draft.Rules, r.Choices, true)
 	return v, nil
 }
 

@@ -53,6 +53,9 @@ func newMetrics(s *Server) *metrics {
 	if src, ok := s.enf.(statsSource); ok {
 		m.reg.MustRegister(newEnforcerCollector(src))
 	}
+	if src, ok := s.cfg.Fleet.(trafficSource); ok {
+		m.reg.MustRegister(newAgentsCollector(src))
+	}
 	return m
 }
 
