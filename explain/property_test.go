@@ -168,8 +168,8 @@ func cellPackets(c *chain) []Packet {
 		for d := range nDims {
 			cuts[d] = []u128{space[d].lo}
 		}
-		for _, r := range c.rules {
-			for _, b := range matchBoxes(r, c.dir) {
+		for i := range c.rules {
+			for _, b := range matchBoxes(&c.rules[i], c.dir) {
 				if b.fam != fam {
 					continue
 				}
@@ -300,7 +300,7 @@ func oracle(t *testing.T, g store.Group, rules []store.Rule, eg *Group, c *chain
 				decided = append(decided, p)
 				continue
 			}
-			if part, _ := c.mismatch(c.rules[i], packetOf(p)); part != "" {
+			if part, _ := c.mismatch(&c.rules[i], packetOf(p)); part != "" {
 				continue
 			}
 			before[decider[k]] = true
