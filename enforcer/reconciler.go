@@ -501,6 +501,18 @@ func (r *Reconciler) Chains(groupID string) (GroupChains, bool) {
 	return r.desired.Group(groupID)
 }
 
+// GroupSets returns the sets that the chains Chains returns match, with
+// the elements compiled with them (the packet tester needs them beside
+// the chains). They are shared and must not be modified.
+func (r *Reconciler) GroupSets(groupID string) []Set {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.desired == nil {
+		return nil
+	}
+	return r.desired.GroupSets(groupID)
+}
+
 // RulesetText returns the whole table, as last compiled, as an nft script.
 func (r *Reconciler) RulesetText() string {
 	r.mu.Lock()

@@ -167,17 +167,16 @@ func (c *chain) analyze(a *Analysis, m *meter) {
 		switch {
 		case shadowed:
 			a.Findings = append(a.Findings, c.shadowed(i, &bd, m))
-		default:
-			// Redundant holds of a rule that is in fact shadowed too
-			// (removing it changes nothing), so it needs no witness;
-			// a conflict is only claimed of a rule that decides.
+		case known:
+			// Redundant and conflict are said of a rule that decides
+			// packets: one with a witness. (A rule on a large set that
+			// is neither proven shadowed nor given a witness gets no
+			// finding.)
 			if f, ok := c.redundant(i, &bd, m); ok {
 				a.Findings = append(a.Findings, f)
 			}
-			if known {
-				if f, ok := c.conflict(i, &bd, m); ok {
-					a.Findings = append(a.Findings, f)
-				}
+			if f, ok := c.conflict(i, &bd, m); ok {
+				a.Findings = append(a.Findings, f)
 			}
 		}
 		if f, ok := c.broad(i); ok {
