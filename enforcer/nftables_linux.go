@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"slices"
 	"sync"
+	"time"
 
 	"github.com/google/nftables"
 	"github.com/google/nftables/binaryutil"
@@ -43,6 +44,10 @@ type NFTables struct {
 	// testHookBatch, when set (tests only), may add messages to a batch
 	// before it is sent, e.g. one the kernel refuses.
 	testHookBatch func(c *nftables.Conn, t *nftables.Table)
+	// lastSend is how long the last batch took from sendmsg to the
+	// kernel's acknowledgement: the kernel's share of an apply, which
+	// benchmarks quote apart from ours.
+	lastSend time.Duration
 }
 
 // NewNFTables returns the netlink backend after checking that this process
@@ -175,7 +180,10 @@ func (n *NFTables) Apply(ctx context.Context, prev, next *Ruleset) error {
 	}
 	known := prev == nil || (n.verifiedFor == prev && n.verifiedGen == before)
 	n.verifiedFor = nil
-	if err := b.send(ctx, c); err != nil {
+	sent := time.Now()
+	err = b.send(ctx, c)
+	n.lastSend = time.Since(sent)
+	if err != nil {
 		if !errors.As(err, new(*batchError)) {
 			n.closeConn() // its state is unknown: the next apply opens another
 		}

@@ -416,6 +416,15 @@ func loadAvg() string {
 type goBenchResult struct {
 	name  string
 	nsOps []float64
+	// metrics are the benchmark's own (b.ReportMetric: kernel-ms,
+	// conn/s-100k, ratio...), in the order it reports them.
+	metrics []goMetric
+}
+
+// goMetric is one metric of a benchmark over its runs.
+type goMetric struct {
+	unit string
+	vals []float64
 }
 
 func parseGoBench(s string) []goBenchResult {
@@ -440,6 +449,19 @@ func parseGoBench(s string) []goBenchResult {
 			i = len(out) - 1
 		}
 		out[i].nsOps = append(out[i].nsOps, ns)
+		for k := 4; k+1 < len(f); k += 2 {
+			unit := f[k+1]
+			v, err := strconv.ParseFloat(f[k], 64)
+			if err != nil || unit == "B/op" || unit == "allocs/op" || unit == "MB/s" {
+				continue
+			}
+			j := slices.IndexFunc(out[i].metrics, func(m goMetric) bool { return m.unit == unit })
+			if j < 0 {
+				out[i].metrics = append(out[i].metrics, goMetric{unit: unit})
+				j = len(out[i].metrics) - 1
+			}
+			out[i].metrics[j].vals = append(out[i].metrics[j].vals, v)
+		}
 	}
 	return out
 }
