@@ -30,9 +30,13 @@ func (s *Server) explainGroup(g store.Group, listed []store.Rule) (*explain.Grou
 	rules := editable(listed)
 	chains, ok := s.enf.Chains(g.ID)
 	if !ok || chains.Generation != g.Generation {
-		chains = compileGroup(g, rules)
+		// TODO(lead): give compileGroup the entries and members the
+		// group's rules name (store.Snapshot.IPSets, Members), read at
+		// g's generation; without them a rule on a set or a group fails
+		// the compiled group closed here.
+		return explain.NewGroup(g, rules, compileGroup(g, rules))
 	}
-	return explain.NewGroup(g, rules, chains)
+	return explain.NewGroup(g, rules, chains, s.enf.GroupSets(g.ID)...)
 }
 
 // editable returns the group's own rules, without the SMTP rows, which the
