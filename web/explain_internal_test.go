@@ -20,6 +20,8 @@ type chainsEnforcer struct {
 
 func (e chainsEnforcer) Chains(string) (enforcer.GroupChains, bool) { return e.chains, e.ok }
 
+func (e chainsEnforcer) GroupSets(string) []enforcer.Set { return nil }
+
 // TestExplainGroupChains: the tester answers from the reconciler's chains
 // only when they were compiled from the generation the request read, and
 // otherwise from that generation compiled on the spot; either way it
