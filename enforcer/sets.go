@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/rampart-fw/rampart/store"
+	"go4.org/netipx"
 )
 
 // Named sets: the remote side of a rule that names a Rampart IP set or a
@@ -151,6 +152,17 @@ func ipSetSets(id string, entries []netip.Prefix) []Set {
 	if !slices.IsSortedFunc(entries, ComparePrefixes) {
 		entries = slices.SortedFunc(slices.Values(entries), ComparePrefixes)
 	}
+	if !disjoint(entries) {
+		// The store merges entries; should it ever hand over overlapping
+		// ones, the interval tree would refuse them (and the apply with
+		// them): merged here, the set matches the same addresses.
+		var b netipx.IPSetBuilder
+		for _, e := range entries {
+			b.AddPrefix(e.Masked())
+		}
+		set, _ := b.IPSet()
+		entries = set.Prefixes()
+	}
 	// Count first, so that each list is allocated once.
 	var n [4]int
 	for _, e := range entries {
@@ -164,6 +176,16 @@ func ipSetSets(id string, entries []netip.Prefix) []Set {
 		out[i].Elems = append(out[i].Elems, e.Masked())
 	}
 	return out
+}
+
+// disjoint reports whether sorted prefixes overlap nowhere.
+func disjoint(sorted []netip.Prefix) bool {
+	for i := 1; i < len(sorted); i++ {
+		if sorted[i-1].Overlaps(sorted[i]) {
+			return false
+		}
+	}
+	return true
 }
 
 func partOf(p netip.Prefix) int {

@@ -249,3 +249,15 @@ func TestKeepFailedGroupSets(t *testing.T) {
 		t.Errorf("diff after keeping the failed group: %+v", d)
 	}
 }
+
+// TestIPSetSetsMerge: entries that the store would have merged (overlaps)
+// are merged, so that the interval tree never refuses them; sorted ones
+// otherwise go as they are.
+func TestIPSetSetsMerge(t *testing.T) {
+	sets := ipSetSets(ipsRich, prefixList("10.2.3.4/32", "10.0.0.0/8", "10.1.0.0/16", "2001:db8::1/128", "2001:db8::/127"))
+	for i, want := range [][]netip.Prefix{nil, prefixList("10.0.0.0/8"), nil, prefixList("2001:db8::/127")} {
+		if len(sets[i].Elems)+len(want) > 0 && !slices.Equal(sets[i].Elems, want) {
+			t.Errorf("set %s = %v, want %v", sets[i].Name, sets[i].Elems, want)
+		}
+	}
+}

@@ -18,6 +18,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/rampart-fw/rampart/enforcer"
 	"github.com/rampart-fw/rampart/store"
 )
 
@@ -204,18 +205,9 @@ func (v View) Advance(snap store.Snapshot) (View, Delta) {
 			d.Removed = append(d.Removed, g.ID)
 		}
 	}
-	next.IPSets, d.IPSets, d.RemovedIPSets = advanceLists(v.IPSets, snap.IPSets, comparePrefixes)
+	next.IPSets, d.IPSets, d.RemovedIPSets = advanceLists(v.IPSets, snap.IPSets, enforcer.ComparePrefixes)
 	next.Members, d.Members, d.RemovedMembers = advanceLists(v.Members, snap.Members, netip.Addr.Compare)
 	return next, d
-}
-
-// comparePrefixes is the order of IP set entries (enforcer.ComparePrefixes:
-// by address, then length).
-func comparePrefixes(a, b netip.Prefix) int {
-	if c := a.Addr().Compare(b.Addr()); c != 0 {
-		return c
-	}
-	return a.Bits() - b.Bits()
 }
 
 // advanceLists returns the lists of the next view (next's, which share
@@ -380,7 +372,7 @@ func (v View) Apply(d Delta) (View, error) {
 		}
 	}
 	var err error
-	if next.IPSets, err = applyLists(v.IPSets, d.IPSets, d.RemovedIPSets, comparePrefixes, "IP set"); err != nil {
+	if next.IPSets, err = applyLists(v.IPSets, d.IPSets, d.RemovedIPSets, enforcer.ComparePrefixes, "IP set"); err != nil {
 		return View{}, fmt.Errorf("delta to generation %d: %w", d.Generation, err)
 	}
 	if next.Members, err = applyLists(v.Members, d.Members, d.RemovedMembers, netip.Addr.Compare, "members of group"); err != nil {
