@@ -149,24 +149,33 @@ func ipSetSets(id string, entries []netip.Prefix) []Set {
 	for i, p := range ipSetParts {
 		out[i] = Set{Name: names[i], Family: p.fam, Interval: p.interval}
 	}
-	if !slices.IsSortedFunc(entries, ComparePrefixes) {
-		entries = slices.SortedFunc(slices.Values(entries), ComparePrefixes)
+	// One pass checks the order and that no two entries overlap (sorted
+	// by address, an overlap is an entry starting within the one before),
+	// and counts each kind.
+	var n [4]int
+	ok := true
+	for i, e := range entries {
+		if i > 0 && (ComparePrefixes(entries[i-1], e) >= 0 || entries[i-1].Contains(e.Addr())) {
+			ok = false
+			break
+		}
+		n[partOf(e)]++
 	}
-	if !disjoint(entries) {
-		// The store merges entries; should it ever hand over overlapping
-		// ones, the interval tree would refuse them (and the apply with
-		// them): merged here, the set matches the same addresses.
+	if !ok {
+		// The store merges and sorts entries; should it ever hand over
+		// overlapping ones, the interval tree would refuse them (and the
+		// apply with them): merged here, the set matches the same
+		// addresses.
 		var b netipx.IPSetBuilder
 		for _, e := range entries {
 			b.AddPrefix(e.Masked())
 		}
 		set, _ := b.IPSet()
 		entries = set.Prefixes()
-	}
-	// Count first, so that each list is allocated once.
-	var n [4]int
-	for _, e := range entries {
-		n[partOf(e)]++
+		n = [4]int{}
+		for _, e := range entries {
+			n[partOf(e)]++
+		}
 	}
 	for i := range out {
 		out[i].Elems = make([]netip.Prefix, 0, n[i])
@@ -176,16 +185,6 @@ func ipSetSets(id string, entries []netip.Prefix) []Set {
 		out[i].Elems = append(out[i].Elems, e.Masked())
 	}
 	return out
-}
-
-// disjoint reports whether sorted prefixes overlap nowhere.
-func disjoint(sorted []netip.Prefix) bool {
-	for i := 1; i < len(sorted); i++ {
-		if sorted[i-1].Overlaps(sorted[i]) {
-			return false
-		}
-	}
-	return true
 }
 
 func partOf(p netip.Prefix) int {
