@@ -74,20 +74,20 @@ func OverviewFormOf(g store.Group) OverviewForm {
 // RuleForm adds or edits a rule. Ports are kept as typed so that a refused
 // value is shown back as it was entered.
 type RuleForm struct {
-	ID          string // edit: the rule
-	Direction   string
-	Action      string
-	Protocol    string
-	IPRange     string
+	ID        string // edit: the rule
+	Direction string
+	Action    string
+	Protocol  string
+	IPRange   string
 	// IPSetID or RemoteGroupID, when one is chosen, is the remote side
 	// instead of IPRange (which the form then ignores).
 	IPSetID       string
 	RemoteGroupID string
-	PortFrom    string
-	PortTo      string
-	Description string
-	Errors      FieldErrors
-	Message     string
+	PortFrom      string
+	PortTo        string
+	Description   string
+	Errors        FieldErrors
+	Message       string
 }
 
 // RuleFormFields are the fields of RuleForm, as posted.

@@ -26,7 +26,7 @@ func (con *console) rulesViewOf(c echo.Context, g store.Group, rules []store.Rul
 	if !draft {
 		counters = con.enf.Counters(c.Request().Context(), g.ID)
 	}
-	findings, note := con.findingsOf(g, rules)
+	findings, note := con.findingsOf(c.Request().Context(), g, rules)
 	v := views.RulesView{Group: g, CSRF: csrfToken(c), Add: views.NewRuleForm(), Draft: draft, AnalysisNote: note, Choices: choices}
 	for _, r := range rules {
 		row := views.RuleRow{Rule: r, Packets: counters[r.ID].Packets, Bytes: counters[r.ID].Bytes, Findings: findings[r.ID]}
