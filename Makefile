@@ -52,8 +52,10 @@ differential: deps
 		go test -count=1 -timeout 30m -run '^TestDifferentialKernel$$' -v ./explain
 
 # Benchmarks, side by side with nft -f, iptables-restore and a bare Echo
-# handler; writes BENCHMARKS.md (about 5 minutes; root for the enforcer,
-# datapath and PUT parts, which run in network namespaces they create).
+# handler, SQLite beside PostgreSQL (a throwaway cluster), and a console
+# with 50 agents; writes BENCHMARKS.md (about 8 minutes on 2 cores; root
+# for the enforcer, store, commit, datapath, PUT and fleet parts, which run
+# in network namespaces they create).
 # Not part of `make test`. The Go benchmarks' exit status is kept through
 # the pipe to tee: a failed benchmark stops the report, and the report
 # prints the command that ran them.
@@ -66,9 +68,22 @@ bench: deps build
 	go run ./bench/cmd/benchreport -gobench $$out -gobench-cmd "$$gobench" -bin bin/rampart -out BENCHMARKS.md; \
 	rc=$$?; rm -f $$out $$out.rc; exit $$rc
 
-# Load and crash harness (not part of `make test`): 200 clients for 60 s,
-# then the same with a SIGKILL half-way, enforcing in a namespace as root.
+# Load and crash harness (not part of `make test`): 200 clients for 60 s
+# against one console; again with a SIGKILL half-way, enforcing in a
+# namespace as root; then, as root, two consoles on one PostgreSQL (a
+# throwaway cluster) with the load split across them, each enforcing its
+# host in a namespace, and an agent given both: the console it follows is
+# killed half-way. Every run's figures go to SOAK.md, written only when
+# every run passed.
 soak: build
 	CGO_ENABLED=0 go build -o bin/rampart-soak ./cmd/rampart-soak
-	bin/rampart-soak -clients 200 -duration 60s
-	bin/rampart-soak -clients 200 -duration 60s -crash $$([ "$$(id -u)" = 0 ] && echo -netns)
+	rm -f SOAK.md.tmp
+	bin/rampart-soak -clients 200 -duration 60s -report SOAK.md.tmp
+	bin/rampart-soak -clients 200 -duration 60s -crash $$([ "$$(id -u)" = 0 ] && echo -netns) -report SOAK.md.tmp
+	@if [ "$$(id -u)" = 0 ]; then \
+		echo bin/rampart-soak -clients 200 -duration 60s -consoles 2 -report SOAK.md.tmp; \
+		bin/rampart-soak -clients 200 -duration 60s -consoles 2 -report SOAK.md.tmp; \
+	else \
+		printf '## Two consoles on one PostgreSQL\n\nNot run: it needs root (network namespaces).\n' | tee -a SOAK.md.tmp; \
+	fi
+	mv SOAK.md.tmp SOAK.md

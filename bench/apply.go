@@ -240,7 +240,7 @@ type StoreApplyResult struct {
 // rule.
 func MeasureStoreApply(ctx context.Context, sc Scale, n int, tmp string) (StoreApplyResult, error) {
 	res := StoreApplyResult{Scale: sc}
-	ds, err := Populate(ctx, tmp, sc)
+	ds, err := Populate(ctx, filepath.Join(tmp, "rampart.db"), sc)
 	if err != nil {
 		return res, err
 	}

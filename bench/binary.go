@@ -109,14 +109,14 @@ func (p *serveProc) stop() {
 	}
 }
 
-// startServe starts bin in ns (nil: here) and waits for /healthz 200; it
-// returns the time from exec to that answer.
-func startServe(bin, db, mode string, ns *NS) (*serveProc, time.Duration, error) {
+// startServe starts bin serve (with extra arguments) in ns (nil: here) and
+// waits for /healthz 200; it returns the time from exec to that answer.
+func startServe(bin, db, mode string, ns *NS, extra ...string) (*serveProc, time.Duration, error) {
 	addr, err := freeAddr()
 	if err != nil {
 		return nil, 0, err
 	}
-	args := []string{bin, "serve", "--listen", addr, "--db", db, "--enforcer", mode}
+	args := append([]string{bin, "serve", "--listen", addr, "--db", db, "--enforcer", mode}, extra...)
 	if ns != nil {
 		args = append([]string{"ip", "netns", "exec", ns.Name}, args...)
 	}

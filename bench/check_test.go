@@ -7,11 +7,14 @@ import (
 	"net/http/httptest"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/rampart-fw/rampart/internal/pgcluster"
 )
 
 // requireRoot skips a test that needs root and the network tools, or fails
@@ -153,6 +156,32 @@ func TestBenchmarkWrongAnswersAreErrors(t *testing.T) {
 		}
 	})
 
+	// The fleet: the console's traffic and the rule created.
+	t.Run("fleet/metrics without agents", func(t *testing.T) {
+		if _, err := parseTraffic(strings.NewReader("rampart_store_generation 12\nrampart_agent_streams 3\n")); err == nil {
+			t.Fatal("parseTraffic read the traffic of a page without it")
+		}
+		tr, err := parseTraffic(strings.NewReader("# HELP x\nrampart_agent_streams 3\nrampart_agent_frames_total 17\n" +
+			"rampart_agent_frame_bytes_total 4242\nrampart_agent_reports_total 5\nrampart_agent_report_bytes_total 999\n"))
+		if err != nil || tr.Streams != 3 || tr.Frames != 17 || tr.FrameBytes != 4242 || tr.Reports != 5 || tr.ReportBytes != 999 {
+			t.Fatalf("parseTraffic: %+v, %v", tr, err)
+		}
+	})
+	t.Run("fleet/post 500", func(t *testing.T) {
+		ts, _ := answering(t, http.StatusInternalServerError, `{"message":"internal error"}`)
+		api := putAPI{client: ts.Client(), base: ts.URL, secret: "s", timeout: time.Second}
+		if _, err := api.post("g1", `{}`); err == nil {
+			t.Fatal("post accepted a 500")
+		}
+	})
+	t.Run("fleet/post without an ID", func(t *testing.T) {
+		ts, _ := answering(t, http.StatusOK, `{"rule":{"position":1}}`)
+		api := putAPI{client: ts.Client(), base: ts.URL, secret: "s", timeout: time.Second}
+		if _, err := api.post("g1", `{}`); err == nil {
+			t.Fatal("post accepted an answer without the rule's ID")
+		}
+	})
+
 	// The datapath: traffic that did not go through the accepting rule.
 	t.Run("datapath", func(t *testing.T) {
 		nft := DatapathConfig{Name: "nft", Servers: 1, Kind: "nftables"}
@@ -288,6 +317,152 @@ func TestBenchmarkChecksInKernel(t *testing.T) {
 		}
 		if c.Config.Kind != "none" && c.Accepted[0] < uint64(c.Conns[0]) {
 			t.Errorf("%s: accepting rule counted %d packets for %d connections", c.Config.Name, c.Accepted[0], c.Conns[0])
+		}
+	}
+}
+
+// rampartBinary returns RAMPART_BIN (make test builds it) or builds it.
+func rampartBinary(t *testing.T) string {
+	t.Helper()
+	if bin := os.Getenv("RAMPART_BIN"); bin != "" {
+		abs, err := filepath.Abs(bin)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return abs
+	}
+	bin := filepath.Join(t.TempDir(), "rampart")
+	cmd := exec.Command("go", "build", "-o", bin, "./cmd/rampart")
+	cmd.Dir = ".."
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("go build ./cmd/rampart: %v\n%s", err, out)
+	}
+	return bin
+}
+
+// TestBenchmarkFleetInKernel runs the fleet benchmark at a tiny scale: a
+// console process, two agents in this process and the binary's, each in a
+// namespace; every change must reach every kernel, and the figures must
+// be there.
+func TestBenchmarkFleetInKernel(t *testing.T) {
+	requireRoot(t)
+	bin := rampartBinary(t)
+	res, err := MeasureFleet(context.Background(), FleetConfig{Bin: bin, Agents: 3, SharedRules: 4, OwnRules: 2,
+		Changes: 3, Idle: 300 * time.Millisecond, Settle: 100 * time.Millisecond}, t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.All) != 3 || len(res.PerAgent) != 9 || len(res.Binary) != 3 || res.Instant != 3 || len(res.ChangeCPU) != 3 {
+		t.Fatalf("figures of %d, %d, %d, %d, %d; want 3, 9, 3, 3, 3", len(res.All), len(res.PerAgent), len(res.Binary), res.Instant, len(res.ChangeCPU))
+	}
+	for i, d := range res.All {
+		if d <= 0 || d < res.Answer[i] {
+			t.Errorf("change %d: every agent after %s, the answer after %s", i, d, res.Answer[i])
+		}
+	}
+	if res.ConsoleRSS <= 0 || res.AgentRSS <= 0 || res.ConsoleHWM < res.ConsoleRSS || res.ViewBytes <= 0 {
+		t.Errorf("memory and view: console %d kB (peak %d), agent %d kB, view %d B", res.ConsoleRSS, res.ConsoleHWM, res.AgentRSS, res.ViewBytes)
+	}
+	if res.Clean != len(res.FrameBytes) || res.Clean != len(res.WireBytes) {
+		t.Errorf("%d clean changes, %d frame and %d wire figures", res.Clean, len(res.FrameBytes), len(res.WireBytes))
+	}
+	t.Logf("every agent: %v; bytes per agent: %v frames, %v wire; idle CPU %.3f", res.All, res.FrameBytes, res.WireBytes, res.IdleCPU)
+}
+
+// requirePostgres returns a throwaway PostgreSQL cluster, durable as the
+// benchmarks run it, stopped when the test ends; without PostgreSQL it
+// skips the test, or fails it when RAMPART_REQUIRE_ALL=1.
+func requirePostgres(t *testing.T) *pgcluster.Cluster {
+	t.Helper()
+	c, err := pgcluster.Start(pgcluster.Options{Durable: true, MaxConnections: 100})
+	if err != nil {
+		if os.Getenv("RAMPART_REQUIRE_ALL") == "1" {
+			t.Fatalf("RAMPART_REQUIRE_ALL=1: PostgreSQL is required: %v", err)
+		}
+		t.Skipf("no PostgreSQL: %v", err)
+	}
+	t.Cleanup(c.Stop)
+	return c
+}
+
+// engines returns SQLite and PostgreSQL, as benchreport compares them.
+func engines(t *testing.T) []Engine {
+	t.Helper()
+	pg := requirePostgres(t)
+	v, err := pg.Version(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return []Engine{SQLite(t.TempDir()), Postgres(pg, v)}
+}
+
+// TestBenchmarkEngines runs the API benchmark on both engines at a tiny
+// scale: the copy serves the same bytes, and every figure is there.
+func TestBenchmarkEngines(t *testing.T) {
+	es := engines(t)
+	ctx := context.Background()
+	env, err := NewWebEnv(ctx, t.TempDir(), 200, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer env.Close()
+	pg, err := env.CopyTo(ctx, es[1])
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pg.Close()
+	res, err := MeasureAPI(ctx, []*WebEnv{env, pg}, 1, 2, 100*time.Millisecond)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Engines) != 2 || res.Engines[1].Engine != "PostgreSQL" {
+		t.Fatalf("engines %+v", res.Engines)
+	}
+	for _, e := range res.Engines {
+		if len(e.Get.RPS) != 1 || len(e.List.RPS) != 1 || len(e.Put.RPS) != 1 || e.Get.Bytes != res.GetBare.Bytes || e.List.Bytes != res.ListBare.Bytes {
+			t.Errorf("%s: %d, %d, %d runs; bodies %d and %d B, bare %d and %d B", e.Engine, len(e.Get.RPS), len(e.List.RPS), len(e.Put.RPS),
+				e.Get.Bytes, e.List.Bytes, res.GetBare.Bytes, res.ListBare.Bytes)
+		}
+	}
+
+	// Another store than the first's: the bare handler would answer
+	// other bytes than the server it is compared with.
+	other, err := NewWebEnv(ctx, t.TempDir(), 200, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+	if _, err := MeasureAPI(ctx, []*WebEnv{env, other}, 1, 2, 50*time.Millisecond); err == nil {
+		t.Fatal("MeasureAPI compared two stores holding different data")
+	}
+}
+
+// TestBenchmarkEnginesInKernel runs the commit and PUT benchmarks on both
+// engines at a tiny scale: their kernel checks must pass on a correct run.
+func TestBenchmarkEnginesInKernel(t *testing.T) {
+	requireRoot(t)
+	es := engines(t)
+	ctx := context.Background()
+	c, err := MeasureCommit(ctx, Scale{Servers: 3, Groups: 4, Rules: 5}, es, 2, t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(c.NFT) != 2 || len(c.Engines) != 2 || c.GroupRules == 0 {
+		t.Fatalf("commit: %d nft runs, %d engines, %d rules in the group", len(c.NFT), len(c.Engines), c.GroupRules)
+	}
+	for _, e := range c.Engines {
+		if len(e.Commit) != 2 || len(e.ToKernel) != 2 || len(e.Pass) != 2 || e.ToKernel[0] < e.Commit[0] {
+			t.Errorf("%s: commits %v, to the kernel %v, passes %v", e.Engine, e.Commit, e.ToKernel, e.Pass)
+		}
+	}
+	p, err := MeasurePut(ctx, rampartBinary(t), t.TempDir(), Scale{Servers: 4, Groups: 4, Rules: 2}, es, 1, 2, 2, 100*time.Millisecond)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range p.Engines {
+		if len(e.Load.RPS) != 1 || len(e.ToKernel) != 2 {
+			t.Errorf("%s: %d load runs, %d PUTs alone", e.Engine, len(e.Load.RPS), len(e.ToKernel))
 		}
 	}
 }

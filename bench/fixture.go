@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"net/netip"
-	"path/filepath"
 
 	"github.com/rampart-fw/rampart/store"
 )
@@ -109,11 +108,12 @@ type Dataset struct {
 	Secret string        // an API token of Org
 }
 
-// Populate creates a store in dir and fills it at scale sc through the
-// store's public methods: one organization, sc.Groups groups of sc.Rules
-// rules (as in Snapshot) and sc.Servers servers spread over them.
-func Populate(ctx context.Context, dir string, sc Scale) (*Dataset, error) {
-	db, err := store.Open(ctx, filepath.Join(dir, "rampart.db"), []string{"fr-par-1", "nl-ams-1"})
+// Populate creates a store at dsn (a SQLite path or a postgres:// URL of
+// an empty database) and fills it at scale sc through the store's public
+// methods: one organization, sc.Groups groups of sc.Rules rules (as in
+// Snapshot) and sc.Servers servers spread over them.
+func Populate(ctx context.Context, dsn string, sc Scale) (*Dataset, error) {
+	db, err := store.Open(ctx, dsn, []string{"fr-par-1", "nl-ams-1"})
 	if err != nil {
 		return nil, err
 	}

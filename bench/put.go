@@ -16,13 +16,20 @@ import (
 
 // PutResults are the figures of PUT …/security_groups/{id}/rules with the
 // real enforcer: bin/rampart serving with --enforcer nftables in a network
-// namespace of its own, every PUT followed until the kernel holds it.
+// namespace of its own, one server per engine on the same data, every PUT
+// followed until the kernel holds it.
 type PutResults struct {
 	Scale       Scale // of the database served
 	KernelRules int   // rules the database compiles to
 	Rules       int   // rules of each PUT
 	Workers     int
 	Duration    time.Duration
+	Engines     []EnginePut
+}
+
+// EnginePut are the PUT figures of the server on one engine.
+type EnginePut struct {
+	Engine string
 	// Load is the PUTs per second of each run, counted until every group
 	// written reads "available" (the kernel holds its last PUT).
 	Load LoadResult
@@ -154,23 +161,49 @@ func checkKernel(ctx context.Context, be enforcer.Backend, id string, ids []stri
 	return nil
 }
 
-// MeasurePut fills a database in dir at sc, serves it with bin and the
-// nftables enforcer in a network namespace it creates, and measures PUTs
-// of DetailRules rules: n one at a time, each timed from sending it until
-// the group reads "available"; then runs rounds of d in which workers
+// putServer is one engine's server of the PUT benchmark.
+type putServer struct {
+	e    *EnginePut
+	proc *serveProc
+	ns   *NS
+	be   *enforcer.NFTables // reads the server's kernel
+	api  putAPI
+}
+
+func (s *putServer) close() {
+	if s.be != nil {
+		s.be.Close()
+	}
+	if s.proc != nil {
+		s.proc.stop()
+	}
+	if s.ns != nil {
+		s.ns.Close()
+	}
+}
+
+// MeasurePut fills a SQLite database in dir at sc, copies it to each
+// other engine of engines, serves each with bin and the nftables enforcer
+// in a network namespace of its own, and measures PUTs of DetailRules
+// rules: n one at a time on each, each timed from sending it until the
+// group reads "available"; then runs rounds of d in which workers
 // connections PUT to a group each, every round timed until all their
-// groups read "available". Every answer is checked, and after every wait
-// the group's chains are read from the kernel and compared with the last
-// PUT's answer.
-func MeasurePut(ctx context.Context, bin, dir string, sc Scale, runs, workers, n int, d time.Duration) (PutResults, error) {
+// groups read "available". The engines take turns in alternating order.
+// Every answer is checked, and after every wait the group's chains are
+// read from the kernel and compared with the last PUT's answer.
+func MeasurePut(ctx context.Context, bin, dir string, sc Scale, engines []Engine, runs, workers, n int, d time.Duration) (PutResults, error) {
 	res := PutResults{Scale: sc, Rules: DetailRules, Workers: workers, Duration: d}
 	if sc.Groups < workers+1 {
 		return res, fmt.Errorf("PUT benchmark: %d groups, need %d", sc.Groups, workers+1)
 	}
+	if len(engines) == 0 || engines[0].Name != "SQLite" {
+		return res, fmt.Errorf("PUT benchmark: the first engine must be SQLite, which the data is made on")
+	}
 	for _, c := range allChains(enforcer.Compile(Snapshot(sc))) {
 		res.KernelRules += len(c.Rules)
 	}
-	ds, err := Populate(ctx, dir, sc)
+	dsn := filepath.Join(dir, "rampart.db")
+	ds, err := Populate(ctx, dsn, sc)
 	if err != nil {
 		return res, err
 	}
@@ -179,108 +212,147 @@ func MeasurePut(ctx context.Context, bin, dir string, sc Scale, runs, workers, n
 		groups[i] = g.ID
 	}
 	zone, secret := ds.Zone, ds.Secret
+	dsns := []string{dsn}
+	for _, e := range engines[1:] {
+		cp, cdsn, err := ds.CopyTo(ctx, e)
+		if err != nil {
+			ds.DB.Close()
+			return res, err
+		}
+		if err := cp.DB.Close(); err != nil {
+			ds.DB.Close()
+			return res, err
+		}
+		dsns = append(dsns, cdsn)
+	}
 	if err := ds.DB.Close(); err != nil {
 		return res, fmt.Errorf("close the database: %w", err)
-	}
-	ns, err := NewNS("put")
-	if err != nil {
-		return res, err
-	}
-	defer ns.Close()
-	p, _, err := startServe(bin, filepath.Join(dir, "rampart.db"), "nftables", ns)
-	if err != nil {
-		return res, err
-	}
-	defer p.stop()
-	be, err := enforcer.NewNFTables(enforcer.WithNetNS(ns.FD()))
-	if err != nil {
-		return res, fmt.Errorf("read the server's namespace: %w", err)
-	}
-	defer be.Close()
-	api := putAPI{
-		client: p.client(workers + 1), base: "http://" + p.addr + "/instance/v1/zones/" + zone + "/security_groups",
-		secret: secret, timeout: stateTimeout,
 	}
 	bodies, err := putBodies(zone, DetailRules)
 	if err != nil {
 		return res, err
 	}
+	res.Engines = make([]EnginePut, len(engines))
+	servers := make([]*putServer, len(engines))
+	defer func() {
+		for _, s := range servers {
+			if s != nil {
+				s.close()
+			}
+		}
+	}()
+	for i, e := range engines {
+		res.Engines[i].Engine = e.Name
+		res.Engines[i].Load.Name = fmt.Sprintf("PUT %d rules, %s, nftables, until in the kernel", DetailRules, e.Name)
+		res.Engines[i].Load.Bytes = len(bodies[0])
+		s := &putServer{e: &res.Engines[i]}
+		servers[i] = s
+		if s.ns, err = NewNS("put"); err != nil {
+			return res, err
+		}
+		if s.proc, _, err = startServe(bin, dsns[i], "nftables", s.ns); err != nil {
+			return res, fmt.Errorf("%s: %w", e.Name, err)
+		}
+		if s.be, err = enforcer.NewNFTables(enforcer.WithNetNS(s.ns.FD())); err != nil {
+			return res, fmt.Errorf("read the server's namespace: %w", err)
+		}
+		s.api = putAPI{
+			client: s.proc.client(workers + 1), base: "http://" + s.proc.addr + "/instance/v1/zones/" + zone + "/security_groups",
+			secret: secret, timeout: stateTimeout,
+		}
+	}
 
-	// One at a time, on a group no worker writes; the first PUT (from the
-	// populated rules to the benchmark's) is a warm-up.
+	// One at a time, on a group no worker writes; the first PUT on each
+	// (from the populated rules to the benchmark's) is a warm-up.
 	solo := groups[workers]
 	for i := -1; i < n; i++ {
-		t0 := time.Now()
-		ids, err := api.put(solo, bodies[(i+2)%2], DetailRules)
-		if err != nil {
-			return res, err
-		}
-		answer := time.Since(t0)
-		if err := api.waitAvailable(solo); err != nil {
-			return res, err
-		}
-		toKernel := time.Since(t0)
-		if err := checkKernel(ctx, be, solo, ids); err != nil {
-			return res, err
-		}
-		if i >= 0 {
-			res.Answer = append(res.Answer, answer)
-			res.ToKernel = append(res.ToKernel, toKernel)
+		for _, k := range Order(i+1, len(servers)) {
+			s := servers[k]
+			t0 := time.Now()
+			ids, err := s.api.put(solo, bodies[(i+2)%2], DetailRules)
+			if err != nil {
+				return res, fmt.Errorf("%s: %w", s.e.Engine, err)
+			}
+			answer := time.Since(t0)
+			if err := s.api.waitAvailable(solo); err != nil {
+				return res, fmt.Errorf("%s: %w", s.e.Engine, err)
+			}
+			toKernel := time.Since(t0)
+			if err := checkKernel(ctx, s.be, solo, ids); err != nil {
+				return res, fmt.Errorf("%s: %w", s.e.Engine, err)
+			}
+			if i >= 0 {
+				s.e.Answer = append(s.e.Answer, answer)
+				s.e.ToKernel = append(s.e.ToKernel, toKernel)
+			}
 		}
 	}
 
 	// Under load: each worker its own group, the two bodies in turn.
-	res.Load.Name, res.Load.Bytes = fmt.Sprintf("PUT %d rules, nftables, until in the kernel", DetailRules), len(bodies[0])
-	last := make([][]byte, workers) // each worker's last answer
 	for round := -1; round < runs; round++ {
 		dd := d
 		if round < 0 {
 			dd = d / 4 // warm-up: not recorded
 		}
-		t0 := time.Now()
-		lat, err := loadGen(api.client, workers, dd, func(w, i int) (*http.Request, error) {
-			req, err := http.NewRequest(http.MethodPut, api.base+"/"+groups[w]+"/rules", bytes.NewReader(bodies[i%2]))
-			if err != nil {
-				return nil, err
+		for _, k := range Order(round+1, len(servers)) {
+			if err := putLoad(ctx, servers[k], groups[:workers], bodies, dd, round >= 0); err != nil {
+				return res, fmt.Errorf("%s: %w", servers[k].e.Load.Name, err)
 			}
-			req.Header.Set("X-Auth-Token", secret)
-			req.Header.Set("Content-Type", "application/json")
-			return req, nil
-		}, func(w, status int, body []byte) error {
-			if err := putCheck(DetailRules)(status, body); err != nil {
-				return err
-			}
-			last[w] = append(last[w][:0], body...)
-			return nil
-		})
-		if err != nil {
-			return res, fmt.Errorf("%s: %w", res.Load.Name, err)
-		}
-		end := time.Now()
-		for w := range workers {
-			if err := api.waitAvailable(groups[w]); err != nil {
-				return res, err
-			}
-		}
-		done := time.Now()
-		for w := range workers {
-			if last[w] == nil {
-				return res, fmt.Errorf("%s: worker %d made no PUT", res.Load.Name, w)
-			}
-			ids, err := ruleIDs(last[w])
-			if err != nil {
-				return res, err
-			}
-			if err := checkKernel(ctx, be, groups[w], ids); err != nil {
-				return res, err
-			}
-		}
-		if round >= 0 {
-			res.Load.RPS = append(res.Load.RPS, float64(len(lat))/done.Sub(t0).Seconds())
-			res.Load.P50 = append(res.Load.P50, lat.Percentile(50))
-			res.Load.P99 = append(res.Load.P99, lat.Percentile(99))
-			res.Settle = append(res.Settle, done.Sub(end))
 		}
 	}
 	return res, nil
+}
+
+// putLoad runs one round of d on s: a worker per group PUTs the two bodies
+// in turn, then the round waits until every group reads "available", and
+// checks each group's chains in the kernel against its last answer. It
+// records the round in s.e when record is set.
+func putLoad(ctx context.Context, s *putServer, groups []string, bodies [2][]byte, d time.Duration, record bool) error {
+	workers := len(groups)
+	last := make([][]byte, workers) // each worker's last answer
+	t0 := time.Now()
+	lat, err := loadGen(s.api.client, workers, d, func(w, i int) (*http.Request, error) {
+		req, err := http.NewRequest(http.MethodPut, s.api.base+"/"+groups[w]+"/rules", bytes.NewReader(bodies[i%2]))
+		if err != nil {
+			return nil, err
+		}
+		req.Header.Set("X-Auth-Token", s.api.secret)
+		req.Header.Set("Content-Type", "application/json")
+		return req, nil
+	}, func(w, status int, body []byte) error {
+		if err := putCheck(DetailRules)(status, body); err != nil {
+			return err
+		}
+		last[w] = append(last[w][:0], body...)
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	end := time.Now()
+	for _, g := range groups {
+		if err := s.api.waitAvailable(g); err != nil {
+			return err
+		}
+	}
+	done := time.Now()
+	for w, g := range groups {
+		if last[w] == nil {
+			return fmt.Errorf("worker %d made no PUT", w)
+		}
+		ids, err := ruleIDs(last[w])
+		if err != nil {
+			return err
+		}
+		if err := checkKernel(ctx, s.be, g, ids); err != nil {
+			return err
+		}
+	}
+	if record {
+		s.e.Load.RPS = append(s.e.Load.RPS, float64(len(lat))/done.Sub(t0).Seconds())
+		s.e.Load.P50 = append(s.e.Load.P50, lat.Percentile(50))
+		s.e.Load.P99 = append(s.e.Load.P99, lat.Percentile(99))
+		s.e.Settle = append(s.e.Settle, done.Sub(end))
+	}
+	return nil
 }

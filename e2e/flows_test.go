@@ -726,4 +726,24 @@ func TestIPSetsPage(t *testing.T) {
 	if v, err := p.label("Entries").InputValue(); err != nil || !strings.Contains(v, "203.0.113.0/24") {
 		t.Errorf("entries = %q (%v), want the halves merged into 203.0.113.0/24", v, err)
 	}
+
+	// The set in a rule, and a rule that names another group.
+	tok := srv.newToken(t, a.Org)
+	g := srv.createGroup(t, tok, "web-sets", true)
+	srv.createGroup(t, tok, "lb-sets", true)
+	p.openGroup(g, "group")
+	p.choose("Or an IP set", "office")
+	p.fill("From port", "22")
+	p.click(p.button("Add rule"), "Add rule")
+	p.expectRules("inbound", "1 Accept TCP IP set office 22")
+	p.choose("Or the servers of a group", "lb-sets")
+	p.fill("From port", "8080")
+	p.click(p.button("Add rule"), "Add rule")
+	p.expectRules("inbound", "1 Accept TCP IP set office 22", "2 Accept TCP group lb-sets 8080")
+	p.see("set-and-group-rules")
+
+	// From the rule to the set, which lists the group among its users.
+	p.click(p.inRules("inbound", "link", "IP set office"), "the set's link")
+	p.visible(p.GetByTestId("used-by").GetByRole("link", playwright.LocatorGetByRoleOptions{Name: "web-sets"}), "the set's user")
+	p.see("ip-set-used")
 }

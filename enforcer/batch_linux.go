@@ -312,7 +312,9 @@ func (b *batch) appendRule(chain string, r Rule) error {
 	// The matches in the order Rule declares them (preview.go renders the
 	// same order), then the action.
 	b.matchInterfaces(r)
-	b.matchAddresses(r)
+	if err := b.matchAddresses(r); err != nil {
+		return err
+	}
 	b.matchTransport(r)
 	if err := b.dispatch(r); err != nil {
 		return err
@@ -363,22 +365,44 @@ func (b *batch) matchInterfaces(r Rule) {
 }
 
 // matchAddresses encodes meta nfproto and the source and destination
-// prefixes, at their offsets in the IPv4 or IPv6 header.
-func (b *batch) matchAddresses(r Rule) {
+// prefixes or sets, at their offsets in the IPv4 or IPv6 header.
+func (b *batch) matchAddresses(r Rule) error {
 	if r.Family != FamilyAny {
 		b.exprMeta(expr.MetaKeyNFPROTO)
 		b.exprCmp(expr.CmpOpEq, []byte{byte(r.Family)})
 	}
-	saddr, daddr := uint32(12), uint32(16)
+	saddr, daddr, n := uint32(12), uint32(16), uint32(4)
 	if r.Family == FamilyIPv6 {
-		saddr, daddr = 8, 24
+		saddr, daddr, n = 8, 24, 16
 	}
 	if r.SAddr.IsValid() {
 		b.exprPrefix(r.SAddr, saddr)
 	}
+	if err := b.matchSet(r, r.SAddrSet, saddr, n); err != nil {
+		return err
+	}
 	if r.DAddr.IsValid() {
 		b.exprPrefix(r.DAddr, daddr)
 	}
+	return b.matchSet(r, r.DAddrSet, daddr, n)
+}
+
+// matchSet loads the address at offset and looks it up in the named set,
+// as nft does for `ip saddr @set`.
+func (b *batch) matchSet(r Rule, name string, offset, n uint32) error {
+	if name == "" {
+		return nil
+	}
+	if r.Family != FamilyIPv4 && r.Family != FamilyIPv6 {
+		return fmt.Errorf("set %s matched without a family", name)
+	}
+	set, ok := b.sets[name]
+	if !ok {
+		return fmt.Errorf("unknown set %s", name)
+	}
+	b.exprPayload(expr.PayloadBaseNetworkHeader, offset, n)
+	b.exprLookup(set, false)
+	return nil
 }
 
 // matchTransport encodes meta l4proto and the destination port or range.

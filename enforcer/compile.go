@@ -75,12 +75,17 @@ type Rule struct {
 	CTEstablished bool   // ct state established,related
 	Family        Family // meta nfproto
 	SAddr         netip.Prefix
-	DAddr         netip.Prefix
-	L4            L4
-	DPortFrom     uint16 // tcp/udp dport; 0 = any
-	DPortTo       uint16 // range end; 0 = single port
-	VMapIIF       string // iifname vmap @map: dispatch, no verdict of its own
-	VMapOIF       string // oifname vmap @map
+	// SAddrSet names a set of the table the source address must be in
+	// (ip saddr @set): a rule has SAddr or SAddrSet, not both. Family is
+	// then set, to the set's.
+	SAddrSet  string
+	DAddr     netip.Prefix
+	DAddrSet  string // ip daddr @set, as SAddrSet
+	L4        L4
+	DPortFrom uint16 // tcp/udp dport; 0 = any
+	DPortTo   uint16 // range end; 0 = single port
+	VMapIIF   string // iifname vmap @map: dispatch, no verdict of its own
+	VMapOIF   string // oifname vmap @map
 	// Counter names the counter object the rule counts in (counter name
 	// "X"), "" for none. A named counter lives in the table, not in the
 	// rule, so it keeps counting across rewrites of the chain.
@@ -176,6 +181,9 @@ type Ruleset struct {
 	FromServer []MapElem     // ordered by interface
 	HostIn     Chain
 	HostOut    Chain
+	// Sets are the named sets the group chains match (see sets.go),
+	// ordered by name, with their elements.
+	Sets []Set
 	// Errors holds, per group ID, why the group could not be compiled as
 	// asked. Such a group gets fail-closed chains (drop everything), which
 	// the reconciler replaces with the group's last applied chains if any.
@@ -249,6 +257,9 @@ type Compiler struct {
 	// the groups it concerns.
 	Log    LogConfig
 	groups map[string]compiledGroup
+	// ipsets and members are the compiled sets of IP sets and of
+	// referenced groups, by ID.
+	ipsets, members map[string]compiledSets
 }
 
 // compiledGroup is what a group was compiled from, and into.
@@ -280,9 +291,15 @@ func keyOf(g store.Group, cfg LogConfig) groupKey {
 // group returns the chains of g, compiled now or reused. A group with rows
 // the store could not read is not compiled: what they meant is unknown,
 // so the group fails closed.
-func (c *Compiler) group(g store.Group, rules []store.Rule, unreadable []string, next map[string]compiledGroup) (GroupChains, error) {
-	if len(unreadable) > 0 {
+func (c *Compiler) group(g store.Group, rules []store.Rule, snap *store.Snapshot, next map[string]compiledGroup) (GroupChains, error) {
+	if unreadable := snap.Unreadable[g.ID]; len(unreadable) > 0 {
 		return failClosed(g), fmt.Errorf("stored data cannot be read: %s", strings.Join(unreadable, "; "))
+	}
+	// A rule whose IP set or group has no contents in the snapshot would
+	// match nothing, or be guessed at: fail closed, as for a row that
+	// cannot be read.
+	if missing := missingRemotes(rules, snap); len(missing) > 0 {
+		return failClosed(g), fmt.Errorf("stored data cannot be read: %s", strings.Join(missing, "; "))
 	}
 	key := keyOf(g, c.Log)
 	if old, ok := c.groups[g.ID]; ok && old.key == key && sameStoreRules(old.rules, rules) {
@@ -324,7 +341,7 @@ func (c *Compiler) Compile(snap store.Snapshot) *Ruleset {
 	next := make(map[string]compiledGroup, len(groups))
 	rs.Groups = make([]GroupChains, 0, len(groups))
 	for _, g := range groups {
-		gc, err := c.group(g, snap.Rules[g.ID], snap.Unreadable[g.ID], next)
+		gc, err := c.group(g, snap.Rules[g.ID], &snap, next)
 		if err != nil {
 			rs.Errors[g.ID] = err
 		}
@@ -334,6 +351,7 @@ func (c *Compiler) Compile(snap store.Snapshot) *Ruleset {
 		known[rs.Groups[i].GroupID] = &rs.Groups[i]
 	}
 	c.groups = next
+	c.compileSets(rs, &snap)
 
 	servers := snap.Servers
 	if !slices.IsSortedFunc(servers, func(a, b store.Server) int { return strings.Compare(a.ID, b.ID) }) {
@@ -413,7 +431,9 @@ func compileGroup(g store.Group, rules []store.Rule, cfg LogConfig) GroupChains 
 		sorted = append(smtp, sorted...)
 	}
 	for _, r := range sorted {
-		add(r.Direction, compileRule(r), r.Log)
+		for _, kr := range compileRules(r) {
+			add(r.Direction, kr, r.Log)
+		}
 	}
 	add(store.Inbound, Rule{Tag: TagDefaultIn, Verdict: verdict(g.InboundDefaultPolicy)},
 		g.LogDefaultDrops && g.InboundDefaultPolicy == store.Drop)
@@ -428,6 +448,13 @@ func compileGroup(g store.Group, rules []store.Rule, cfg LogConfig) GroupChains 
 	}{{store.Inbound, gc.In.Rules, logIn}, {store.Outbound, gc.Out.Rules, logOut}} {
 		for i := range side.rules {
 			r := &side.rules[i]
+			// The kernel rules of one store rule (one per set it
+			// matches) follow each other and share its counter and log
+			// chain.
+			if i > 0 && side.rules[i-1].Tag == r.Tag {
+				r.Log = side.rules[i-1].Log
+				continue
+			}
 			gc.Objects = append(gc.Objects, Object{Kind: ObjCounter, Name: r.Counter, Tag: r.Tag})
 			if side.log[i] {
 				gc.LogChains = append(gc.LogChains, logged(r, g.ID, side.dir, cfg))
@@ -466,9 +493,54 @@ func verdict(p store.Policy) Verdict {
 	return Verdict{Kind: "accept"}
 }
 
-// compileRule turns a store rule into an nftables rule. The rule's IP range
-// is the remote side: the source of inbound traffic, the destination of
-// outbound traffic; DestIPRange, when set, narrows the other side.
+// compileRules turns a store rule into its nftables rules: one for a
+// range, and for an IP set or a group one per kernel set it matches (see
+// sets.go), in the order of IPSetNames and MemberSetNames, all of them
+// whatever the sets hold, so that a change of contents never rewrites a
+// chain. A DestIPRange of one family leaves out the other family's sets:
+// no packet could match both.
+func compileRules(r store.Rule) []Rule {
+	var names []string
+	var parts []setPart
+	switch {
+	case r.IPSetID != "":
+		n := IPSetNames(r.IPSetID)
+		names, parts = n[:], ipSetParts[:]
+	case r.RemoteGroupID != "":
+		n := MemberSetNames(r.RemoteGroupID)
+		names, parts = n[:], memberParts[:]
+	default:
+		return []Rule{compileRule(r)}
+	}
+	out := make([]Rule, 0, len(names))
+	for i, name := range names {
+		fam := parts[i].fam
+		local := r.DestIPRange
+		if local.IsValid() {
+			if local.Addr().Is4() != (fam == FamilyIPv4) {
+				continue
+			}
+			local = local.Masked()
+			if local.Bits() == 0 {
+				local = netip.Prefix{} // the family match says it
+			}
+		}
+		kr := Rule{Tag: r.ID, Family: fam, Verdict: verdict(r.Action)}
+		if r.Direction == store.Inbound {
+			kr.SAddrSet, kr.DAddr = name, local
+		} else {
+			kr.DAddrSet, kr.SAddr = name, local
+		}
+		setTransport(&kr, r)
+		out = append(out, kr)
+	}
+	return out
+}
+
+// compileRule turns a store rule with an IP range into an nftables rule.
+// The rule's IP range is the remote side: the source of inbound traffic,
+// the destination of outbound traffic; DestIPRange, when set, narrows the
+// other side.
 func compileRule(r store.Rule) Rule {
 	out := Rule{Tag: r.ID, Verdict: verdict(r.Action)}
 	remote, local := r.IPRange.Masked(), r.DestIPRange
@@ -491,6 +563,13 @@ func compileRule(r store.Rule) Rule {
 	if out.DAddr.IsValid() && out.DAddr.Bits() == 0 {
 		out.DAddr = netip.Prefix{}
 	}
+	setTransport(&out, r)
+	return out
+}
+
+// setTransport sets the protocol and port matches of out, whose Family is
+// set, from r.
+func setTransport(out *Rule, r store.Rule) {
 	switch r.Protocol {
 	case store.TCP, store.UDP:
 		out.L4 = L4TCP
@@ -507,5 +586,4 @@ func compileRule(r store.Rule) Rule {
 			out.L4 = L4ICMPv6
 		}
 	}
-	return out
 }

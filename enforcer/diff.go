@@ -1,15 +1,24 @@
 package enforcer
 
-import "slices"
+import (
+	"net/netip"
+	"slices"
+)
 
 // rulesetDiff is what an incremental apply must send to turn prev into next.
 //
 // A batch applies it in this order, so that every name a message uses
 // exists when the kernel reads it and nothing is deleted while in use:
-// objects added, chains added (a group's log chains before the chains that
-// go to them), chains replaced, map elements, chains deleted, objects
-// deleted.
+// objects added, sets added (with their elements), set elements deleted
+// then added, chains added (a group's log chains before the chains that go
+// to them), chains replaced, map elements, chains deleted, sets deleted,
+// objects deleted. The kernel applies the batch as one transaction: a
+// packet meets either the old elements of a set or the new ones, never a
+// mix, so a packet both allow is never dropped.
 type rulesetDiff struct {
+	addSets       []Set      // sets a rule now matches, whole
+	setElems      []elemDiff // sets both hold whose elements changed
+	delSets       []string   // sets no rule matches any more
 	addObjects    []Object
 	addChains     []Chain  // chains of new groups, and new log chains, with their rules
 	replaceChains []Chain  // existing chains whose rules changed: flush + re-add
@@ -21,9 +30,51 @@ type rulesetDiff struct {
 	touched       map[string]bool // group IDs whose kernel state this diff changes
 }
 
+// elemDiff is the change of one set's elements: del and add are sorted,
+// and disjoint from each other.
+type elemDiff struct {
+	set      Set // the set as next holds it
+	del, add []netip.Prefix
+}
+
 func (d *rulesetDiff) empty() bool {
 	return len(d.addObjects)+len(d.addChains)+len(d.replaceChains)+len(d.delChains)+
-		len(d.delTo)+len(d.addTo)+len(d.delFrom)+len(d.addFrom)+len(d.delObjects) == 0
+		len(d.delTo)+len(d.addTo)+len(d.delFrom)+len(d.addFrom)+len(d.delObjects)+
+		len(d.addSets)+len(d.setElems)+len(d.delSets) == 0
+}
+
+// diffSets adds what turns prev's sets into next's: walked side by side
+// by name, elements by a sorted merge (O(n), nothing when the two share
+// their elements). It returns the names of the sets whose contents
+// changed, for attribution to the groups that match them.
+func (d *rulesetDiff) diffSets(prev, next []Set) []string {
+	var changed []string
+	i, j := 0, 0
+	for i < len(prev) || j < len(next) {
+		switch {
+		case j == len(next) || i < len(prev) && prev[i].Name < next[j].Name:
+			d.delSets = append(d.delSets, prev[i].Name)
+			i++
+		case i == len(prev) || next[j].Name < prev[i].Name:
+			d.addSets = append(d.addSets, next[j])
+			changed = append(changed, next[j].Name)
+			j++
+		default:
+			p, n := prev[i], next[j]
+			// A set's name says its family and kind (IPSetNames):
+			// only its elements can differ.
+			if !sameSlice(p.Elems, n.Elems) {
+				del, add := diffSorted(p.Elems, n.Elems, ComparePrefixes)
+				if len(del)+len(add) > 0 {
+					d.setElems = append(d.setElems, elemDiff{set: n, del: del, add: add})
+					changed = append(changed, n.Name)
+				}
+			}
+			i++
+			j++
+		}
+	}
+	return changed
 }
 
 // diffRulesets compares two Rulesets. Base chains and sets never change, so
@@ -80,6 +131,22 @@ func diffRulesets(prev, next *Ruleset) rulesetDiff {
 			for _, rs := range [][]Rule{pair[0].Rules, pair[1].Rules} {
 				for _, r := range rs {
 					attribute(r.Verdict.Chain)
+				}
+			}
+		}
+	}
+	if changed := d.diffSets(prev.Sets, next.Sets); len(changed) > 0 {
+		// The groups whose chains match a changed set: their state
+		// depends on this batch too.
+		c := map[string]bool{}
+		for _, name := range changed {
+			c[name] = true
+		}
+		for _, g := range next.Groups {
+			for _, name := range chainSets(g) {
+				if c[name] {
+					d.touched[g.GroupID] = true
+					break
 				}
 			}
 		}

@@ -12,6 +12,7 @@ import (
 	"testing"
 
 	"github.com/rampart-fw/rampart/store"
+	"go4.org/netipx"
 )
 
 // fuzzSnapshot turns arbitrary bytes into a snapshot of what the store can
@@ -72,6 +73,42 @@ func fuzzSnapshot(data []byte) store.Snapshot {
 				to = 0
 			}
 			rule.DestPortFrom, rule.DestPortTo = from, to
+			// A rule on an IP set (of the rule's range and a few more
+			// entries, as the store merges them) or on a group.
+			switch next() % 8 {
+			case 0:
+				sid := fmt.Sprintf("5e7%05x-0000-4000-8000-000000000000", next()%3)
+				rule.IPSetID = sid
+				if snap.IPSets == nil {
+					snap.IPSets = map[string][]netip.Prefix{}
+				}
+				var b netipx.IPSetBuilder
+				for _, p := range snap.IPSets[sid] {
+					b.AddPrefix(p)
+				}
+				b.AddPrefix(rule.IPRange)
+				b.AddPrefix(netip.PrefixFrom(netip.AddrFrom4([4]byte{next(), next(), 0, 0}), 16+int(next()%17)).Masked())
+				set, _ := b.IPSet()
+				snap.IPSets[sid] = set.Prefixes()
+				rule.IPRange = netip.Prefix{}
+			case 1:
+				gid := snap.Groups[int(next())%len(snap.Groups)].ID
+				rule.RemoteGroupID = gid
+				if snap.Members == nil {
+					snap.Members = map[string][]netip.Addr{}
+				}
+				if next()%2 == 0 {
+					snap.Members[gid] = append(snap.Members[gid], rule.IPRange.Addr())
+					slices.SortFunc(snap.Members[gid], netip.Addr.Compare)
+					snap.Members[gid] = slices.Compact(snap.Members[gid])
+				} else if snap.Members[gid] == nil {
+					snap.Members[gid] = []netip.Addr{}
+				}
+				rule.IPRange = netip.Prefix{}
+			}
+			if rule.Remote() && rule.DestIPRange.IsValid() && next()%2 == 0 {
+				rule.DestIPRange = netip.Prefix{}
+			}
 			if next()%9 == 0 {
 				if snap.Unreadable == nil {
 					snap.Unreadable = map[string][]string{}

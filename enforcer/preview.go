@@ -102,6 +102,9 @@ func (rs *Ruleset) Text() string {
 			writeObject(&b, o)
 		}
 	}
+	for _, s := range rs.Sets {
+		writeSet(&b, s, -1)
+	}
 	for _, g := range rs.Groups {
 		for _, c := range g.LogChains {
 			writeChain(&b, c)
@@ -118,7 +121,9 @@ func (rs *Ruleset) Text() string {
 	return b.String()
 }
 
-// GroupText renders the two chains of a group as nft text.
+// GroupText renders the two chains of a group as nft text, then the sets
+// they match, each with at most groupTextElems of its elements (a set may
+// hold 100,000).
 func (rs *Ruleset) GroupText(groupID string) string {
 	g, ok := rs.Group(groupID)
 	if !ok {
@@ -130,7 +135,45 @@ func (rs *Ruleset) GroupText(groupID string) string {
 	for _, c := range g.LogChains {
 		writeChain(&b, c)
 	}
+	for _, s := range rs.GroupSets(groupID) {
+		writeSet(&b, s, groupTextElems)
+	}
 	return b.String()
+}
+
+// groupTextElems bounds the elements of a set that GroupText shows.
+const groupTextElems = 50
+
+// writeSet renders a named set as `nft list` shows it, with at most max
+// elements (all when max < 0), the others counted in a comment.
+func writeSet(b *strings.Builder, s Set, max int) {
+	typ := "ipv4_addr"
+	if s.Family == FamilyIPv6 {
+		typ = "ipv6_addr"
+	}
+	fmt.Fprintf(b, "\tset %s {\n\t\ttype %s\n", s.Name, typ)
+	if s.Interval {
+		b.WriteString("\t\tflags interval\n")
+	}
+	elems := s.Elems
+	if max >= 0 && len(elems) > max {
+		elems = elems[:max]
+	}
+	if len(elems) > 0 {
+		b.WriteString("\t\telements = {")
+		for i, e := range elems {
+			if i > 0 {
+				b.WriteByte(',')
+			}
+			b.WriteString("\n\t\t\t")
+			b.WriteString(prefixText(e))
+		}
+		b.WriteString("\n\t\t}\n")
+	}
+	if more := len(s.Elems) - len(elems); more > 0 {
+		fmt.Fprintf(b, "\t\t# and %d more elements\n", more)
+	}
+	b.WriteString("\t}\n")
 }
 
 func writeObject(b *strings.Builder, o Object) {
@@ -192,8 +235,14 @@ func (r Rule) String() string {
 	if r.SAddr.IsValid() {
 		p = append(p, fmt.Sprintf("%s saddr %s", ipKw, prefixText(r.SAddr)))
 	}
+	if r.SAddrSet != "" {
+		p = append(p, fmt.Sprintf("%s saddr @%s", ipKw, r.SAddrSet))
+	}
 	if r.DAddr.IsValid() {
 		p = append(p, fmt.Sprintf("%s daddr %s", ipKw, prefixText(r.DAddr)))
+	}
+	if r.DAddrSet != "" {
+		p = append(p, fmt.Sprintf("%s daddr @%s", ipKw, r.DAddrSet))
 	}
 	l4 := ""
 	switch r.L4 {

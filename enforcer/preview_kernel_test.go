@@ -4,55 +4,12 @@ package enforcer
 
 import (
 	"context"
-	"net/netip"
 	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
-
-	"github.com/rampart-fw/rampart/store"
 )
-
-// richSnapshot exercises every construct the compiler emits: group A logs
-// its default drop, its SMTP rows and two rules; group C logs one rule
-// only, under a limit of its own.
-func richSnapshot() store.Snapshot {
-	withDest := rule("r-dest", store.Inbound, store.TCP, store.Accept, "10.0.0.0/8", 443, 0)
-	withDest.DestIPRange = netip.MustParsePrefix("10.99.1.2/32")
-	logs := func(r store.Rule) store.Rule { r.Log = true; return r }
-	a := group(gA, true, store.Drop, store.Accept, true)
-	a.LogDefaultDrops = true
-	return snapshot(7,
-		[]store.Group{
-			a,
-			group(gB, false, store.Accept, store.Drop, false),
-			group(gC, true, store.Drop, store.Drop, true),
-		},
-		map[string][]store.Rule{
-			gC: {logs(rule("r-c1", store.Outbound, store.UDP, store.Accept, "::/0", 53, 0))},
-			gA: {
-				logs(rule("r-ssh", store.Inbound, store.TCP, store.Accept, "0.0.0.0/0", 22, 0)),
-				rule("r-web6", store.Inbound, store.TCP, store.Accept, "::/0", 8000, 8080),
-				rule("r-dns", store.Inbound, store.UDP, store.Drop, "192.168.0.0/16", 53, 0),
-				rule("r-ping", store.Inbound, store.ICMP, store.Accept, "10.99.0.0/24", 0, 0),
-				rule("r-ping6", store.Inbound, store.ICMP, store.Accept, "fd99::/16", 0, 0),
-				logs(rule("r-any", store.Outbound, store.ANY, store.Drop, "203.0.113.7/32", 0, 0)),
-				rule("r-any6", store.Outbound, store.ANY, store.Accept, "2001:db8::1/128", 0, 0),
-				withDest,
-			},
-			gB: {rule("r-b1", store.Outbound, store.UDP, store.Accept, "0.0.0.0/0", 1000, 2000)},
-		},
-		server("srv-1", gA, "vs1"), server("srv-2", gB, "vs2"), server("srv-3", gA, "tap0"),
-		store.Server{ID: "srv-local", Local: true, SecurityGroup: store.ServerRef{ID: gC}},
-	)
-}
-
-// richRuleset compiles richSnapshot with group C's log limit of its own.
-func richRuleset() *Ruleset {
-	c := Compiler{Log: LogConfig{Groups: map[string]LogLimit{gC: {Rate: 7, Burst: 3}}}}
-	return c.Compile(richSnapshot())
-}
 
 // counterRe matches the counts of an anonymous counter or of a counter
 // object.

@@ -299,6 +299,29 @@ func keepFailedGroups(prev, next *Ruleset) {
 	next.FromServer = keepElems(prev.FromServer, next.FromServer, failed)
 	next.HostIn = keepHostJump(prev.HostIn, next.HostIn, failed)
 	next.HostOut = keepHostJump(prev.HostOut, next.HostOut, failed)
+	// The kept chains may match sets that next does not hold (their IP
+	// set could not be read, or no compiled rule names them any more):
+	// those keep prev's elements. A set that next holds has been read
+	// whole and keeps next's.
+	added := map[string]bool{}
+	for id := range next.Errors {
+		old, ok := prev.Group(id)
+		if !ok {
+			continue
+		}
+		for _, name := range chainSets(old) {
+			if _, ok := next.Set(name); ok || added[name] {
+				continue
+			}
+			if s, ok := prev.Set(name); ok {
+				next.Sets = append(next.Sets, s)
+				added[name] = true
+			}
+		}
+	}
+	if len(added) > 0 {
+		slices.SortFunc(next.Sets, func(a, b Set) int { return strings.Compare(a.Name, b.Name) })
+	}
 }
 
 func keepElems(prev, next []MapElem, failed map[string]bool) []MapElem {
@@ -476,6 +499,18 @@ func (r *Reconciler) Chains(groupID string) (GroupChains, bool) {
 		return GroupChains{}, false
 	}
 	return r.desired.Group(groupID)
+}
+
+// GroupSets returns the sets that the chains Chains returns match, with
+// the elements compiled with them (the packet tester needs them beside
+// the chains). They are shared and must not be modified.
+func (r *Reconciler) GroupSets(groupID string) []Set {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.desired == nil {
+		return nil
+	}
+	return r.desired.GroupSets(groupID)
 }
 
 // RulesetText returns the whole table, as last compiled, as an nft script.

@@ -110,36 +110,72 @@ var ErrTooComplex = errors.New("too many rules crossing each other's ranges to a
 // is a variable for tests.
 var maxWork = 50_000_000
 
-func (c *chain) analyze(a *Analysis, m *meter) {
+// bounds holds, per rule of a chain, boxes of new packets: lo within what
+// it matches, hi containing it (the same boxes unless the rule matches a
+// large set, see entryBounds), and what it decides: reachLo within, and
+// reachHi containing, the packets it matches that no earlier rule does.
+// Every finding is proven on these: with exact rules, exactly; with a
+// large set, only what holds whatever the set's intervals.
+type bounds struct {
+	lo, hi           [][]box
+	exact            []bool
+	reachLo, reachHi []set
+}
+
+func (c *chain) bounds(m *meter) bounds {
 	n := len(c.rules)
-	match := make([][]box, n)
-	for i, r := range c.rules {
-		match[i] = matchBoxes(r, c.dir)
+	bd := bounds{lo: make([][]box, n), hi: make([][]box, n), exact: make([]bool, n),
+		reachLo: make([]set, n), reachHi: make([]set, n)}
+	for i := range c.rules {
+		bd.lo[i], bd.hi[i], bd.exact[i] = entryBounds(&c.rules[i], c.dir)
 	}
-	// reach[i] is what rule i decides: what it matches and no earlier rule
-	// does.
-	reach := make([]set, n)
 	for i := range n {
-		s := set(slices.Clone(match[i]))
-		for j := 0; j < i && !s.empty(); j++ {
-			s = s.minus(match[j], m)
+		hi := set(slices.Clone(bd.hi[i]))
+		for j := 0; j < i && !hi.empty(); j++ {
+			hi = hi.minus(bd.lo[j], m)
 		}
-		reach[i] = s
+		bd.reachHi[i] = hi
+		if bd.allExact(i) {
+			bd.reachLo[i] = hi
+			continue
+		}
+		lo := set(slices.Clone(bd.lo[i]))
+		for j := 0; j < i && !lo.empty(); j++ {
+			lo = lo.minus(bd.hi[j], m)
+		}
+		bd.reachLo[i] = lo
 	}
+	return bd
+}
+
+// allExact reports whether rules 0..i are exact.
+func (bd *bounds) allExact(i int) bool {
+	return !slices.Contains(bd.exact[:i+1], false)
+}
+
+func (c *chain) analyze(a *Analysis, m *meter) {
+	bd := c.bounds(m)
 	for i, ref := range c.refs {
-		if ref.RuleID != "" && !reach[i].empty() {
-			a.Witnesses[ref.RuleID] = reach[i][0].point(c.dir)
+		witness, known := c.witness(i, &bd, m)
+		if ref.RuleID != "" && known {
+			a.Witnesses[ref.RuleID] = witness
 		}
 		if ref.Kind != KindRule {
 			continue // SMTP rows and the fixed rules are not the user's to change
 		}
-		if reach[i].empty() {
-			a.Findings = append(a.Findings, c.shadowed(i, match, reach, m))
-		} else {
-			if f, ok := c.redundant(i, match, reach, m); ok {
+		shadowed := bd.reachHi[i].empty()
+		switch {
+		case shadowed:
+			a.Findings = append(a.Findings, c.shadowed(i, &bd, m))
+		case known:
+			// Redundant and conflict are said of a rule that decides
+			// packets: one with a witness. (A rule on a large set that
+			// is neither proven shadowed nor given a witness gets no
+			// finding.)
+			if f, ok := c.redundant(i, &bd, m); ok {
 				a.Findings = append(a.Findings, f)
 			}
-			if f, ok := c.conflict(i, match, reach, m); ok {
+			if f, ok := c.conflict(i, &bd, m); ok {
 				a.Findings = append(a.Findings, f)
 			}
 		}
@@ -149,13 +185,69 @@ func (c *chain) analyze(a *Analysis, m *meter) {
 	}
 }
 
-func (c *chain) action(i int) store.Policy { return store.Policy(c.rules[i].Verdict.Kind) }
+// maxWitnessTries bounds the packets tried as a rule's witness when the
+// bounds do not give one at once.
+const maxWitnessTries = 256
+
+// witness returns a new packet that rule i decides, and false when there
+// is none (the rule is shadowed) or none was found within
+// maxWitnessTries: a point of reachLo is one; otherwise points of the
+// rule's exact boxes (for a large set, of its first intervals) outside
+// what the earlier rules surely match are tried on the chain.
+func (c *chain) witness(i int, bd *bounds, m *meter) (Packet, bool) {
+	if !bd.reachLo[i].empty() {
+		return bd.reachLo[i][0].point(c.dir), true
+	}
+	if bd.reachHi[i].empty() {
+		return Packet{}, false
+	}
+	cand := set(slices.Clone(c.sampleBoxes(i)))
+	for j := 0; j < i && !cand.empty(); j++ {
+		cand = cand.minus(bd.lo[j], m)
+	}
+	for k, b := range cand {
+		if k == maxWitnessTries {
+			break
+		}
+		p := b.point(c.dir)
+		if d, err := c.walk(p); err == nil && d.DecidedBy == c.refs[i] && c.decider(d) == i {
+			return p, true
+		}
+	}
+	return Packet{}, false
+}
+
+// decider returns the index of the rule that decided d.
+func (c *chain) decider(d Decision) int {
+	return len(d.Trace) - 1
+}
+
+// sampleBoxes returns exact boxes of what rule i matches: all of them, or
+// for a large set those of its first maxWitnessTries intervals per family.
+func (c *chain) sampleBoxes(i int) []box {
+	e := &c.rules[i]
+	if !e.isSet() {
+		return ruleBoxes(e.first(), c.dir, nil)
+	}
+	var out []box
+	for _, fam := range []enforcer.Family{enforcer.FamilyIPv4, enforcer.FamilyIPv6} {
+		spans, ok := e.familySpans(fam)
+		if !ok || len(spans) == 0 {
+			continue
+		}
+		r := e.alts[slices.IndexFunc(e.alts, func(r enforcer.Rule) bool { return r.Family == fam })]
+		out = append(out, ruleBoxes(r, c.dir, spans[:min(len(spans), maxWitnessTries)])...)
+	}
+	return out
+}
+
+func (c *chain) action(i int) store.Policy { return store.Policy(c.rules[i].first().Verdict.Kind) }
 
 // shadowed names the earlier rules that decide the packets of rule i.
-func (c *chain) shadowed(i int, match [][]box, reach []set, m *meter) Finding {
+func (c *chain) shadowed(i int, bd *bounds, m *meter) Finding {
 	var by []RuleRef
 	for j := range i {
-		if reach[j].intersects(match[i], m) {
+		if bd.reachHi[j].intersects(bd.hi[i], m) {
 			by = append(by, c.refs[j])
 		}
 	}
@@ -171,12 +263,15 @@ func (c *chain) shadowed(i int, match [][]box, reach []set, m *meter) Finding {
 
 // redundant reports whether removing rule i changes no verdict: every
 // packet it decides would be decided the same way by the rules after it.
-func (c *chain) redundant(i int, match [][]box, reach []set, m *meter) (Finding, bool) {
-	s := slices.Clone(reach[i]) // minus reuses its storage
+// With bounds: every later rule that may match a packet of reachHi
+// (through hi) has i's action, and a packet leaves the set only when a
+// rule surely matches it (through lo).
+func (c *chain) redundant(i int, bd *bounds, m *meter) (Finding, bool) {
+	s := slices.Clone(bd.reachHi[i]) // minus reuses its storage
 	var by []RuleRef
 	defaultToo := false
 	for k := i + 1; k < len(c.rules) && !s.empty(); k++ {
-		if !s.intersects(match[k], m) {
+		if !s.intersects(bd.hi[k], m) {
 			continue
 		}
 		if c.action(k) != c.action(i) {
@@ -187,7 +282,10 @@ func (c *chain) redundant(i int, match [][]box, reach []set, m *meter) (Finding,
 		} else {
 			by = append(by, c.refs[k])
 		}
-		s = s.minus(match[k], m)
+		s = s.minus(bd.lo[k], m)
+	}
+	if !s.empty() {
+		return Finding{}, false // not proven
 	}
 	who := names(by)
 	if defaultToo {
@@ -198,8 +296,10 @@ func (c *chain) redundant(i int, match [][]box, reach []set, m *meter) (Finding,
 }
 
 // conflict names the earlier rules of the opposite action that decide
-// part of the packets rule i matches; rule i is not shadowed, so part only.
-func (c *chain) conflict(i int, match [][]box, reach []set, m *meter) (Finding, bool) {
+// part of the packets rule i matches; rule i is not shadowed, so part
+// only. With bounds, only what surely holds: packets of reachLo[j] that
+// rule i surely matches (lo[i]).
+func (c *chain) conflict(i int, bd *bounds, m *meter) (Finding, bool) {
 	var by []RuleRef
 	var example *Packet
 	var text string
@@ -207,7 +307,7 @@ func (c *chain) conflict(i int, match [][]box, reach []set, m *meter) (Finding, 
 		if c.action(j) == c.action(i) {
 			continue
 		}
-		x := reach[j].intersect(match[i], m)
+		x := bd.reachLo[j].intersect(bd.lo[i], m)
 		if x.empty() {
 			continue
 		}
@@ -229,8 +329,8 @@ func (c *chain) conflict(i int, match [][]box, reach []set, m *meter) (Finding, 
 // broad reports an inbound accept from any address of every protocol or
 // of ports that include one of broadPorts.
 func (c *chain) broad(i int) (Finding, bool) {
-	r := c.rules[i]
-	if c.dir != store.Inbound || r.Verdict.Kind != "accept" || r.SAddr.IsValid() {
+	r := c.rules[i].first()
+	if c.dir != store.Inbound || r.Verdict.Kind != "accept" || r.SAddr.IsValid() || c.rules[i].isSet() {
 		return Finding{}, false
 	}
 	from := "0.0.0.0/0 and ::/0"

@@ -3,10 +3,12 @@ package explain
 import (
 	"errors"
 	"fmt"
+	"net/netip"
 	"slices"
 	"strings"
 	"testing"
 
+	"github.com/rampart-fw/rampart/enforcer"
 	"github.com/rampart-fw/rampart/store"
 )
 
@@ -367,5 +369,65 @@ func TestAnalyzeTooComplex(t *testing.T) {
 	maxWork = 100_000
 	if _, err := g.Analyze(); !errors.Is(err, ErrTooComplex) {
 		t.Fatalf("err = %v, want ErrTooComplex", err)
+	}
+}
+
+// TestAnalyzeLargeSet: a rule on an IP set of 100,000 entries is
+// evaluated by lookup and analysed on bounds, within the work bound: it
+// gets a witness, and what holds whatever its entries (its hull lies in
+// the ranges of later rules) is found: it is redundant, and a later rule
+// on the same set is shadowed.
+func TestAnalyzeLargeSet(t *testing.T) {
+	const big = "b1600000-0000-4000-8000-000000000001"
+	var entries []netip.Prefix
+	for i := range 50_000 {
+		entries = append(entries, netip.PrefixFrom(netip.AddrFrom4([4]byte{10, byte(i >> 12), byte(i >> 4), byte(i << 4)}), 30))
+	}
+	for i := range 50_000 {
+		entries = append(entries, netip.PrefixFrom(netip.AddrFrom16([16]byte{0x20, 0x01, 0x0d, 0xb8, byte(i >> 8), byte(i)}), 48))
+	}
+	g := group(gA, true, store.Drop, store.Accept, false)
+	rules := positioned(gA, []store.Rule{
+		fromSet(in("set", store.TCP, store.Accept, "0.0.0.0/0", 443, 0), big),
+		in("v4", store.TCP, store.Accept, "10.0.0.0/8", 443, 0),
+		in("v6", store.TCP, store.Accept, "2001:db8::/32", 443, 0),
+		fromSet(in("again", store.TCP, store.Drop, "0.0.0.0/0", 443, 0), big),
+	})
+	rs := enforcer.Compile(store.Snapshot{Generation: 1, Groups: []store.Group{g}, Rules: map[string][]store.Rule{gA: rules},
+		IPSets: map[string][]netip.Prefix{big: entries}, Members: map[string][]netip.Addr{}})
+	gc, _ := rs.Group(gA)
+	eg, err := NewGroup(g, rules, gc, rs.GroupSets(gA)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		remote string
+		by     string
+	}{{"10.0.1.2", "set"}, {"10.0.1.4", "v4"}, {"2001:db8:c34f::1", "set"}, {"2001:db8:ffff::1", "v6"}} {
+		d, err := eg.Evaluate(Packet{Direction: store.Inbound, Protocol: store.TCP, Remote: addr(tc.remote), Port: 443})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if d.DecidedBy.RuleID != tc.by {
+			t.Errorf("%s: decided by %+v after %d steps, want %s", tc.remote, d.DecidedBy, len(d.Trace), tc.by)
+		}
+	}
+	a := mustAnalyze(t, eg)
+	if w, ok := a.Witnesses["set"]; !ok {
+		t.Error("no witness for the set rule")
+	} else if d, _ := eg.Evaluate(w); d.DecidedBy.RuleID != "set" {
+		t.Errorf("witness %s decided by %+v", describe(w), d.DecidedBy)
+	}
+	got := map[string]FindingKind{}
+	for _, f := range a.Findings {
+		got[f.RuleID] = f.Kind
+	}
+	if got["again"] != Shadowed {
+		t.Errorf("findings %v: want the second set rule shadowed (its hull is within 10.0.0.0/8 and 2001:db8::/32)", a.Findings)
+	}
+	// True: the set lies within the ranges of rules 2 and 3, which
+	// accept the same.
+	if got["set"] != Redundant || len(got) != 2 {
+		t.Errorf("findings %v: want the set rule redundant and nothing else", a.Findings)
 	}
 }

@@ -43,6 +43,7 @@ type probe struct {
 	orig     *wire // for return traffic: the packet that opened the connection
 	want     store.Policy
 	by       []Kind // what decided, per group the packet passes
+	bySet    bool   // a rule on an IP set or a group decided, in a group
 	what     string // the packet, for failures
 	explain  func() string
 }
@@ -176,11 +177,12 @@ func (d *differential) round(ctx context.Context, round, perGroup int) {
 	gb, rulesB := randomGroup(d.rng, gB, 10)
 	s1, s2 := d.servers()
 	snap := store.Snapshot{Generation: int64(round + 1), Groups: []store.Group{ga, gb},
-		Rules: map[string][]store.Rule{gA: rulesA, gB: rulesB}, Servers: []store.Server{s1, s2}}
+		Rules: map[string][]store.Rule{gA: rulesA, gB: rulesB}, Servers: []store.Server{s1, s2},
+		IPSets: testIPSets, Members: testMembers}
 	rs := enforcer.Compile(snap)
 	explainer := func(g store.Group, rules []store.Rule) *Group {
 		gc, _ := rs.Group(g.ID)
-		eg, err := NewGroup(g, rules, gc)
+		eg, err := NewGroup(g, rules, gc, rs.GroupSets(g.ID)...)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -200,7 +202,7 @@ func (d *differential) round(ctx context.Context, round, perGroup int) {
 			fmt.Fprintf(&b, "\n  group %s stateful=%v in=%s out=%s smtp=%v", x.g.ID[:8], x.g.Stateful,
 				x.g.InboundDefaultPolicy, x.g.OutboundDefaultPolicy, !x.g.SMTPEnabled)
 			for _, r := range x.rules {
-				fmt.Fprintf(&b, "\n    %d %s %s %s %s", r.Position, r.Direction, r.Protocol, r.Action, r.IPRange)
+				fmt.Fprintf(&b, "\n    %d %s %s %s %s%s%s", r.Position, r.Direction, r.Protocol, r.Action, r.IPRange, r.IPSetID, r.RemoteGroupID)
 				if r.DestIPRange.IsValid() {
 					fmt.Fprintf(&b, " dest %s", r.DestIPRange)
 				}
@@ -305,6 +307,9 @@ func (d *differential) round(ctx context.Context, round, perGroup int) {
 		for _, k := range p.by {
 			d.counts["by "+string(k)]++
 		}
+		if p.bySet {
+			d.counts["by set or group rule"]++
+		}
 	}
 }
 
@@ -324,7 +329,7 @@ func (d *differential) disagree(p *probe, got string, context ...func() string) 
 func (d *differential) summary() string {
 	var parts []string
 	for _, k := range []string{"inbound", "outbound", "between", "established", "IPv6", "TCP", "UDP", "ICMP", "ICMPv6", "accept", "drop",
-		"by rule", "by smtp", "by stateful", "by default_policy"} {
+		"by rule", "by set or group rule", "by smtp", "by stateful", "by default_policy"} {
 		parts = append(parts, fmt.Sprintf("%s %d", k, d.counts[k]))
 	}
 	other := d.counts["packets"] - d.counts["TCP"] - d.counts["UDP"] - d.counts["ICMP"] - d.counts["ICMPv6"]
@@ -400,6 +405,17 @@ type side struct {
 	witnesses map[string]Packet
 }
 
+// setRule reports whether rule id of the side's group is on a set or a
+// group.
+func (s *side) setRule(id string) bool {
+	for _, r := range s.rules {
+		if r.ID == id {
+			return r.Remote()
+		}
+	}
+	return false
+}
+
 // probeFor returns a probe for packet pk of server me's group: between
 // me and the other server when pk's remote address is the other server's,
 // else between me and the client. It returns nil when pk cannot be sent.
@@ -422,6 +438,7 @@ func (d *differential) probeFor(pk Packet, me, other *side) *probe {
 			explain: func() string {
 				return "outbound " + traceText(path.Outbound) + "\ninbound " + traceText(path.Inbound)
 			}}
+		p.bySet = x.setRule(path.Outbound.DecidedBy.RuleID) || y.setRule(path.Inbound.DecidedBy.RuleID)
 		if !d.build(p, l4Of(pk), f.Source, f.Dest, f.Port, f.State == Established) {
 			return nil
 		}
@@ -434,7 +451,7 @@ func (d *differential) probeFor(pk Packet, me, other *side) *probe {
 	if err != nil {
 		d.t.Fatalf("evaluate %s: %v", describe(pk), err)
 	}
-	p := &probe{kind: string(pk.Direction), want: dec.Verdict, by: []Kind{dec.DecidedBy.Kind},
+	p := &probe{kind: string(pk.Direction), want: dec.Verdict, by: []Kind{dec.DecidedBy.Kind}, bySet: me.setRule(dec.DecidedBy.RuleID),
 		what:    fmt.Sprintf("%s %s: %s state %s", me.s.ID, pk.Direction, describe(pk), pk.state()),
 		explain: func() string { return traceText(dec) }}
 	p.from, p.to = d.n.client, me.e

@@ -94,17 +94,19 @@ type Group struct {
 // chain is one compiled chain with what the explainer knows of each rule.
 type chain struct {
 	dir   store.Direction
-	rules []enforcer.Rule
+	rules []entry
 	refs  []RuleRef
 }
 
 // NewGroup returns the explainer's view of group g. rules are its editable
 // rules (any order), chains its compiled chains: those of
-// enforcer.Compile(snapshot).Group(g.ID), or those the reconciler applied.
-// It fails when chains hold a rule that the compiler does not produce for
-// a group (an interface match, a jump, a chain without a last
-// unconditional rule), which the explainer cannot vouch for.
-func NewGroup(g store.Group, rules []store.Rule, chains enforcer.GroupChains) (*Group, error) {
+// enforcer.Compile(snapshot).Group(g.ID), or those the reconciler applied;
+// sets the sets the chains match (Ruleset.GroupSets), with the elements
+// they were compiled with. It fails when chains hold a rule that the
+// compiler does not produce for a group (an interface match, a jump, a
+// chain without a last unconditional rule), or match a set not given,
+// which the explainer cannot vouch for.
+func NewGroup(g store.Group, rules []store.Rule, chains enforcer.GroupChains, sets ...enforcer.Set) (*Group, error) {
 	if chains.GroupID != g.ID {
 		return nil, fmt.Errorf("explain group %s: chains are those of group %s", g.ID, chains.GroupID)
 	}
@@ -116,11 +118,12 @@ func NewGroup(g store.Group, rules []store.Rule, chains enforcer.GroupChains) (*
 		refs[r.ID] = RuleRef{Kind: KindRule, RuleID: r.ID, Position: r.Position}
 	}
 	eg := &Group{id: g.ID}
+	byName, names := setsByName(sets), remoteNames(rules)
 	var err error
-	if eg.in, err = newChain(store.Inbound, chains.In, refs); err != nil {
+	if eg.in, err = newChain(store.Inbound, chains.In, refs, byName, names); err != nil {
 		return nil, fmt.Errorf("explain group %s: %w", g.ID, err)
 	}
-	if eg.out, err = newChain(store.Outbound, chains.Out, refs); err != nil {
+	if eg.out, err = newChain(store.Outbound, chains.Out, refs, byName, names); err != nil {
 		return nil, fmt.Errorf("explain group %s: %w", g.ID, err)
 	}
 	return eg, nil
@@ -136,12 +139,19 @@ func (g *Group) chain(dir store.Direction) *chain {
 	return &g.out
 }
 
-func newChain(dir store.Direction, c enforcer.Chain, refs map[string]RuleRef) (chain, error) {
-	ch := chain{dir: dir, rules: c.Rules, refs: make([]RuleRef, len(c.Rules))}
+func newChain(dir store.Direction, c enforcer.Chain, refs map[string]RuleRef, sets map[string]*addrSet, names map[string]string) (chain, error) {
 	for i, r := range c.Rules {
-		if err := supported(r); err != nil {
+		if err := supported(r, dir); err != nil {
 			return chain{}, fmt.Errorf("chain %s: rule %d (%s): %w", c.Name, i+1, r.Tag, err)
 		}
+	}
+	es, err := entries(dir, c.Rules, sets, names)
+	if err != nil {
+		return chain{}, fmt.Errorf("chain %s: %w", c.Name, err)
+	}
+	ch := chain{dir: dir, rules: es, refs: make([]RuleRef, len(es))}
+	for i := range es {
+		r := es[i].first()
 		switch r.Tag {
 		case enforcer.TagDefaultIn, enforcer.TagDefaultOut:
 			ch.refs[i] = RuleRef{Kind: KindDefaultPolicy}
@@ -157,17 +167,30 @@ func newChain(dir store.Direction, c enforcer.Chain, refs map[string]RuleRef) (c
 			ch.refs[i] = ref
 		}
 	}
-	if n := len(c.Rules); n == 0 || !unconditional(c.Rules[n-1]) {
+	if n := len(es); n == 0 || len(es[n-1].alts) != 1 || !unconditional(es[n-1].first()) {
 		return chain{}, fmt.Errorf("chain %s: does not end with an unconditional rule", c.Name)
 	}
 	return ch, nil
 }
 
 // supported reports why r is not a rule the compiler produces for a group's
-// chain, if it is not. Each restriction keeps the tester and the analysis
-// honest: with them, every match of a rule is one of family, address
-// prefix, protocol and port interval, and every rule decides.
-func supported(r enforcer.Rule) error {
+// chain of direction dir, if it is not. Each restriction keeps the tester
+// and the analysis honest: with them, every match of a rule is one of
+// family, address prefix (or set, on the remote side), protocol and port
+// interval, and every rule decides.
+func supported(r enforcer.Rule, dir store.Direction) error {
+	local := r.SAddrSet
+	if dir == store.Inbound {
+		local = r.DAddrSet
+	}
+	switch {
+	case local != "":
+		return fmt.Errorf("set %s on the server's side", local)
+	case (r.SAddrSet != "" || r.DAddrSet != "") && r.Family != enforcer.FamilyIPv4 && r.Family != enforcer.FamilyIPv6:
+		return errors.New("a set match without the family match that gives its offset")
+	case r.SAddrSet != "" && r.SAddr.IsValid() || r.DAddrSet != "" && r.DAddr.IsValid():
+		return errors.New("an address matched both by a prefix and by a set")
+	}
 	switch {
 	case r.IIFName != "" || r.OIFName != "" || r.VMapIIF != "" || r.VMapOIF != "":
 		return errors.New("interface matches are not group matches")
@@ -201,7 +224,7 @@ func supported(r enforcer.Rule) error {
 
 func unconditional(r enforcer.Rule) bool {
 	return !r.CTEstablished && r.Family == enforcer.FamilyAny && !r.SAddr.IsValid() && !r.DAddr.IsValid() &&
-		r.L4 == enforcer.L4Any && r.DPortFrom == 0
+		r.SAddrSet == "" && r.DAddrSet == "" && r.L4 == enforcer.L4Any && r.DPortFrom == 0
 }
 
 // needLocalError is why a packet without a local address cannot be
@@ -420,11 +443,12 @@ func flowAddrs(src, dst store.Server, from, to netip.Addr) (netip.Addr, netip.Ad
 func (c *chain) walk(p Packet) (Decision, error) {
 	q := packetOf(p)
 	d := Decision{Packet: p, Trace: make([]Step, 0, len(c.rules))}
-	for i, r := range c.rules {
-		st := Step{RuleRef: c.refs[i], Action: store.Policy(r.Verdict.Kind)}
-		part, reason := c.mismatch(r, q)
+	for i := range c.rules {
+		e := &c.rules[i]
+		st := Step{RuleRef: c.refs[i], Action: store.Policy(e.first().Verdict.Kind)}
+		part, reason := c.mismatch(e, q)
 		if part == PartLocalIP && reason == "" {
-			return Decision{}, &needLocalError{ref: c.refs[i], prefix: c.localPrefix(r)}
+			return Decision{}, &needLocalError{ref: c.refs[i], prefix: c.localPrefix(e.first())}
 		}
 		st.Matched, st.Mismatch, st.Reason = part == "", part, reason
 		d.Trace = append(d.Trace, st)
@@ -465,11 +489,47 @@ func (c *chain) remotePrefix(r enforcer.Rule) netip.Prefix {
 	return r.DAddr
 }
 
-// mismatch returns the first part of r that q does not match, in the
-// order the kernel evaluates them (the order of enforcer.Rule's fields),
-// and why; "" when r matches. It returns PartLocalIP with no reason when
-// every other part matches and the local address, unknown, decides.
-func (c *chain) mismatch(r enforcer.Rule, q pkt) (Part, string) {
+// mismatch returns the first part of entry e that q does not match, in
+// the order the kernel evaluates them (the order of enforcer.Rule's
+// fields), and why; "" when e matches. It returns PartLocalIP with no
+// reason when every other part matches and the local address, unknown,
+// decides. An entry of several kernel rules matches when one of them
+// does; otherwise the one that went furthest says why.
+func (c *chain) mismatch(e *entry, q pkt) (Part, string) {
+	if len(e.alts) == 1 {
+		return c.altMismatch(e.alts[0], e.sets[0], e, q)
+	}
+	var part Part
+	var reason string
+	best := -1
+	for i, r := range e.alts {
+		p, why := c.altMismatch(r, e.sets[i], e, q)
+		if p == "" {
+			return "", ""
+		}
+		if rank := c.partRank(p, why); rank > best {
+			best, part, reason = rank, p, why
+		}
+	}
+	return part, reason
+}
+
+// partRank orders the parts of a rule as the kernel checks them; a local
+// address that is needed ranks last (every other part matched).
+func (c *chain) partRank(p Part, reason string) int {
+	order := []Part{PartState, PartFamily, PartRemoteIP, PartLocalIP, PartProtocol, PartPort}
+	if c.dir == store.Outbound {
+		order = []Part{PartState, PartFamily, PartLocalIP, PartRemoteIP, PartProtocol, PartPort}
+	}
+	if p == PartLocalIP && reason == "" {
+		return len(order)
+	}
+	return slices.Index(order, p)
+}
+
+// altMismatch is mismatch for one kernel rule r of entry e, whose remote
+// side is set when not nil.
+func (c *chain) altMismatch(r enforcer.Rule, set *addrSet, e *entry, q pkt) (Part, string) {
 	if r.CTEstablished && !q.established {
 		return PartState, "a new packet; the rule matches established and related packets only"
 	}
@@ -489,6 +549,10 @@ func (c *chain) mismatch(r enforcer.Rule, q pkt) (Part, string) {
 			prefix, addr = c.localPrefix(r), q.local
 		}
 		switch {
+		case part == PartRemoteIP && set != nil:
+			if !set.contains(addrU128(addr)) {
+				return part, fmt.Sprintf("%s is not in %s", addr, e.describeRemote())
+			}
 		case !prefix.IsValid():
 		case !addr.IsValid():
 			unknownLocal = true // decided below, if nothing else fails

@@ -34,6 +34,55 @@ var (
 	portAnchors   = []int{1, 22, 25, 53, 80, 443, 465, 587, 1000, 8080, 32768, 65535}
 )
 
+// Test IP sets and groups' members: singles and prefixes of both
+// families near the anchors (adjacent ones too), one set of one family,
+// an empty one, and members that are the servers' addresses (for
+// traffic between them) or remote ones.
+var (
+	setMixed   = "5e700000-0000-4000-8000-000000000001"
+	setV6      = "5e700000-0000-4000-8000-000000000002"
+	setEmpty   = "5e700000-0000-4000-8000-000000000003"
+	setWide    = "5e700000-0000-4000-8000-000000000004"
+	gRemote    = "cccccccc-0000-4000-8000-000000000003"
+	gNobody    = "dddddddd-0000-4000-8000-000000000004"
+	testSets   = []string{setMixed, setV6, setEmpty, setWide}
+	testGrps   = []string{gA, gB, gRemote, gNobody}
+	testIPSets = map[string][]netip.Prefix{
+		setMixed: prefixes("10.1.2.3/32", "10.1.200.0/24", "172.16.5.4/32", "192.0.2.0/25", "192.0.2.128/26",
+			"203.0.113.5/32", "2001:db8:1:2::3/128", "2001:db8:abcd::/48", "2001:db8:abce::/48"),
+		setV6:    prefixes("2001:db8:1:ff::9/128", "2001:db8:202::/64", "fd12:3456::/32"),
+		setEmpty: {},
+		setWide:  prefixes("10.0.0.0/9", "10.201.3.4/32", "10.202.0.0/16", "198.51.100.200/32", "2001:db8::/33"),
+	}
+	testMembers = map[string][]netip.Addr{
+		gA:      addrs("10.201.0.1", "2001:db8:201::1"),
+		gB:      addrs("10.202.0.1", "2001:db8:202::1"),
+		gRemote: addrs("10.1.200.9", "192.0.2.77", "198.51.100.200", "2001:db8:1:ff::9", "fd12:3456::7"),
+		gNobody: {},
+	}
+)
+
+// remoteOf returns the remote range of r, or for a rule on a set or a
+// group one of its prefixes (an anchor's when it holds none), for packets
+// near its edges.
+func remoteOf(rng *rand.Rand, r store.Rule) netip.Prefix {
+	var list []netip.Prefix
+	switch {
+	case r.IPSetID != "":
+		list = testIPSets[r.IPSetID]
+	case r.RemoteGroupID != "":
+		for _, a := range testMembers[r.RemoteGroupID] {
+			list = append(list, netip.PrefixFrom(a, a.BitLen()))
+		}
+	default:
+		return r.IPRange
+	}
+	if len(list) == 0 {
+		return netip.PrefixFrom(pick(rng, remoteAnchors4), pick(rng, remoteBits4)).Masked()
+	}
+	return pick(rng, list)
+}
+
 func addrs(ss ...string) []netip.Addr {
 	out := make([]netip.Addr, len(ss))
 	for i, s := range ss {
@@ -63,9 +112,14 @@ func randomRule(rng *rand.Rand, id string) store.Rule {
 		Protocol:  pick(rng, []store.Protocol{store.TCP, store.TCP, store.TCP, store.UDP, store.UDP, store.ICMP, store.ANY, store.ANY}),
 	}
 	v4 := rng.IntN(5) < 3
-	if v4 {
+	switch k := rng.IntN(8); {
+	case k == 0:
+		r.IPSetID = pick(rng, testSets)
+	case k == 1:
+		r.RemoteGroupID = pick(rng, testGrps)
+	case v4:
 		r.IPRange = netip.PrefixFrom(pick(rng, remoteAnchors4), pick(rng, remoteBits4)).Masked()
-	} else {
+	default:
 		r.IPRange = netip.PrefixFrom(pick(rng, remoteAnchors6), pick(rng, remoteBits6)).Masked()
 	}
 	if rng.IntN(4) == 0 {
@@ -114,12 +168,13 @@ func randomPacket(rng *rand.Rand, rules []store.Rule, groupID string) Packet {
 	if rng.IntN(5) == 0 {
 		p.State = Established
 	}
-	v4 := r.IPRange.Addr().Is4()
+	remote := remoteOf(rng, r)
+	v4 := remote.Addr().Is4()
 	if rng.IntN(10) == 0 {
 		v4 = !v4
 	}
-	if v4 == r.IPRange.Addr().Is4() && rng.IntN(5) > 0 {
-		p.Remote = nearPrefix(rng, r.IPRange)
+	if v4 == remote.Addr().Is4() && rng.IntN(5) > 0 {
+		p.Remote = nearPrefix(rng, remote)
 	} else if v4 {
 		p.Remote = nearPrefix(rng, netip.PrefixFrom(pick(rng, remoteAnchors4), pick(rng, remoteBits4)))
 	} else {
@@ -212,9 +267,14 @@ func denseGroup(rng *rand.Rand, id string) (store.Group, []store.Rule) {
 			Protocol:  pick(rng, []store.Protocol{store.TCP, store.UDP, store.ICMP, store.ANY}),
 		}
 		v4 := rng.IntN(2) == 0
-		if v4 {
+		switch k := rng.IntN(6); {
+		case k == 0:
+			r.IPSetID = pick(rng, testSets)
+		case k == 1:
+			r.RemoteGroupID = pick(rng, testGrps)
+		case v4:
 			r.IPRange = pick(rng, denseRemote4)
-		} else {
+		default:
 			r.IPRange = pick(rng, denseRemote6)
 		}
 		if rng.IntN(2) == 0 {

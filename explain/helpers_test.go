@@ -48,26 +48,42 @@ func positioned(groupID string, rules []store.Rule) []store.Rule {
 	return out
 }
 
-// compile returns the compiled chains of g with rules (already positioned).
-func compile(tb testing.TB, g store.Group, rules []store.Rule) enforcer.GroupChains {
+// compile returns the compiled chains of g with rules (already positioned)
+// and the sets they match, with the test sets and members (testIPSets,
+// testMembers).
+func compile(tb testing.TB, g store.Group, rules []store.Rule) (enforcer.GroupChains, []enforcer.Set) {
 	tb.Helper()
-	rs := enforcer.Compile(store.Snapshot{Generation: 1, Groups: []store.Group{g}, Rules: map[string][]store.Rule{g.ID: rules}})
+	rs := enforcer.Compile(store.Snapshot{Generation: 1, Groups: []store.Group{g}, Rules: map[string][]store.Rule{g.ID: rules},
+		IPSets: testIPSets, Members: testMembers})
 	gc, ok := rs.Group(g.ID)
-	if !ok {
-		tb.Fatalf("group %s not compiled", g.ID)
+	if !ok || rs.Errors[g.ID] != nil {
+		tb.Fatalf("group %s not compiled: %v", g.ID, rs.Errors[g.ID])
 	}
-	return gc
+	return gc, rs.GroupSets(g.ID)
 }
 
 // build positions rules, compiles g and returns the explainer's group.
 func build(tb testing.TB, g store.Group, rules ...store.Rule) *Group {
 	tb.Helper()
 	rules = positioned(g.ID, rules)
-	eg, err := NewGroup(g, rules, compile(tb, g, rules))
+	gc, sets := compile(tb, g, rules)
+	eg, err := NewGroup(g, rules, gc, sets...)
 	if err != nil {
 		tb.Fatal(err)
 	}
 	return eg
+}
+
+// fromSet is rule r with IP set setID as its remote side.
+func fromSet(r store.Rule, setID string) store.Rule {
+	r.IPRange, r.IPSetID = netip.Prefix{}, setID
+	return r
+}
+
+// fromGroup is rule r with group groupID's servers as its remote side.
+func fromGroup(r store.Rule, groupID string) store.Rule {
+	r.IPRange, r.RemoteGroupID = netip.Prefix{}, groupID
+	return r
 }
 
 func addr(s string) netip.Addr { return netip.MustParseAddr(s) }

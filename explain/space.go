@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"math/bits"
 	"net/netip"
+	"slices"
 
 	"github.com/rampart-fw/rampart/enforcer"
 	"github.com/rampart-fw/rampart/store"
@@ -275,9 +276,62 @@ func (s set) intersects(bs []box, m *meter) bool {
 	return false
 }
 
-// matchBoxes returns the new packets that rule r of a chain of direction
-// dir matches, as disjoint boxes. r is supported.
-func matchBoxes(r enforcer.Rule, dir store.Direction) []box {
+// maxExactSpans bounds the intervals of a set (per family) that the
+// analysis takes one by one; a larger set is taken as bounds (see
+// entryBounds). A variable for tests.
+var maxExactSpans = 256
+
+// matchBoxes returns the new packets that entry e of a chain of direction
+// dir matches, as disjoint boxes: for a set, a box per interval of the
+// union of its kernel sets. e's rules are supported.
+func matchBoxes(e *entry, dir store.Direction) []box {
+	if !e.isSet() {
+		return ruleBoxes(e.first(), dir, nil)
+	}
+	var out []box
+	for _, fam := range []enforcer.Family{enforcer.FamilyIPv4, enforcer.FamilyIPv6} {
+		spans, ok := e.familySpans(fam)
+		if !ok || len(spans) == 0 {
+			continue
+		}
+		out = append(out, ruleBoxes(e.alts[slices.IndexFunc(e.alts, func(r enforcer.Rule) bool { return r.Family == fam })], dir, spans)...)
+	}
+	return out
+}
+
+// entryBounds returns boxes lo and hi such that the packets e matches
+// contain lo's and are contained in hi's, and whether both are exact (the
+// same boxes). A set of more than maxExactSpans intervals in a family
+// would cut the packet space into as many pieces per rule it meets: there
+// hi holds the family's hull (first to last address of the set) and lo
+// nothing, which keeps the analysis cheap and its findings true.
+func entryBounds(e *entry, dir store.Direction) (lo, hi []box, exact bool) {
+	if !e.isSet() {
+		b := ruleBoxes(e.first(), dir, nil)
+		return b, b, true
+	}
+	exact = true
+	for _, fam := range []enforcer.Family{enforcer.FamilyIPv4, enforcer.FamilyIPv6} {
+		spans, ok := e.familySpans(fam)
+		if !ok || len(spans) == 0 {
+			continue
+		}
+		r := e.alts[slices.IndexFunc(e.alts, func(r enforcer.Rule) bool { return r.Family == fam })]
+		if len(spans) <= maxExactSpans {
+			b := ruleBoxes(r, dir, spans)
+			lo, hi = append(lo, b...), append(hi, b...)
+			continue
+		}
+		exact = false
+		hi = append(hi, ruleBoxes(r, dir, []span{{spans[0].lo, spans[len(spans)-1].hi}})...)
+	}
+	return lo, hi, exact
+}
+
+// ruleBoxes returns the new packets that kernel rule r of a chain of
+// direction dir matches, as disjoint boxes, with the remote side in the
+// given disjoint intervals instead of r's prefix when remote is not nil.
+func ruleBoxes(r enforcer.Rule, dir store.Direction, remoteSpans []span) []box {
 	if r.CTEstablished {
 		return nil // new packets are never established
 	}
@@ -291,9 +345,28 @@ func matchBoxes(r enforcer.Rule, dir store.Direction) []box {
 	}
 	var out []box
 	for _, fam := range fams {
+		if remoteSpans == nil {
+			out = append(out, famBoxes(r, fam, remote, local, nil)...)
+			continue
+		}
+		for i := range remoteSpans {
+			out = append(out, famBoxes(r, fam, remote, local, &remoteSpans[i])...)
+		}
+	}
+	return out
+}
+
+// famBoxes returns the boxes of r in family fam, with the remote side in
+// rs when not nil, else in remote (or anywhere).
+func famBoxes(r enforcer.Rule, fam enforcer.Family, remote, local netip.Prefix, rs *span) []box {
+	var out []box
+	{
 		b := box{fam: fam}
 		b.dims[dimRemote], b.dims[dimLocal], b.dims[dimPort] = addrSpace(fam), addrSpace(fam), portSpace
-		if remote.IsValid() {
+		switch {
+		case rs != nil:
+			b.dims[dimRemote] = *rs
+		case remote.IsValid():
 			b.dims[dimRemote] = prefixSpan(remote)
 		}
 		if local.IsValid() {

@@ -216,6 +216,10 @@ func (c *Console) Mode() (mode, reason string) { return c.rec.Mode() }
 // when it is not on this host).
 func (c *Console) Chains(groupID string) (enforcer.GroupChains, bool) { return c.rec.Chains(groupID) }
 
+// GroupSets returns the sets that the chains of Chains match, with their
+// elements: what explain.NewGroup takes beside the chains.
+func (c *Console) GroupSets(groupID string) []enforcer.Set { return c.rec.GroupSets(groupID) }
+
 // Stats returns the console's own reconciler's totals.
 func (c *Console) Stats() enforcer.Stats { return c.rec.Stats() }
 

@@ -83,7 +83,7 @@ func TestAgentRebuildsForHost(t *testing.T) {
 		agent[id] = *roundTrip(t, Frame{Type: FrameView, View: &v}).View
 	}
 
-	var groups, servers, rules []string
+	var groups, servers, rules, ipsets []string
 	made := 0 // servers ever made: names and interfaces stay unique
 	ruleGroup := map[string]string{}
 	pick := func(list []string) string { return list[rng.IntN(len(list))] }
@@ -198,13 +198,78 @@ func TestAgentRebuildsForHost(t *testing.T) {
 			_, err := db.SetDefaultHost(ctx, pick(hostNames))
 			return err
 		},
+		func() error { // an IP set, of a few to a few thousand entries
+			var entries []string
+			for i := range []int{3, 40, 2000}[rng.IntN(3)] {
+				entries = append(entries, fmt.Sprintf("172.%d.%d.%d", 16+i/65536%16, i/256%256, i%256))
+			}
+			entries = append(entries, fmt.Sprintf("2001:db8:%x::/48", rng.IntN(1000)))
+			set, err := db.CreateIPSet(ctx, org.ID, zone, store.IPSetInput{Name: fmt.Sprint("set", len(ipsets)), Entries: entries})
+			if err == nil {
+				ipsets = append(ipsets, set.ID)
+			}
+			return err
+		},
+		func() error { // an IP set's entries edited: one added or removed, or all replaced
+			if len(ipsets) == 0 {
+				return nil
+			}
+			p := store.IPSetPatch{}
+			one := []string{fmt.Sprintf("192.0.2.%d", rng.IntN(256))}
+			switch rng.IntN(4) {
+			case 0:
+				p.Remove = one
+			case 1:
+				all := []string{fmt.Sprintf("198.51.100.0/%d", 24+rng.IntN(9))}
+				p.Entries = &all
+			default:
+				p.Add = one
+			}
+			_, err := db.UpdateIPSet(ctx, org.ID, zone, pick(ipsets), p)
+			if store.ErrorCode(err) == store.CodeInvalid {
+				return nil // e.g. removing what it does not hold
+			}
+			return err
+		},
+		func() error { // a rule on an IP set or on a group
+			if len(groups) == 0 {
+				return nil
+			}
+			gid := pick(groups)
+			in := store.RuleInput{Direction: store.Inbound, Protocol: store.TCP, Action: policy(), DestPortFrom: ptr(443)}
+			switch {
+			case rng.IntN(2) == 0 && len(ipsets) > 0:
+				id := pick(ipsets)
+				in.IPSetID = &id
+			default:
+				id := pick(groups)
+				in.RemoteGroupID = &id
+			}
+			r, err := db.CreateRule(ctx, org.ID, zone, gid, in)
+			if err == nil {
+				rules = append(rules, r.ID)
+				ruleGroup[r.ID] = gid
+			}
+			return err
+		},
+		func() error { // a server's addresses change
+			if len(servers) == 0 {
+				return nil
+			}
+			addrs := []string{fmt.Sprintf("10.2.%d.%d", rng.IntN(256), 1+rng.IntN(250))}
+			if rng.IntN(2) == 0 {
+				addrs = append(addrs, fmt.Sprintf("fd00::%x", rng.IntN(65536)))
+			}
+			_, err := db.UpdateServer(ctx, org.ID, zone, pick(servers), store.ServerPatch{Addresses: &addrs})
+			return err
+		},
 	}
-	weights := []int{3, 2, 6, 2, 5, 3, 3, 1, 1, 1}
+	weights := []int{3, 2, 6, 2, 5, 3, 3, 1, 1, 1, 1, 4, 3, 2}
 	var total int
 	for _, w := range weights {
 		total += w
 	}
-	nonEmpty := 0
+	nonEmpty, setsWhole, setsEdited, membersEdited := 0, 0, 0, 0
 	for step := range 300 {
 		// Sometimes several changes between two reads, as the hub's
 		// pacing coalesces them.
@@ -230,6 +295,21 @@ func TestAgentRebuildsForHost(t *testing.T) {
 			if !d.Empty() {
 				nonEmpty++
 			}
+			for _, ld := range d.IPSets {
+				if ld.Replace {
+					setsWhole++
+				} else {
+					setsEdited++
+					if len(ld.Add)+len(ld.Remove) > 2 {
+						t.Errorf("step %d: an edit of one entry sent %d", step, len(ld.Add)+len(ld.Remove))
+					}
+				}
+			}
+			for _, ld := range d.Members {
+				if !ld.Replace {
+					membersEdited++
+				}
+			}
 			if rng.IntN(20) == 0 { // a reconnect: a full view
 				agent[id] = *roundTrip(t, Frame{Type: FrameView, View: &v}).View
 			} else {
@@ -247,6 +327,10 @@ func TestAgentRebuildsForHost(t *testing.T) {
 	if nonEmpty < 100 {
 		t.Errorf("only %d deltas changed anything: the test did not exercise the protocol", nonEmpty)
 	}
+	t.Logf("IP sets sent whole %d times, as edits %d times; members as edits %d times", setsWhole, setsEdited, membersEdited)
+	if setsWhole == 0 || setsEdited == 0 || membersEdited == 0 {
+		t.Errorf("sets and members did not travel both ways (whole and edits)")
+	}
 	// The incremental reads matched a whole read all along.
 	full, err := db.Snapshot(ctx)
 	if err != nil {
@@ -261,7 +345,12 @@ func TestAgentRebuildsForHost(t *testing.T) {
 
 // TestDeltaRefusals: a delta applies only to the view it starts from.
 func TestDeltaRefusals(t *testing.T) {
-	v := View{HostID: "h", Generation: 5, Groups: []Group{{ID: "a", Generation: 3}}}
+	v := View{HostID: "h", Generation: 5, Groups: []Group{{ID: "a", Generation: 3}},
+		IPSets: map[string][]netip.Prefix{"s": {netip.MustParsePrefix("10.0.0.0/8"), netip.MustParsePrefix("192.0.2.1/32")}}}
+	edit := func(d ListDelta[netip.Prefix]) Delta {
+		return Delta{HostID: "h", From: 5, Generation: 6, IPSets: []ListDelta[netip.Prefix]{d}}
+	}
+	p := netip.MustParsePrefix
 	tests := []struct {
 		name string
 		d    Delta
@@ -273,6 +362,12 @@ func TestDeltaRefusals(t *testing.T) {
 		{"backwards", Delta{HostID: "h", From: 5, Generation: 4}, false},
 		{"a group twice", Delta{HostID: "h", From: 5, Generation: 6, Groups: []Group{{ID: "b"}, {ID: "b"}}}, false},
 		{"a group replaced", Delta{HostID: "h", From: 5, Generation: 6, Groups: []Group{{ID: "a", Generation: 6}}}, true},
+		{"a set edited", edit(ListDelta[netip.Prefix]{ID: "s", Add: []netip.Prefix{p("192.0.2.2/32")}, Remove: []netip.Prefix{p("10.0.0.0/8")}, Len: 2}), true},
+		{"a set edited, wrong length", edit(ListDelta[netip.Prefix]{ID: "s", Add: []netip.Prefix{p("192.0.2.2/32")}, Len: 2}), false},
+		{"a set edited that the view does not hold", edit(ListDelta[netip.Prefix]{ID: "x", Add: []netip.Prefix{p("192.0.2.2/32")}, Len: 1}), false},
+		{"an entry removed that the set does not hold", edit(ListDelta[netip.Prefix]{ID: "s", Remove: []netip.Prefix{p("192.0.2.9/32")}, Len: 1}), false},
+		{"an entry added that the set holds", edit(ListDelta[netip.Prefix]{ID: "s", Add: []netip.Prefix{p("10.0.0.0/8")}, Len: 3}), false},
+		{"a set replaced", edit(ListDelta[netip.Prefix]{ID: "x", Replace: true, Entries: []netip.Prefix{p("192.0.2.2/32")}, Len: 1}), true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -293,6 +388,8 @@ func TestUnreadableRowsTravel(t *testing.T) {
 			Action: store.Accept, IPRange: netip.MustParsePrefix("10.0.0.0/8"), Position: 1, Editable: true, Unreadable: "port 0"}}},
 		Servers:    []store.Server{{ID: "s", HostID: "h", SecurityGroup: store.ServerRef{ID: "g"}, Unreadable: "addresses"}},
 		Unreadable: map[string][]string{"g": {"group g: x", "rule r: port 0", "server s: addresses"}},
+		// As ForHost gives them: maps, empty.
+		IPSets: map[string][]netip.Prefix{}, Members: map[string][]netip.Addr{},
 	}
 	v := FromSnapshot("h", snap)
 	got := roundTrip(t, Frame{Type: FrameView, View: &v}).View.Snapshot()

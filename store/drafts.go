@@ -48,6 +48,8 @@ type DraftReview struct {
 	MovedOn bool
 	// Changes compares the group's rules now with the draft's.
 	Changes VersionDiff
+	// Choices are the IP sets and groups the draft's rules may match.
+	Choices RemoteChoices
 }
 
 func findDraft(ctx context.Context, tx *txn, userID, groupID string) (Draft, error) {
@@ -143,7 +145,8 @@ func (db *DB) ReviewDraft(ctx context.Context, orgID, zone, groupID, userID stri
 			}
 			r.Since = DiffVersions(r.Base, latest)
 		}
-		return nil
+		r.Choices, err = findRemoteChoices(ctx, tx, orgID, zone)
+		return err
 	})
 	if err != nil {
 		return DraftReview{}, fmt.Errorf("draft of group %s: %w", groupID, err)

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
+	"time"
 
 	"modernc.org/sqlite"
 	sqlite3 "modernc.org/sqlite/lib"
@@ -38,17 +39,35 @@ func openSQLite(ctx context.Context, path string) (engine, *sql.DB, *sql.DB, err
 	// connection avoids SQLITE_BUSY storms between our own goroutines.
 	w.SetMaxOpenConns(1)
 	// Connect the writer now, so that the file is in WAL mode before any
-	// reader opens it.
-	if err := w.PingContext(ctx); err != nil {
-		w.Close()
-		return nil, nil, nil, fmt.Errorf("open store %s: %w", path, err)
+	// reader opens it. Switching a file to WAL takes a lock that SQLite
+	// does not wait for (busy_timeout does not apply): processes opening
+	// one new file together (consoles started at once) try again.
+	for wait := 5 * time.Millisecond; ; wait *= 2 {
+		err := w.PingContext(ctx)
+		if err == nil {
+			break
+		}
+		if (sqliteEngine{}).classify(err).kind != errRetry || wait > time.Second {
+			w.Close()
+			return nil, nil, nil, fmt.Errorf("open store %s: %w", path, err)
+		}
+		select {
+		case <-ctx.Done():
+			w.Close()
+			return nil, nil, nil, fmt.Errorf("open store %s: %w", path, err)
+		case <-time.After(wait):
+		}
 	}
 	r, err := sql.Open("sqlite", "file:"+path+"?"+pragmas+"&_pragma=query_only(1)")
 	if err != nil {
 		w.Close()
 		return nil, nil, nil, fmt.Errorf("open store %s: %w", path, err)
 	}
-	r.SetMaxOpenConns(max(4, runtime.GOMAXPROCS(0)))
+	// Readers stay open: a reopened connection runs its pragmas again
+	// and starts with an empty page cache.
+	readers := max(4, runtime.GOMAXPROCS(0))
+	r.SetMaxOpenConns(readers)
+	r.SetMaxIdleConns(readers)
 	return sqliteEngine{path: path}, w, r, nil
 }
 

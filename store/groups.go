@@ -190,6 +190,8 @@ type GroupDetail struct {
 	Versions []VersionInfo
 	// Counters are the group's counts by tag (see GroupCounters).
 	Counters map[string]RuleCounter
+	// Choices are the IP sets and groups its rules may name.
+	Choices RemoteChoices
 }
 
 // GroupDetail reads a group, its rules, the servers of its zone and its
@@ -215,6 +217,9 @@ func (db *DB) GroupDetail(ctx context.Context, orgID, zone, id string, events in
 			return err
 		}
 		if d.Versions, err = findVersionInfos(ctx, tx, id, 10, 0); err != nil {
+			return err
+		}
+		if d.Choices, err = findRemoteChoices(ctx, tx, orgID, zone); err != nil {
 			return err
 		}
 		d.Counters, err = findCounters(ctx, tx, id)
@@ -550,6 +555,13 @@ func (db *DB) DeleteGroup(ctx context.Context, orgID, zone, id string) (Group, e
 		if g.OrganizationDefault {
 			return conflict("This is the organization default group of zone %s. Set another group as default before deleting it.", zone)
 		}
+		refs, err := referrers(ctx, tx, colRemoteGroup, id, id)
+		if err != nil {
+			return err
+		}
+		if err := inUse("Security group "+g.Name, refs); err != nil {
+			return err
+		}
 		if _, err = tx.ExecContext(ctx, `DELETE FROM security_groups WHERE id = ?`, id); err != nil {
 			return err
 		}
@@ -568,8 +580,13 @@ func (db *DB) DeleteGroup(ctx context.Context, orgID, zone, id string) (Group, e
 }
 
 // touchGroup records that a group changed at generation gen.
+//
+// The groups whose rules match its servers' addresses move with it: its
+// servers may have changed.
 func (db *DB) touchGroup(ctx context.Context, tx *txn, gen int64, groupID string) error {
-	_, err := tx.ExecContext(ctx, `UPDATE security_groups SET generation = ?, modified_at = ? WHERE id = ?`,
-		gen, formatTime(db.Now()), groupID)
-	return err
+	if _, err := tx.ExecContext(ctx, `UPDATE security_groups SET generation = ?, modified_at = ? WHERE id = ?`,
+		gen, formatTime(db.Now()), groupID); err != nil {
+		return err
+	}
+	return touchReferrers(ctx, tx, gen, colRemoteGroup, groupID)
 }

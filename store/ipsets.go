@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"slices"
 	"strings"
 	"time"
 
@@ -35,6 +36,9 @@ type IPSet struct {
 	ModifiedAt time.Time
 	Generation int64
 	Unreadable string // why the stored entries are not valid, or ""
+	// UsedBy are the groups whose rules match the set (filled when one
+	// set is read, not in lists).
+	UsedBy []GroupRef
 }
 
 // IPSetInput describes a new IP set.
@@ -135,6 +139,10 @@ func findIPSet(ctx context.Context, tx *txn, orgID, zone, id string) (IPSet, err
 	if errors.Is(err, sql.ErrNoRows) {
 		return IPSet{}, notFound(ResourceIPSet, id)
 	}
+	if err != nil {
+		return IPSet{}, err
+	}
+	s.UsedBy, err = referrers(ctx, tx, colIPSet, id, "")
 	return s, err
 }
 
@@ -233,7 +241,7 @@ func (db *DB) UpdateIPSet(ctx context.Context, orgID, zone, id string, p IPSetPa
 		if s, err = findIPSet(ctx, tx, orgID, zone, id); err != nil {
 			return err
 		}
-		before := ipSetAudit(s)
+		before, old := ipSetAudit(s), s.Entries
 		var fe fieldErrors
 		if p.Name != nil {
 			checkName(&fe, "name", *p.Name)
@@ -262,6 +270,11 @@ func (db *DB) UpdateIPSet(ctx context.Context, orgID, zone, id string, p IPSetPa
 			WHERE id = ?`, s.Name, s.Description, entriesText(s.Entries), formatTime(s.ModifiedAt), gen, s.ID); err != nil {
 			return err
 		}
+		if !slices.Equal(old, s.Entries) {
+			if err := touchReferrers(ctx, tx, gen, colIPSet, s.ID); err != nil {
+				return err
+			}
+		}
 		return db.record(ctx, tx, gen, change{org: orgID, zone: zone, resource: ResourceIPSet, id: s.ID, action: "update",
 			before: before, after: ipSetAudit(s)})
 	})
@@ -279,6 +292,9 @@ func (db *DB) DeleteIPSet(ctx context.Context, orgID, zone, id string) error {
 	err := db.change(ctx, func(tx *txn, gen int64) error {
 		s, err := findIPSet(ctx, tx, orgID, zone, id)
 		if err != nil {
+			return err
+		}
+		if err := inUse("IP set "+s.Name, s.UsedBy); err != nil {
 			return err
 		}
 		if _, err := tx.ExecContext(ctx, `DELETE FROM ip_sets WHERE id = ?`, id); err != nil {

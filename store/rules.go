@@ -35,13 +35,17 @@ type RuleInput struct {
 	// it cannot see); a new rule takes "". See KeptRuleFields.
 	DestIPRange *string // optional; "" unsets
 	Description *string // up to MaxDescriptionLength characters
-	Log         *bool   // log the packets the rule decides; a new rule does not
+	// IPSetID and RemoteGroupID give the remote side instead of IPRange
+	// (exactly one of the three). "" unsets.
+	IPSetID       *string
+	RemoteGroupID *string
+	Log           *bool // log the packets the rule decides; a new rule does not
 }
 
 // KeptRuleFields are the wire names of RuleInput's Rampart fields, which a
 // set-all element keeps when it leaves them out (nil). The web layer's
 // decoding test checks that every Rampart field of its rule body is one.
-var KeptRuleFields = []string{"dest_ip_range", "description", "log"}
+var KeptRuleFields = []string{"dest_ip_range", "description", "ip_set_id", "remote_security_group_id", "log"}
 
 // keepStored fills the absent Rampart fields of a set-all element from the
 // stored rule it updates.
@@ -54,11 +58,24 @@ func (in *RuleInput) keepStored(old Rule) {
 		d := old.Description
 		in.Description = &d
 	}
+	if in.IPSetID == nil {
+		d := old.IPSetID
+		in.IPSetID = &d
+	}
+	if in.RemoteGroupID == nil {
+		d := old.RemoteGroupID
+		in.RemoteGroupID = &d
+	}
 	if in.Log == nil {
 		l := old.Log
 		in.Log = &l
 	}
 }
+
+// knowsRemotes reports whether a set-all element speaks of the remote
+// kinds a Scaleway client does not know (ip_set_id,
+// remote_security_group_id), even to unset them.
+func (in RuleInput) knowsRemotes() bool { return in.IPSetID != nil || in.RemoteGroupID != nil }
 
 // RulePatch changes the fields that are not nil. A port of 0 unsets it;
 // switching to ICMP or ANY clears the ports.
@@ -72,10 +89,15 @@ type RulePatch struct {
 	DestPortTo   *int
 	Position     *int    // 0 keeps the position
 	Description  *string // "" unsets
-	Log          *bool
+	// IPSetID or RemoteGroupID, set to an ID, make that the remote side
+	// in place of the others; IPRange on a rule with another remote side
+	// must come with that side unset ("").
+	IPSetID       *string
+	RemoteGroupID *string
+	Log           *bool
 }
 
-const ruleColumns = `id, group_id, position, direction, protocol, action, ip_range, dest_ip_range, dest_port_from, dest_port_to, description, log`
+const ruleColumns = `id, group_id, position, direction, protocol, action, ip_range, dest_ip_range, dest_port_from, dest_port_to, description, ip_set_id, remote_security_group_id, log`
 
 // scanRule reads a rule back through the checks it was written with, so
 // that a row that is not what the store writes (an older schema, a hand
@@ -86,13 +108,13 @@ func scanRule(sc scanner) (Rule, error) {
 	var pos int
 	var in RuleInput
 	var from, to int
-	var dest, desc string
+	var dest, desc, set, group string
 	var logged int
-	if err := sc.Scan(&id, &groupID, &pos, &in.Direction, &in.Protocol, &in.Action, &in.IPRange, &dest, &from, &to, &desc, &logged); err != nil {
+	if err := sc.Scan(&id, &groupID, &pos, &in.Direction, &in.Protocol, &in.Action, &in.IPRange, &dest, &from, &to, &desc, &set, &group, &logged); err != nil {
 		return Rule{}, err
 	}
 	isLogged := logged == 1
-	in.DestIPRange, in.Description, in.Log = &dest, &desc, &isLogged
+	in.DestIPRange, in.Description, in.IPSetID, in.RemoteGroupID, in.Log = &dest, &desc, &set, &group, &isLogged
 	in.DestPortFrom, in.DestPortTo = &from, &to
 	var fe fieldErrors
 	if in.Direction == "" || in.Protocol == "" || in.Action == "" {
@@ -247,12 +269,26 @@ func buildRule(fe *fieldErrors, prefix string, in RuleInput) Rule {
 	default:
 		fe.add(prefix+"protocol", "format", "must be TCP, UDP, ICMP or ANY (got %q)", string(in.Protocol))
 	}
-	if in.IPRange == "" {
-		fe.add(prefix+"ip_range", "required", "an IP range is required, such as 0.0.0.0/0 or 192.0.2.10")
-	} else if p, ok := ParseIPRange(in.IPRange); ok {
-		r.IPRange = p
-	} else {
-		fe.add(prefix+"ip_range", "format", "%q is not a CIDR range or an IP address", in.IPRange)
+	r.IPSetID, r.RemoteGroupID = deref(in.IPSetID), deref(in.RemoteGroupID)
+	switch remotes := countTrue(in.IPRange != "", r.IPSetID != "", r.RemoteGroupID != ""); {
+	case remotes == 0:
+		fe.add(prefix+"ip_range", "required", "an IP range is required, such as 0.0.0.0/0 or 192.0.2.10 (or an ip_set_id or a remote_security_group_id)")
+	case remotes > 1:
+		field := "remote_security_group_id"
+		if in.IPRange != "" {
+			field = "ip_range"
+		}
+		fe.add(prefix+field, "constraint", "a rule matches one of ip_range, ip_set_id and remote_security_group_id: give one, and the others as \"\"")
+	case in.IPRange != "":
+		if p, ok := ParseIPRange(in.IPRange); ok {
+			r.IPRange = p
+		} else {
+			fe.add(prefix+"ip_range", "format", "%q is not a CIDR range or an IP address", in.IPRange)
+		}
+	case r.IPSetID != "" && !validID(r.IPSetID):
+		fe.add(prefix+"ip_set_id", "format", "%q is not an IP set ID", r.IPSetID)
+	case r.RemoteGroupID != "" && !validID(r.RemoteGroupID):
+		fe.add(prefix+"remote_security_group_id", "format", "%q is not a security group ID", r.RemoteGroupID)
 	}
 	if d := deref(in.DestIPRange); d != "" {
 		if p, ok := ParseIPRange(d); ok {
@@ -279,6 +315,16 @@ func buildRule(fe *fieldErrors, prefix string, in RuleInput) Rule {
 	}
 	r.Log = deref(in.Log)
 	return r
+}
+
+func countTrue(bs ...bool) int {
+	n := 0
+	for _, b := range bs {
+		if b {
+			n++
+		}
+	}
+	return n
 }
 
 func deref[T any](p *T) T {
@@ -337,25 +383,38 @@ func normalisePorts(from, to int) (uint16, uint16) {
 	return uint16(from), uint16(to)
 }
 
+// ruleValues are a rule's values in the order of ruleColumns.
+func ruleValues(r Rule) []any {
+	return []any{r.ID, r.GroupID, r.Position, r.Direction, r.Protocol, r.Action, prefixText(r.IPRange), prefixText(r.DestIPRange),
+		int(r.DestPortFrom), int(r.DestPortTo), r.Description, r.IPSetID, r.RemoteGroupID, boolInt(r.Log)}
+}
+
+var ruleParams = "(" + placeholders(strings.Count(ruleColumns, ",")+1) + ")"
+
 func insertRule(ctx context.Context, tx *txn, r Rule) error {
-	_, err := tx.ExecContext(ctx, `INSERT INTO rules (`+ruleColumns+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-		r.ID, r.GroupID, r.Position, r.Direction, r.Protocol, r.Action, r.IPRange.String(), prefixText(r.DestIPRange),
-		int(r.DestPortFrom), int(r.DestPortTo), r.Description, boolInt(r.Log))
+	if err := checkRemote(ctx, tx, r); err != nil {
+		return err
+	}
+	_, err := tx.ExecContext(ctx, `INSERT INTO rules (`+ruleColumns+`) VALUES `+ruleParams, ruleValues(r)...)
 	return err
 }
 
 // insertRules inserts rules with multi-row statements: a set-all of 100
 // rules is two statements instead of 100.
 func insertRules(ctx context.Context, tx *txn, rules []Rule) error {
-	const perStatement = 50 // 600 parameters
+	const perStatement = 50 // 700 parameters
+	for _, r := range rules {
+		if err := checkRemote(ctx, tx, r); err != nil {
+			return err
+		}
+	}
 	for len(rules) > 0 {
 		chunk := rules[:min(len(rules), perStatement)]
 		rules = rules[len(chunk):]
-		values := strings.TrimSuffix(strings.Repeat("(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?), ", len(chunk)), ", ")
-		args := make([]any, 0, 12*len(chunk))
+		values := strings.TrimSuffix(strings.Repeat(ruleParams+", ", len(chunk)), ", ")
+		args := make([]any, 0, 14*len(chunk))
 		for _, r := range chunk {
-			args = append(args, r.ID, r.GroupID, r.Position, r.Direction, r.Protocol, r.Action, r.IPRange.String(),
-				prefixText(r.DestIPRange), int(r.DestPortFrom), int(r.DestPortTo), r.Description, boolInt(r.Log))
+			args = append(args, ruleValues(r)...)
 		}
 		if _, err := tx.ExecContext(ctx, `INSERT INTO rules (`+ruleColumns+`) VALUES `+values, args...); err != nil {
 			return err
@@ -365,11 +424,45 @@ func insertRules(ctx context.Context, tx *txn, rules []Rule) error {
 }
 
 func updateRule(ctx context.Context, tx *txn, r Rule) error {
+	if err := checkRemote(ctx, tx, r); err != nil {
+		return err
+	}
 	_, err := tx.ExecContext(ctx, `UPDATE rules SET position = ?, direction = ?, protocol = ?, action = ?, ip_range = ?,
-		dest_ip_range = ?, dest_port_from = ?, dest_port_to = ?, description = ?, log = ? WHERE id = ?`,
-		r.Position, r.Direction, r.Protocol, r.Action, r.IPRange.String(), prefixText(r.DestIPRange),
-		int(r.DestPortFrom), int(r.DestPortTo), r.Description, boolInt(r.Log), r.ID)
+		dest_ip_range = ?, dest_port_from = ?, dest_port_to = ?, description = ?, ip_set_id = ?, remote_security_group_id = ?,
+		log = ? WHERE id = ?`,
+		r.Position, r.Direction, r.Protocol, r.Action, prefixText(r.IPRange), prefixText(r.DestIPRange),
+		int(r.DestPortFrom), int(r.DestPortTo), r.Description, r.IPSetID, r.RemoteGroupID, boolInt(r.Log), r.ID)
 	return err
+}
+
+// checkRemote refuses a rule that names an IP set or a group that is not
+// of its group's organization and zone. Every rule written passes here
+// (create, update, set-all, text, drafts, reverts), so that no path can
+// point a rule at another organization's addresses; the answer is the
+// same for another organization's object as for none.
+func checkRemote(ctx context.Context, tx *txn, r Rule) error {
+	var field, id, q string
+	switch {
+	case r.IPSetID != "":
+		field, id = "ip_set_id", r.IPSetID
+		q = `SELECT count(*) FROM ip_sets s JOIN security_groups g ON g.id = ?
+			WHERE s.id = ? AND s.organization_id = g.organization_id AND s.zone = g.zone`
+	case r.RemoteGroupID != "":
+		field, id = "remote_security_group_id", r.RemoteGroupID
+		q = `SELECT count(*) FROM security_groups s JOIN security_groups g ON g.id = ?
+			WHERE s.id = ? AND s.organization_id = g.organization_id AND s.zone = g.zone`
+	default:
+		return nil
+	}
+	var n int
+	if err := tx.QueryRowContext(ctx, q, r.GroupID, id).Scan(&n); err != nil {
+		return err
+	}
+	if n == 0 {
+		what := map[string]string{"ip_set_id": "IP set", "remote_security_group_id": "security group"}[field]
+		return invalid(field, "constraint", "no %s %s in this organization and zone", what, id)
+	}
+	return nil
 }
 
 func prefixText(p netip.Prefix) string {
@@ -482,17 +575,15 @@ func (db *DB) UpdateRule(ctx context.Context, orgID, zone, groupID, ruleID strin
 		if err != nil {
 			return err
 		}
-		in := RuleInput{Direction: old.Direction, Protocol: old.Protocol, Action: old.Action, IPRange: old.IPRange.String()}
+		in := RuleInput{Direction: old.Direction, Protocol: old.Protocol, Action: old.Action, IPRange: prefixText(old.IPRange)}
 		in.keepStored(old)
+		p.remoteInto(&in)
 		from, to := int(old.DestPortFrom), int(old.DestPortTo)
 		if p.Direction != nil {
 			in.Direction = *p.Direction
 		}
 		if p.Action != nil {
 			in.Action = *p.Action
-		}
-		if p.IPRange != nil {
-			in.IPRange = *p.IPRange
 		}
 		if p.DestIPRange != nil {
 			in.DestIPRange = p.DestIPRange
@@ -552,6 +643,30 @@ func (db *DB) UpdateRule(ctx context.Context, orgID, zone, groupID, ruleID strin
 		return Rule{}, fmt.Errorf("update rule %s: %w", ruleID, err)
 	}
 	return r, nil
+}
+
+// remoteInto applies the patch's remote side to in: an IP set or a group
+// given replaces the stored remote side, whatever its kind; a range does
+// only where the rule has no other (or the patch unsets it), so that a
+// client that does not know the other kinds cannot turn such a rule into a
+// range without saying so.
+func (p RulePatch) remoteInto(in *RuleInput) {
+	empty := ""
+	switch {
+	case deref(p.IPSetID) != "":
+		in.IPRange, in.RemoteGroupID = "", &empty
+	case deref(p.RemoteGroupID) != "":
+		in.IPRange, in.IPSetID = "", &empty
+	}
+	if p.IPRange != nil {
+		in.IPRange = *p.IPRange
+	}
+	if p.IPSetID != nil {
+		in.IPSetID = p.IPSetID
+	}
+	if p.RemoteGroupID != nil {
+		in.RemoteGroupID = p.RemoteGroupID
+	}
 }
 
 // MoveRule moves a rule to position pos (1..N) within its group, shifting
@@ -681,17 +796,39 @@ func (db *DB) SetRules(ctx context.Context, orgID, zone, groupID string, ins []R
 		for _, r := range existing {
 			byID[r.ID] = r
 		}
+		// Rules matching an IP set or a group stay as they are, where
+		// they are, unless an element speaks of their kinds: a client
+		// that does not know them (the SDK, Terraform) sends back what it
+		// was shown, or leaves them out, and must neither erase nor
+		// widen them.
 		ins = slices.Clone(ins)
+		taken := map[string]bool{}
 		for i := range ins {
-			if old, ok := byID[ins[i].ID]; ok && ins[i].ID != "" {
-				ins[i].keepStored(old)
+			old, ok := byID[ins[i].ID]
+			if !ok || ins[i].ID == "" {
+				continue
+			}
+			if old.Remote() && !ins[i].knowsRemotes() {
+				ins[i].NotEditable = true
+				continue
+			}
+			ins[i].keepStored(old)
+			taken[old.ID] = !ins[i].NotEditable
+		}
+		var pinned []Rule
+		for _, r := range existing {
+			if r.Remote() && !taken[r.ID] {
+				pinned = append(pinned, r)
 			}
 		}
 		items, err := db.setAllItems(groupID, ins)
 		if err != nil {
 			return err
 		}
-		if result, err = replaceRules(ctx, tx, groupID, existing, items); err != nil {
+		if n := len(items) + len(pinned); n > db.MaxRules {
+			return invalid("rules", "constraint", "a group holds at most %d rules (got %d, with %d that match an IP set or a group)", db.MaxRules, n, len(pinned))
+		}
+		if result, err = replaceRules(ctx, tx, groupID, existing, items, pinned); err != nil {
 			return err
 		}
 		if slices.Equal(existing, result) {
@@ -768,13 +905,19 @@ func (db *DB) setAllItems(groupID string, ins []RuleInput) ([]setAllItem, error)
 // few statements as it can: the rules left out deleted in one, those that
 // did not change left alone, the new ones inserted a few dozen at a time.
 // It returns the resulting rules.
-func replaceRules(ctx context.Context, tx *txn, groupID string, existing []Rule, items []setAllItem) ([]Rule, error) {
+//
+// The pinned rules keep their positions where the result is long enough
+// (else they come last, in their order), and items fill the others.
+func replaceRules(ctx context.Context, tx *txn, groupID string, existing []Rule, items []setAllItem, pinned []Rule) ([]Rule, error) {
 	old := make(map[string]Rule, len(existing))
 	for _, r := range existing {
 		old[r.ID] = r
 	}
 	var fe fieldErrors
 	kept := map[string]bool{}
+	for _, r := range pinned {
+		kept[r.ID] = true
+	}
 	for _, it := range items {
 		if it.rule.ID == "" {
 			continue
@@ -798,11 +941,16 @@ func replaceRules(ctx context.Context, tx *txn, groupID string, existing []Rule,
 			return nil, err
 		}
 	}
-	result := make([]Rule, len(items))
+	result := make([]Rule, 0, len(items)+len(pinned))
 	var added []Rule
-	for i, it := range items {
-		r := it.rule
-		r.GroupID, r.Position = groupID, i+1
+	for len(items) > 0 || len(pinned) > 0 {
+		var r Rule
+		if len(pinned) > 0 && (len(items) == 0 || pinned[0].Position <= len(result)+1) {
+			r, pinned = pinned[0], pinned[1:]
+		} else {
+			r, items = items[0].rule, items[1:]
+		}
+		r.GroupID, r.Position = groupID, len(result)+1
 		switch {
 		case r.ID == "":
 			r.ID = uuid.NewString()
@@ -812,7 +960,14 @@ func replaceRules(ctx context.Context, tx *txn, groupID string, existing []Rule,
 				return nil, err
 			}
 		}
-		result[i] = r
+		result = append(result, r)
 	}
 	return result, insertRules(ctx, tx, added)
+}
+
+// validID reports whether s has the form of the IDs the store gives
+// (a UUID in its 36-character form).
+func validID(s string) bool {
+	_, err := uuid.Parse(s)
+	return err == nil && len(s) == 36
 }

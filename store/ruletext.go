@@ -20,10 +20,12 @@ import (
 //
 // A line is a direction, an action, a protocol, the destination ports of
 // TCP and UDP ("port N" or "ports N-M"; none: every port), and the remote
-// side (ip_range): "from" it for inbound rules, "to" it for outbound ones.
+// side (ip_range, or set:ID for an IP set, group:ID for the servers of a
+// group): "from" it for inbound rules, "to" it for outbound ones.
 // An optional "to" (inbound) or "from" (outbound) range narrows the
 // server's own side (dest_ip_range). The word "log" makes the rule log the
-// packets it decides. What follows "#" is the rule's description. Blank lines and lines that are only a comment are ignored.
+// packets it decides. What follows "#" is the rule's description. Blank
+// lines and lines that are only a comment are ignored.
 // Keywords and protocols are read in any case; FormatRules writes them as
 // above, and what it writes reads back to the same rules and the same text,
 // byte for byte.
@@ -43,7 +45,7 @@ func FormatRule(r Rule) string {
 	if r.Direction == Outbound {
 		remote, local = "to", "from"
 	}
-	parts = append(parts, remote, FormatIPRange(r.IPRange))
+	parts = append(parts, remote, formatRemote(r))
 	if r.DestIPRange.IsValid() {
 		parts = append(parts, local, FormatIPRange(r.DestIPRange))
 	}
@@ -55,6 +57,23 @@ func FormatRule(r Rule) string {
 		line += " # " + r.Description
 	}
 	return line
+}
+
+// The remote side of a rule that matches an IP set or a group is written
+// "set:ID" or "group:ID".
+const (
+	setPrefix   = "set:"
+	groupPrefix = "group:"
+)
+
+func formatRemote(r Rule) string {
+	switch {
+	case r.IPSetID != "":
+		return setPrefix + r.IPSetID
+	case r.RemoteGroupID != "":
+		return groupPrefix + r.RemoteGroupID
+	}
+	return FormatIPRange(r.IPRange)
 }
 
 // FormatRules writes rules (editable, in position order) as the text form:
@@ -182,13 +201,22 @@ func parseRuleLine(fe *fieldErrors, n int, line string) (RuleInput, bool) {
 			}
 			in.DestPortFrom, in.DestPortTo = &from, &to
 		case remote:
-			in.IPRange = val
+			switch lower := strings.ToLower(val); {
+			case strings.HasPrefix(lower, setPrefix):
+				id := lower[len(setPrefix):]
+				in.IPSetID = &id
+			case strings.HasPrefix(lower, groupPrefix):
+				id := lower[len(groupPrefix):]
+				in.RemoteGroupID = &id
+			default:
+				in.IPRange = val
+			}
 		case local:
 			dest = val
 		}
 	}
-	if in.IPRange == "" && (in.Direction == Inbound || in.Direction == Outbound) {
-		return bad("ip_range: the rule needs its remote range: %q", remote+" 0.0.0.0/0")
+	if !seen[remote] && (in.Direction == Inbound || in.Direction == Outbound) {
+		return bad("ip_range: the rule needs its remote side: %q, %q or %q", remote+" 0.0.0.0/0", remote+" "+setPrefix+"ID", remote+" "+groupPrefix+"ID")
 	}
 	return in, true
 }
@@ -206,10 +234,12 @@ func matchRules(next, existing []Rule, newID func() string) {
 		dest     string
 		from, to uint16
 		desc     string
+		remote   string
 		log      bool
 	}
 	keyOf := func(r Rule) key {
-		return key{r.Direction, r.Protocol, r.Action, r.IPRange.String(), prefixText(r.DestIPRange), r.DestPortFrom, r.DestPortTo, r.Description, r.Log}
+		return key{r.Direction, r.Protocol, r.Action, prefixText(r.IPRange), prefixText(r.DestIPRange), r.DestPortFrom, r.DestPortTo, r.Description,
+			r.IPSetID + "/" + r.RemoteGroupID, r.Log}
 	}
 	free := map[key][]string{}
 	for _, r := range existing {

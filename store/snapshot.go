@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"fmt"
+	"net/netip"
 	"sort"
 
 	"github.com/google/uuid"
@@ -50,8 +51,10 @@ func (snap *Snapshot) markUnreadable(prev *Snapshot, kept map[string]bool) {
 	snap.Unreadable = map[string][]string{}
 	for _, g := range snap.Groups {
 		if kept[g.ID] {
-			if u, ok := prev.Unreadable[g.ID]; ok {
-				snap.Unreadable[g.ID] = u
+			// prev's marks without those of its sets and groups, which
+			// fillRemotes gives anew (addMarks put them last).
+			if u := prev.Unreadable[g.ID]; len(u) > len(prev.remoteMarks[g.ID]) {
+				snap.Unreadable[g.ID] = u[:len(u)-len(prev.remoteMarks[g.ID])]
 			}
 			continue
 		}
@@ -76,6 +79,7 @@ func (snap *Snapshot) markUnreadable(prev *Snapshot, kept map[string]bool) {
 // part of it belongs to the same generation.
 func (db *DB) Snapshot(ctx context.Context) (Snapshot, error) {
 	snap := Snapshot{Rules: map[string][]Rule{}}
+	var marks map[string][]string
 	err := db.read(ctx, func(tx *txn) error {
 		if err := tx.QueryRowContext(ctx, `SELECT value FROM generation WHERE id = 1`).Scan(&snap.Generation); err != nil {
 			return err
@@ -94,7 +98,10 @@ func (db *DB) Snapshot(ctx context.Context) (Snapshot, error) {
 		if snap.Servers, err = queryAll(ctx, tx, scanServer, `SELECT `+serverColumns+serverFrom+` ORDER BY s.id`); err != nil {
 			return err
 		}
-		snap.Hosts, err = queryAll(ctx, tx, scanHost, `SELECT `+hostColumns+` FROM hosts ORDER BY name`)
+		if snap.Hosts, err = queryAll(ctx, tx, scanHost, `SELECT `+hostColumns+` FROM hosts ORDER BY name`); err != nil {
+			return err
+		}
+		marks, err = snap.fillRemotes(ctx, tx, nil)
 		return err
 	})
 	if err != nil {
@@ -102,6 +109,7 @@ func (db *DB) Snapshot(ctx context.Context) (Snapshot, error) {
 	}
 	snap.linkServers()
 	snap.markUnreadable(nil, nil)
+	snap.addMarks(marks)
 	return snap, nil
 }
 
@@ -128,6 +136,19 @@ func (snap Snapshot) ForHost(hostID string) Snapshot {
 		}
 		if u, ok := snap.Unreadable[g.ID]; ok {
 			out.Unreadable[g.ID] = u
+		}
+	}
+	// The sets and groups the host's rules name: a referenced group's
+	// members are on every host, not only this one.
+	out.IPSets, out.Members = map[string][]netip.Prefix{}, map[string][]netip.Addr{}
+	for _, g := range out.Groups {
+		for _, r := range out.Rules[g.ID] {
+			if entries, ok := snap.IPSets[r.IPSetID]; ok && r.IPSetID != "" {
+				out.IPSets[r.IPSetID] = entries
+			}
+			if addrs, ok := snap.Members[r.RemoteGroupID]; ok && r.RemoteGroupID != "" {
+				out.Members[r.RemoteGroupID] = addrs
+			}
 		}
 	}
 	return out
@@ -196,6 +217,7 @@ func (db *DB) SnapshotSince(ctx context.Context, prev Snapshot) (Snapshot, error
 	}
 	snap := Snapshot{Rules: make(map[string][]Rule, len(prev.Rules))}
 	var unchanged map[string]bool
+	var marks map[string][]string
 	err := db.read(ctx, func(tx *txn) error {
 		if err := tx.QueryRowContext(ctx, `SELECT value FROM generation WHERE id = 1`).Scan(&snap.Generation); err != nil {
 			return err
@@ -268,7 +290,10 @@ func (db *DB) SnapshotSince(ctx context.Context, prev Snapshot) (Snapshot, error
 			}
 			snap.Groups = append(snap.Groups, g)
 		}
-		snap.Hosts, err = queryAll(ctx, tx, scanHost, `SELECT `+hostColumns+` FROM hosts ORDER BY name`)
+		if snap.Hosts, err = queryAll(ctx, tx, scanHost, `SELECT `+hostColumns+` FROM hosts ORDER BY name`); err != nil {
+			return err
+		}
+		marks, err = snap.fillRemotes(ctx, tx, &prev)
 		return err
 	})
 	if err != nil {
@@ -277,5 +302,6 @@ func (db *DB) SnapshotSince(ctx context.Context, prev Snapshot) (Snapshot, error
 	sort.Slice(snap.Servers, func(i, j int) bool { return snap.Servers[i].ID < snap.Servers[j].ID })
 	snap.linkServers()
 	snap.markUnreadable(&prev, unchanged)
+	snap.addMarks(marks)
 	return snap, nil
 }

@@ -66,7 +66,7 @@ func mustCreateServer(tb testing.TB, db *DB, org, zone string, in ServerInput) S
 
 func mustCreateRule(tb testing.TB, db *DB, org, zone, gid string, in RuleInput) Rule {
 	tb.Helper()
-	if in.IPRange == "" {
+	if in.IPRange == "" && in.IPSetID == nil && in.RemoteGroupID == nil {
 		in.IPRange = "0.0.0.0/0"
 	}
 	r, err := db.CreateRule(context.Background(), org, zone, gid, in)
@@ -84,7 +84,7 @@ func dump(tb testing.TB, db *DB) string {
 	tb.Helper()
 	var b strings.Builder
 	for _, table := range []string{"generation", "organizations", "users", "tokens", "security_groups", "rules", "servers", "events",
-		"group_versions", "pending_confirmations", "rule_drafts"} {
+		"group_versions", "pending_confirmations", "rule_drafts", "ip_sets"} {
 		rows, err := db.query(context.Background(), `SELECT * FROM `+table+` ORDER BY 1`)
 		if err != nil {
 			tb.Fatalf("dump %s: %v", table, err)

@@ -153,7 +153,18 @@ type Rule struct {
 	// Log logs the packets the rule decides, within its group's rate
 	// limit.
 	Log bool `json:"log,omitempty"`
+	// IPSetID and RemoteGroupID are the other two kinds of remote side: the
+	// entries of an IP set, or the addresses of the servers of a group
+	// (same organization and zone; possibly the rule's own). A rule has
+	// exactly one of IPRange, IPSetID and RemoteGroupID; IPRange is the
+	// zero prefix when it has one of the others.
+	IPSetID       string `json:"ip_set_id,omitempty"`
+	RemoteGroupID string `json:"remote_security_group_id,omitempty"`
 }
+
+// Remote reports whether the rule's remote side is an IP set or a group
+// rather than a range.
+func (r Rule) Remote() bool { return r.IPSetID != "" || r.RemoteGroupID != "" }
 
 // Server is a machine a group protects: a VM or container behind a host
 // interface, or the host itself (Local).
@@ -193,4 +204,19 @@ type Snapshot struct {
 	// may be guessed from them: the enforcer fails such a group closed,
 	// keeping what the kernel enforced for it before.
 	Unreadable map[string][]string
+	// IPSets holds the entries of every IP set a rule of the snapshot
+	// names, by set ID: merged prefixes, sorted, IPv4 before IPv6. A set
+	// that cannot be read is absent, and the groups using it are in
+	// Unreadable.
+	IPSets map[string][]netip.Prefix
+	// Members holds the addresses of the servers of every group a rule of
+	// the snapshot names (RemoteGroupID), by group ID, on every host:
+	// sorted, unique, IPv4 before IPv6. A group without addresses maps to
+	// an empty slice.
+	Members map[string][]netip.Addr
+	// setGens are the generations IPSets were read at, and remoteMarks
+	// the marks of Unreadable that come from IPSets and Members, for
+	// SnapshotSince.
+	setGens     map[string]int64
+	remoteMarks map[string][]string
 }

@@ -559,9 +559,9 @@ func sameSettings(a, b GroupSettings) bool {
 // ruleInputOf is the input that describes r, for checking it again.
 func ruleInputOf(r Rule) RuleInput {
 	from, to := int(r.DestPortFrom), int(r.DestPortTo)
-	dest, desc, logged := prefixText(r.DestIPRange), r.Description, r.Log
-	return RuleInput{ID: r.ID, Direction: r.Direction, Protocol: r.Protocol, Action: r.Action, IPRange: r.IPRange.String(),
-		DestPortFrom: &from, DestPortTo: &to, DestIPRange: &dest, Description: &desc, Log: &logged}
+	dest, desc, set, group, logged := prefixText(r.DestIPRange), r.Description, r.IPSetID, r.RemoteGroupID, r.Log
+	return RuleInput{ID: r.ID, Direction: r.Direction, Protocol: r.Protocol, Action: r.Action, IPRange: prefixText(r.IPRange),
+		DestPortFrom: &from, DestPortTo: &to, DestIPRange: &dest, Description: &desc, IPSetID: &set, RemoteGroupID: &group, Log: &logged}
 }
 
 // restoreRules makes the group's rules be target exactly (IDs, positions

@@ -740,7 +740,7 @@ func TestRulesTextErrors(t *testing.T) {
 		"line 2":  "dest_port_from: a port is from 1 to 65535",
 		"line 4":  "direction: must be inbound or outbound",
 		"line 5":  "ports apply to TCP and UDP only",
-		"line 6":  "ip_range: the rule needs its remote range",
+		"line 6":  "ip_range: the rule needs its remote side",
 		"line 7":  `ip_range: "10.0.0.300/8" is not a CIDR range`,
 		"line 8":  `unexpected "via"`,
 		"line 9":  "dest_ip_range: must be of the same IP family",

@@ -22,6 +22,27 @@ func ports(r store.Rule) string {
 
 func ipRange(r store.Rule) string { return store.FormatIPRange(r.IPRange) }
 
+// remoteURL is the console page of the set or group a rule matches.
+func remoteURL(g store.Group, r store.Rule) string {
+	if r.IPSetID != "" {
+		return IPSetURL(store.IPSet{ID: r.IPSetID, Zone: g.Zone}, "")
+	}
+	return GroupURL(store.Group{ID: r.RemoteGroupID, Zone: g.Zone}, "")
+}
+
+// remoteName names the set or group a rule matches, by its name when
+// known.
+func remoteName(c store.RemoteChoices, r store.Rule) string {
+	kind, id := "IP set", r.IPSetID
+	if id == "" {
+		kind, id = "group", r.RemoteGroupID
+	}
+	if name := c.Name(id); name != "" {
+		return kind + " " + name
+	}
+	return kind + " " + id
+}
+
 // count renders a counter compactly: 1234 -> 1.2k.
 func count(n uint64) string {
 	switch {

@@ -77,21 +77,25 @@ func OverviewFormOf(g store.Group) OverviewForm {
 // RuleForm adds or edits a rule. Ports are kept as typed so that a refused
 // value is shown back as it was entered.
 type RuleForm struct {
-	ID          string // edit: the rule
-	Direction   string
-	Action      string
-	Protocol    string
-	IPRange     string
-	PortFrom    string
-	PortTo      string
-	Description string
-	Log         bool // "Log matches"
-	Errors      FieldErrors
-	Message     string
+	ID        string // edit: the rule
+	Direction string
+	Action    string
+	Protocol  string
+	IPRange   string
+	// IPSetID or RemoteGroupID, when one is chosen, is the remote side
+	// instead of IPRange (which the form then ignores).
+	IPSetID       string
+	RemoteGroupID string
+	PortFrom      string
+	PortTo        string
+	Description   string
+	Log           bool // "Log matches"
+	Errors        FieldErrors
+	Message       string
 }
 
 // RuleFormFields are the fields of RuleForm, as posted.
-var RuleFormFields = []string{"direction", "action", "protocol", "ip_range", "dest_port_from", "dest_port_to", "description", "log"}
+var RuleFormFields = []string{"direction", "action", "protocol", "ip_range", "ip_set_id", "remote_security_group_id", "dest_port_from", "dest_port_to", "description", "log"}
 
 // NewRuleForm returns an empty add-rule form.
 func NewRuleForm() RuleForm {
@@ -101,7 +105,7 @@ func NewRuleForm() RuleForm {
 // RuleFormOf fills the form from a rule.
 func RuleFormOf(r store.Rule) RuleForm {
 	f := RuleForm{ID: r.ID, Direction: string(r.Direction), Action: string(r.Action), Protocol: string(r.Protocol),
-		IPRange: store.FormatIPRange(r.IPRange), Description: r.Description, Log: r.Log}
+		IPRange: store.FormatIPRange(r.IPRange), IPSetID: r.IPSetID, RemoteGroupID: r.RemoteGroupID, Description: r.Description, Log: r.Log}
 	if r.DestPortFrom != 0 {
 		f.PortFrom = strconv.Itoa(int(r.DestPortFrom))
 	}

@@ -53,7 +53,7 @@ func (s *Server) handleGroupEvaluate(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	eg, err := s.explainGroup(g, rules)
+	eg, err := s.explainGroup(c.Request().Context(), g, rules)
 	if err != nil {
 		return err
 	}
@@ -90,7 +90,7 @@ func (s *Server) handleServerEvaluate(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	d, err := s.evaluateServer(sgs[0], b.packet)
+	d, err := s.evaluateServer(c.Request().Context(), sgs[0], b.packet)
 	if err != nil {
 		return err
 	}
@@ -110,7 +110,7 @@ func (s *Server) handleGroupAnalysis(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	a, err := s.analysis(g, rules)
+	a, err := s.analysis(c.Request().Context(), g, rules)
 	if err != nil {
 		return err
 	}

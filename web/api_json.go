@@ -81,7 +81,21 @@ type ruleJSON struct {
 	// Description and Log are Rampart's.
 	Description string `json:"description"`
 	Log         bool   `json:"log"`
+	// IPSetID and RemoteGroupID are Rampart's other remote sides (null
+	// when the rule matches its ip_range).
+	IPSetID       *string `json:"ip_set_id"`
+	RemoteGroupID *string `json:"remote_security_group_id"`
 }
+
+// remotePlaceholder is the ip_range shown for a rule that matches an IP
+// set or a group. Scaleway's clients require a range (the SDK decodes it
+// as an IPNet) and never see the rule's real remote side; these rules are
+// also not editable to them, so that their set-alls leave them alone (see
+// store.SetRules). The placeholder is the limited broadcast address,
+// which Linux never accepts as the source of a packet: a client that
+// copies such a rule into a rule of its own (which is all it can do with
+// it) gets a rule that matches nothing it would be surprised by.
+const remotePlaceholder = "255.255.255.255/32"
 
 type serverJSON struct {
 	ID               string            `json:"id"`
@@ -138,6 +152,14 @@ func ruleToJSON(r store.Rule, zone string) ruleJSON {
 	if r.DestIPRange.IsValid() {
 		d := store.FormatIPRange(r.DestIPRange)
 		j.DestIPRange = &d
+	}
+	if r.Remote() {
+		j.IPRange, j.Editable = remotePlaceholder, false
+		if r.IPSetID != "" {
+			j.IPSetID = &r.IPSetID
+		} else {
+			j.RemoteGroupID = &r.RemoteGroupID
+		}
 	}
 	if r.DestPortFrom != 0 {
 		from := r.DestPortFrom

@@ -51,7 +51,10 @@ type ruleBody struct {
 	Editable     *bool           `json:"editable"`
 	Zone         json.RawMessage `json:"zone"`
 	Description  *string         `json:"description" rampart:"keep"`
-	Log          *bool           `json:"log" rampart:"keep"`
+	// A rule gives one of ip_range, ip_set_id and remote_security_group_id.
+	IPSetID       *string `json:"ip_set_id" rampart:"keep"`
+	RemoteGroupID *string `json:"remote_security_group_id" rampart:"keep"`
+	Log           *bool   `json:"log" rampart:"keep"`
 }
 
 func (b ruleBody) input() store.RuleInput {
@@ -60,7 +63,8 @@ func (b ruleBody) input() store.RuleInput {
 		Direction: store.Direction(deref(b.Direction)), Protocol: store.Protocol(deref(b.Protocol)),
 		Action: store.Policy(deref(b.Action)), IPRange: deref(b.IPRange), DestIPRange: b.DestIPRange,
 		DestPortFrom: b.DestPortFrom, DestPortTo: b.DestPortTo, Position: deref(b.Position),
-		NotEditable: b.Editable != nil && !*b.Editable, Description: b.Description, Log: b.Log,
+		NotEditable: b.Editable != nil && !*b.Editable, Description: b.Description,
+		IPSetID: b.IPSetID, RemoteGroupID: b.RemoteGroupID, Log: b.Log,
 	}
 }
 
@@ -140,7 +144,7 @@ func (s *Server) handleRulePatch(c echo.Context) error {
 	p := store.RulePatch{
 		Direction: (*store.Direction)(b.Direction), Protocol: (*store.Protocol)(b.Protocol), Action: (*store.Policy)(b.Action),
 		IPRange: b.IPRange, DestIPRange: b.DestIPRange, DestPortFrom: b.DestPortFrom, DestPortTo: b.DestPortTo,
-		Position: b.Position, Description: b.Description, Log: b.Log,
+		Position: b.Position, Description: b.Description, IPSetID: b.IPSetID, RemoteGroupID: b.RemoteGroupID, Log: b.Log,
 	}
 	r, err := s.db.UpdateRule(c.Request().Context(), orgOf(c), zoneOf(c), c.Param("id"), c.Param("rule"), p)
 	if err != nil {

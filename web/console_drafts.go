@@ -20,9 +20,8 @@ import (
 // draftNFT is the text of a group's two chains with rules instead of its
 // own: the enforcer's compiler on a snapshot of that one group, rendered
 // as the preview renders it.
-func draftNFT(g store.Group, rules []store.Rule) string {
-	snap := store.Snapshot{Generation: g.Generation, Groups: []store.Group{g}, Rules: map[string][]store.Rule{g.ID: rules}}
-	return enforcer.Compile(snap).GroupText(g.ID)
+func draftNFT(g store.Group, rules []store.Rule, remotes store.Remotes) string {
+	return enforcer.Compile(oneGroup(g, rules, remotes)).GroupText(g.ID)
 }
 
 // draftView reads the review of the signed-in person's draft of the
@@ -33,8 +32,12 @@ func (con *console) draftView(c echo.Context) (views.DraftView, error) {
 	if err != nil {
 		return views.DraftView{}, err
 	}
-	v := views.DraftView{Review: r, CSRF: csrfToken(c), NFT: draftNFT(r.Group, r.Draft.Rules)}
-	v.Rules = con.rulesViewOf(c, r.Group, r.Draft.Rules, nil, true)
+	remotes, err := con.db.RemotesOf(c.Request().Context(), r.Draft.Rules)
+	if err != nil {
+		return views.DraftView{}, err
+	}
+	v := views.DraftView{Review: r, CSRF: csrfToken(c), NFT: draftNFT(r.Group, r.Draft.Rules, remotes)}
+	v.Rules = con.rulesViewOf(c, r.Group, r.Draft.Rules, r.Choices, nil, true)
 	return v, nil
 }
 

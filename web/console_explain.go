@@ -51,7 +51,7 @@ func refusedForm(f *views.TesterForm, err error) bool {
 // status to answer with.
 func (con *console) groupTester(c echo.Context, g store.Group, rules []store.Rule, f views.TesterForm) (views.GroupTester, int, error) {
 	t := views.GroupTester{Group: g, CSRF: csrfToken(c), Form: f}
-	eg, err := con.srv.explainGroup(g, rules)
+	eg, err := con.srv.explainGroup(c.Request().Context(), g, rules)
 	if err != nil {
 		return t, 0, err
 	}
@@ -162,7 +162,7 @@ func (con *console) handleServerEvaluateForm(c echo.Context) error {
 		}
 	} else {
 		t.Packet = f
-		d, err := con.srv.evaluateServer(sgs[0], func() (explain.Packet, error) {
+		d, err := con.srv.evaluateServer(c.Request().Context(), sgs[0], func() (explain.Packet, error) {
 			p, err := b.packet()
 			return p, joinInvalid(portErr, err)
 		})
@@ -296,8 +296,8 @@ func describePacket(p explain.Packet) string {
 
 // findingsOf returns the findings about g's rules, by rule ID, and a note
 // when there are none to show because the analysis could not be made.
-func (con *console) findingsOf(g store.Group, rules []store.Rule) (map[string][]views.Finding, string) {
-	a, err := con.srv.analysis(g, rules)
+func (con *console) findingsOf(ctx context.Context, g store.Group, rules []store.Rule) (map[string][]views.Finding, string) {
+	a, err := con.srv.analysis(ctx, g, rules)
 	switch {
 	case errors.Is(err, explain.ErrTooComplex):
 		return nil, tooComplexMessage
@@ -320,7 +320,7 @@ func (con *console) findingCount(ctx context.Context, org string, g store.Group)
 	if !ok {
 		var rules []store.Rule
 		if g, rules, err = con.db.GroupRules(ctx, org, g.Zone, g.ID); err == nil {
-			a, err = con.srv.analysis(g, rules)
+			a, err = con.srv.analysis(ctx, g, rules)
 		}
 	}
 	switch {

@@ -38,7 +38,7 @@ func TestConsoleShowsEveryStoreFieldError(t *testing.T) {
 			"stateful": {""}, "smtp_enabled": {""}}},
 		"rule": {func(store.FieldCase) string { return groupPath(g, "/rules") }, url.Values{
 			"direction": {"inbound"}, "action": {"accept"}, "protocol": {"TCP"}, "ip_range": {"10.0.0.0/8"},
-			"dest_port_from": {""}, "dest_port_to": {""}, "description": {""}}},
+			"dest_port_from": {""}, "dest_port_to": {""}, "description": {""}, "ip_set_id": {""}, "remote_security_group_id": {""}}},
 		"add-server": {func(store.FieldCase) string { return groupPath(g, "/servers") }, url.Values{"server_id": {vm.ID}}},
 		"server": {func(c store.FieldCase) string {
 			if c.Setup == "local" {

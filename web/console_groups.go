@@ -100,7 +100,7 @@ func (con *console) detail(c echo.Context, sd store.GroupDetail) views.GroupDeta
 			d.Candidates = append(d.Candidates, s)
 		}
 	}
-	d.Rules = con.rulesView(c, g, sd.Rules, sd.Counters)
+	d.Rules = con.rulesView(c, g, sd.Rules, sd.Choices, sd.Counters)
 	if f := con.srv.cfg.Fleet; f != nil {
 		d.Hosts = f.GroupHosts(g.ID, g.Generation)
 	}

@@ -73,6 +73,9 @@ func (con *console) handleIPSetEditForm(c echo.Context) error {
 	})
 	if refused(err) {
 		f.Errors, f.Message = views.ErrorsOf(err, views.IPSetFormFields...)
+		if s, gerr := con.db.IPSet(c.Request().Context(), consoleOrg(c), f.Zone, f.ID); gerr == nil {
+			f.UsedBy = s.UsedBy
+		}
 		return render(c, formStatus(err), views.IPSetPage(con.page(c, f.Name, "ip-sets"), f))
 	}
 	if err != nil {

@@ -11,19 +11,19 @@ import (
 )
 
 // rulesView makes the Rules section of g from its rules as the store lists
-// them and their counters (read with g, at one generation): the SMTP
+// them (read with g, at one generation) and their counters: the SMTP
 // rules, then inbound and outbound, each in position order, with their
 // counters, same-direction neighbours and what the rule analysis finds
 // about them.
-func (con *console) rulesView(c echo.Context, g store.Group, rules []store.Rule, counters map[string]store.RuleCounter) views.RulesView {
-	return con.rulesViewOf(c, g, rules, counters, false)
+func (con *console) rulesView(c echo.Context, g store.Group, rules []store.Rule, choices store.RemoteChoices, counters map[string]store.RuleCounter) views.RulesView {
+	return con.rulesViewOf(c, g, rules, choices, counters, false)
 }
 
 // rulesViewOf is rulesView, for a draft's rules when draft (no counters:
 // a draft is not in the kernel).
-func (con *console) rulesViewOf(c echo.Context, g store.Group, rules []store.Rule, counters map[string]store.RuleCounter, draft bool) views.RulesView {
-	findings, note := con.findingsOf(g, rules)
-	v := views.RulesView{Group: g, CSRF: csrfToken(c), Add: views.NewRuleForm(), Draft: draft, AnalysisNote: note,
+func (con *console) rulesViewOf(c echo.Context, g store.Group, rules []store.Rule, choices store.RemoteChoices, counters map[string]store.RuleCounter, draft bool) views.RulesView {
+	findings, note := con.findingsOf(c.Request().Context(), g, rules)
+	v := views.RulesView{Group: g, CSRF: csrfToken(c), Add: views.NewRuleForm(), Draft: draft, AnalysisNote: note, Choices: choices,
 		Defaults: views.DefaultCounters(counters)}
 	for _, r := range rules {
 		rc := counters[r.ID]
@@ -55,11 +55,11 @@ func (con *console) rulesAnswer(c echo.Context, status int, edit func(*views.Rul
 		if edit != nil {
 			// The change's message (with what the analysis finds about
 			// the rule) goes with the redirect.
-			g, rules, counters, err := con.db.GroupRulesCounters(c.Request().Context(), consoleOrg(c), ref.Zone, ref.ID)
+			d, err := con.db.GroupDetail(c.Request().Context(), consoleOrg(c), ref.Zone, ref.ID, 0)
 			if err != nil {
 				return err
 			}
-			v := con.rulesView(c, g, rules, counters)
+			v := con.rulesView(c, d.Group, d.Rules, d.Choices, d.Counters)
 			edit(&v)
 			if v.Flash.Message != "" {
 				con.flash(c, v.Flash.Kind, v.Flash.Message)
@@ -77,11 +77,11 @@ func (con *console) rulesAnswer(c echo.Context, status int, edit func(*views.Rul
 		}
 		return con.renderGroup(c, status, d)
 	}
-	g, rules, counters, err := con.db.GroupRulesCounters(c.Request().Context(), consoleOrg(c), ref.Zone, ref.ID)
+	d, err := con.db.GroupDetail(c.Request().Context(), consoleOrg(c), ref.Zone, ref.ID, 0)
 	if err != nil {
 		return err
 	}
-	v := con.rulesView(c, g, rules, counters)
+	v := con.rulesView(c, d.Group, d.Rules, d.Choices, d.Counters)
 	if edit != nil {
 		edit(&v)
 	}
@@ -98,10 +98,18 @@ func ruleForm(c echo.Context) (views.RuleForm, store.RuleInput, error) {
 	f := views.RuleForm{
 		Direction: c.FormValue("direction"), Action: c.FormValue("action"), Protocol: c.FormValue("protocol"),
 		IPRange: c.FormValue("ip_range"), PortFrom: c.FormValue("dest_port_from"), PortTo: c.FormValue("dest_port_to"),
-		Description: c.FormValue("description"), Log: checked(c, "log"),
+		Description: c.FormValue("description"), IPSetID: c.FormValue("ip_set_id"), RemoteGroupID: c.FormValue("remote_security_group_id"),
+		Log: checked(c, "log"),
 	}
 	in := store.RuleInput{Direction: store.Direction(f.Direction), Action: store.Policy(f.Action),
-		Protocol: store.Protocol(f.Protocol), IPRange: f.IPRange, Description: &f.Description, Log: &f.Log}
+		Protocol: store.Protocol(f.Protocol), IPRange: f.IPRange, Description: &f.Description,
+		IPSetID: &f.IPSetID, RemoteGroupID: &f.RemoteGroupID, Log: &f.Log}
+	// The form shows a range, a set and a group together: a set or a
+	// group chosen is the rule's remote side, and the range left in its
+	// field (0.0.0.0/0 at first) is not.
+	if f.IPSetID != "" || f.RemoteGroupID != "" {
+		in.IPRange = ""
+	}
 	var err error
 	if in.DestPortFrom, err = store.ParsePort("dest_port_from", f.PortFrom); err != nil {
 		return f, in, err
@@ -162,7 +170,7 @@ func (con *console) handleRuleEditForm(c echo.Context) error {
 	var r store.Rule
 	if err == nil {
 		r, err = con.db.UpdateRule(c.Request().Context(), consoleOrg(c), ref.Zone, ref.ID, f.ID, store.RulePatch{
-			Action: &in.Action, Protocol: &in.Protocol, IPRange: &in.IPRange,
+			Action: &in.Action, Protocol: &in.Protocol, IPRange: &in.IPRange, IPSetID: in.IPSetID, RemoteGroupID: in.RemoteGroupID,
 			DestPortFrom: orZero(in.DestPortFrom), DestPortTo: orZero(in.DestPortTo), Description: in.Description,
 			Log: in.Log,
 		})

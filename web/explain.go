@@ -26,13 +26,20 @@ import (
 // explainGroup returns the explainer's view of group g, with its rules as
 // the store lists them (the SMTP rows included), both read at one
 // generation.
-func (s *Server) explainGroup(g store.Group, listed []store.Rule) (*explain.Group, error) {
+func (s *Server) explainGroup(ctx context.Context, g store.Group, listed []store.Rule) (*explain.Group, error) {
 	rules := editable(listed)
-	chains, ok := s.enf.Chains(g.ID)
-	if !ok || chains.Generation != g.Generation {
-		chains = compileGroup(g, rules)
+	if chains, ok := s.enf.Chains(g.ID); ok && chains.Generation == g.Generation {
+		return explain.NewGroup(g, rules, chains, s.enf.GroupSets(g.ID)...)
 	}
-	return explain.NewGroup(g, rules, chains)
+	// The contents of the sets and groups its rules name, read now: any
+	// change to them moves the group's generation, so they are those of
+	// g's unless g changed since it was read.
+	remotes, err := s.db.RemotesOf(ctx, rules)
+	if err != nil {
+		return nil, err
+	}
+	gc, sets := compileGroup(g, rules, remotes)
+	return explain.NewGroup(g, rules, gc, sets...)
 }
 
 // editable returns the group's own rules, without the SMTP rows, which the
@@ -54,9 +61,17 @@ func editable(listed []store.Rule) []store.Rule {
 // read fails its group too, in the reconciler; the store reads a group's
 // rules without its servers' rows, and such damage shows as the group's
 // sync error.)
-func compileGroup(g store.Group, rules []store.Rule) enforcer.GroupChains {
+func compileGroup(g store.Group, rules []store.Rule, remotes store.Remotes) (enforcer.GroupChains, []enforcer.Set) {
+	rs := enforcer.Compile(oneGroup(g, rules, remotes))
+	gc, _ := rs.Group(g.ID)
+	return gc, rs.GroupSets(g.ID)
+}
+
+// oneGroup is a snapshot of group g alone, with rules and what they name.
+func oneGroup(g store.Group, rules []store.Rule, remotes store.Remotes) store.Snapshot {
 	snap := store.Snapshot{Generation: g.Generation, Groups: []store.Group{g},
-		Rules: map[string][]store.Rule{g.ID: rules}, Unreadable: map[string][]string{}}
+		Rules: map[string][]store.Rule{g.ID: rules}, Unreadable: map[string][]string{},
+		IPSets: remotes.IPSets, Members: remotes.Members}
 	if g.Unreadable != "" {
 		snap.Unreadable[g.ID] = append(snap.Unreadable[g.ID], "group "+g.ID+": "+g.Unreadable)
 	}
@@ -65,19 +80,18 @@ func compileGroup(g store.Group, rules []store.Rule) enforcer.GroupChains {
 			snap.Unreadable[g.ID] = append(snap.Unreadable[g.ID], "rule "+r.ID+": "+r.Unreadable)
 		}
 	}
-	gc, _ := enforcer.Compile(snap).Group(g.ID)
-	return gc
+	return snap
 }
 
 // analysis returns the findings about group g's rules, read with it at one
 // generation: computed once per generation, since they depend on nothing
 // else. Its error wraps explain.ErrTooComplex for a group too complex to
 // analyse.
-func (s *Server) analysis(g store.Group, listed []store.Rule) (explain.Analysis, error) {
+func (s *Server) analysis(ctx context.Context, g store.Group, listed []store.Rule) (explain.Analysis, error) {
 	if a, err, ok := s.analyses.get(g.ID, g.Generation); ok {
 		return a, err
 	}
-	eg, err := s.explainGroup(g, listed)
+	eg, err := s.explainGroup(ctx, g, listed)
 	if err != nil {
 		return explain.Analysis{}, err
 	}
@@ -146,8 +160,8 @@ var (
 
 // evaluateServer evaluates the packet that parse returns on server sg,
 // which was read with its group and rules.
-func (s *Server) evaluateServer(sg store.ServerGroup, parse func() (explain.Packet, error)) (explain.Decision, error) {
-	eg, err := s.explainGroup(sg.Group, sg.Rules)
+func (s *Server) evaluateServer(ctx context.Context, sg store.ServerGroup, parse func() (explain.Packet, error)) (explain.Decision, error) {
+	eg, err := s.explainGroup(ctx, sg.Group, sg.Rules)
 	if err != nil {
 		return explain.Decision{}, err
 	}
@@ -190,11 +204,11 @@ func (s *Server) evaluateBetween(ctx context.Context, org, zone, to, from string
 		return serverPath{}, invalid
 	}
 	p := serverPath{From: sgs[1], To: sgs[0]}
-	src, err := s.explainGroup(p.From.Group, p.From.Rules)
+	src, err := s.explainGroup(ctx, p.From.Group, p.From.Rules)
 	if err != nil {
 		return serverPath{}, err
 	}
-	dst, err := s.explainGroup(p.To.Group, p.To.Rules)
+	dst, err := s.explainGroup(ctx, p.To.Group, p.To.Rules)
 	if err != nil {
 		return serverPath{}, err
 	}

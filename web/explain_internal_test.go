@@ -4,6 +4,7 @@ import (
 	"context"
 	"net/netip"
 	"path/filepath"
+	"reflect"
 	"testing"
 
 	"github.com/rampart-fw/rampart/enforcer"
@@ -19,6 +20,8 @@ type chainsEnforcer struct {
 }
 
 func (e chainsEnforcer) Chains(string) (enforcer.GroupChains, bool) { return e.chains, e.ok }
+
+func (e chainsEnforcer) GroupSets(string) []enforcer.Set { return nil }
 
 // TestExplainGroupChains: the tester answers from the reconciler's chains
 // only when they were compiled from the generation the request read, and
@@ -39,6 +42,17 @@ func TestExplainGroupChains(t *testing.T) {
 	port := 22
 	if _, err := db.CreateRule(ctx, org.ID, "fr-par-1", g.ID, store.RuleInput{Direction: store.Inbound, Protocol: store.TCP,
 		Action: store.Accept, IPRange: "0.0.0.0/0", DestPortFrom: &port}); err != nil {
+		t.Fatal(err)
+	}
+	// A rule on an IP set: compiled on the spot, it needs the set's
+	// entries, read from the store.
+	set, err := db.CreateIPSet(ctx, org.ID, "fr-par-1", store.IPSetInput{Name: "office", Entries: []string{"198.51.100.0/24", "2001:db8::7"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	http80 := 80
+	if _, err := db.CreateRule(ctx, org.ID, "fr-par-1", g.ID, store.RuleInput{Direction: store.Inbound, Protocol: store.TCP,
+		Action: store.Accept, IPSetID: &set.ID, DestPortFrom: &http80}); err != nil {
 		t.Fatal(err)
 	}
 	g, rules, err := db.GroupRules(ctx, org.ID, "fr-par-1", g.ID)
@@ -65,10 +79,18 @@ func TestExplainGroupChains(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			s := &Server{enf: chainsEnforcer{chains: tt.chains, ok: tt.ok}}
-			eg, err := s.explainGroup(g, rules)
+			s := &Server{enf: chainsEnforcer{chains: tt.chains, ok: tt.ok}, db: db}
+			eg, err := s.explainGroup(ctx, g, rules)
 			if err != nil {
 				t.Fatal(err)
+			}
+			if tt.want == store.Drop { // compiled on the spot: the set's entries count
+				for remote, want := range map[string]store.Policy{"198.51.100.9": store.Accept, "2001:db8::7": store.Accept, "203.0.113.1": store.Drop} {
+					d, err := eg.Evaluate(explain.Packet{Direction: store.Inbound, Protocol: store.TCP, Remote: netip.MustParseAddr(remote), Port: 80})
+					if err != nil || d.Verdict != want {
+						t.Errorf("TCP 80 from %s: %s (%v), want %s", remote, d.Verdict, err, want)
+					}
+				}
 			}
 			d, err := eg.Evaluate(explain.Packet{Direction: store.Inbound, Protocol: store.TCP,
 				Remote: netip.MustParseAddr("192.0.2.1"), Port: 23})
@@ -85,9 +107,18 @@ func TestExplainGroupChains(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want, _ := enforcer.Compile(snap).Group(g.ID)
-	if got := compileGroup(g, editable(rules)); !equalChains(got, want) {
+	rs := enforcer.Compile(snap)
+	want, _ := rs.Group(g.ID)
+	remotes, err := db.RemotesOf(ctx, editable(rules))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, sets := compileGroup(g, editable(rules), remotes)
+	if !equalChains(got, want) {
 		t.Errorf("compiled alone:\n%+v\nfrom the whole store:\n%+v", got, want)
+	}
+	if wantSets := rs.GroupSets(g.ID); len(sets) != len(wantSets) || len(sets) == 0 || !reflect.DeepEqual(sets, wantSets) {
+		t.Errorf("sets compiled alone %+v, from the whole store %+v", sets, wantSets)
 	}
 }
 

@@ -54,6 +54,9 @@ func newMetrics(s *Server) *metrics {
 		m.reg.MustRegister(newEnforcerCollector(src))
 	}
 	m.reg.MustRegister(newObserveCollector(s))
+	if src, ok := s.cfg.Fleet.(trafficSource); ok {
+		m.reg.MustRegister(newAgentsCollector(src))
+	}
 	return m
 }
 

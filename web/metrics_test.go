@@ -1,11 +1,20 @@
 package web_test
 
 import (
+	"context"
 	"io"
+	"log/slog"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/rampart-fw/rampart/enforcer"
+	"github.com/rampart-fw/rampart/fleet"
+	"github.com/rampart-fw/rampart/internal/testdb"
+	"github.com/rampart-fw/rampart/store"
+	"github.com/rampart-fw/rampart/web"
 )
 
 func TestMetrics(t *testing.T) {
@@ -42,5 +51,39 @@ func TestMetrics(t *testing.T) {
 	}
 	if strings.Contains(body, env.secret) {
 		t.Fatal("a secret appears in /metrics")
+	}
+}
+
+// trafficFleet is a Fleet whose agents' endpoint carried fixed totals.
+type trafficFleet struct{ t fleet.Traffic }
+
+func (trafficFleet) Hosts(context.Context) ([]store.HostStatus, error) { return nil, nil }
+func (trafficFleet) GroupHosts(string, int64) []store.GroupOnHost      { return nil }
+func (f trafficFleet) Traffic() fleet.Traffic                          { return f.t }
+
+// TestMetricsAgents: a console serving agents shows in /metrics how many
+// follow it and what their views and reports cost, as Console.Traffic
+// counts them (a benchmark reads them from a serve process).
+func TestMetricsAgents(t *testing.T) {
+	db, err := store.Open(context.Background(), testdb.DSN(t), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	f := trafficFleet{fleet.Traffic{Streams: 3, Frames: 17, FrameBytes: 4242, Reports: 5, ReportBytes: 999}}
+	srv, err := web.New(web.Config{Store: db, Enforcer: enforcer.NewReconciler(db, enforcer.NewPreview("test"), nil),
+		Logger: slog.New(slog.DiscardHandler), Fleet: f})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec := httptest.NewRecorder()
+	srv.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/metrics", nil))
+	for _, want := range []string{
+		"rampart_agent_streams 3\n", "rampart_agent_frames_total 17\n", "rampart_agent_frame_bytes_total 4242\n",
+		"rampart_agent_reports_total 5\n", "rampart_agent_report_bytes_total 999\n",
+	} {
+		if !strings.Contains(rec.Body.String(), want) {
+			t.Errorf("metrics lack %q", want)
+		}
 	}
 }

@@ -43,6 +43,10 @@ var rampartBodies = []struct {
 	{serverBody{}, []any{instance.UpdateServerRequest{}, instance.CreateServerRequest{}}},
 }
 
+// remoteFields are the rule's other remote sides: one at most per rule,
+// each instead of ip_range, tested one rule each.
+var remoteFields = []string{"ip_set_id", "remote_security_group_id"}
+
 // ruleSamples are values of the Rampart fields of a rule that differ from
 // a new rule's, to show that they are kept.
 var ruleSamples = map[string]any{
@@ -131,7 +135,13 @@ func TestRampartFieldsKeptWhenAbsent(t *testing.T) {
 		return m
 	}
 	created := map[string]any{"protocol": "TCP", "direction": "inbound", "action": "accept", "ip_range": "0.0.0.0/0", "dest_port_from": 22}
+	var plain []string // the fields a rule may have all at once
 	for _, name := range ruleFields {
+		if !slices.Contains(remoteFields, name) {
+			plain = append(plain, name)
+		}
+	}
+	for _, name := range plain {
 		v, ok := ruleSamples[name]
 		if !ok {
 			t.Fatalf("rule field %q has no sample value in ruleSamples", name)
@@ -141,7 +151,7 @@ func TestRampartFieldsKeptWhenAbsent(t *testing.T) {
 	rule := do("POST", rules, created)["rule"].(map[string]any)
 	check := func(when string, r map[string]any) {
 		t.Helper()
-		for _, name := range ruleFields {
+		for _, name := range plain {
 			if r[name] != ruleSamples[name] {
 				t.Errorf("%s: %s = %v, want %v kept", when, name, r[name], ruleSamples[name])
 			}
@@ -157,6 +167,31 @@ func TestRampartFieldsKeptWhenAbsent(t *testing.T) {
 	check("after the SDK's set-all", set[0].(map[string]any))
 	patched := do("PATCH", rules+"/"+rule["id"].(string), instance.UpdateSecurityGroupRuleRequest{Action: "accept"})["rule"].(map[string]any)
 	check("after the SDK's PATCH", patched)
+
+	// The remote sides, one rule each: the SDK's set-all element for the
+	// rule (it knows nothing of them) and its PATCH keep them.
+	ipSet, _ := db.CreateIPSet(ctx, org.ID, "fr-par-1", store.IPSetInput{Name: "office", Entries: []string{"192.0.2.0/24"}})
+	samples := map[string]string{"ip_set_id": ipSet.ID, "remote_security_group_id": g.ID}
+	for _, name := range remoteFields {
+		r := do("POST", rules, map[string]any{"protocol": "TCP", "direction": "inbound", "action": "accept", name: samples[name]})["rule"].(map[string]any)
+		id := r["id"].(string)
+		set := do("PUT", rules, map[string]any{"rules": []instance.SetSecurityGroupRulesRequestRule{{
+			ID: &id, Action: "drop", Protocol: "TCP", Direction: "inbound", IPRange: mustIPNet(t, "0.0.0.0/0"), DestPortFrom: &port, Position: 1,
+		}}})["rules"].([]any)
+		var kept map[string]any
+		for _, x := range set {
+			if x.(map[string]any)["id"] == id {
+				kept = x.(map[string]any)
+			}
+		}
+		if kept == nil || kept[name] != samples[name] || kept["action"] != "accept" || kept["ip_range"] != remotePlaceholder {
+			t.Errorf("after the SDK's set-all: %s rule = %v", name, kept)
+		}
+		patched := do("PATCH", rules+"/"+id, instance.UpdateSecurityGroupRuleRequest{Action: "drop"})["rule"].(map[string]any)
+		if patched[name] != samples[name] || patched["action"] != "drop" {
+			t.Errorf("after the SDK's PATCH: %s rule = %v", name, patched)
+		}
+	}
 
 	// A group's Rampart fields, kept by the SDK's PATCH and its full PUT.
 	gbody := map[string]any{"name": "kept"}

@@ -31,6 +31,8 @@ type Enforcer interface {
 	// Chains returns the chains last compiled for a group, with the group
 	// generation they were compiled from, and false when none were.
 	Chains(groupID string) (enforcer.GroupChains, bool)
+	// GroupSets returns the sets those chains match, with their elements.
+	GroupSets(groupID string) []enforcer.Set
 	Mode() (mode, reason string)
 }
 

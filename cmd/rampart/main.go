@@ -16,6 +16,7 @@ import (
 	"net/url"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"sort"
 	"strings"
 	"syscall"
@@ -339,6 +340,16 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	recCtx, stopRec := context.WithCancel(context.Background())
 	recDone := make(chan error, 1)
 	go func() { recDone <- console.Run(recCtx) }()
+	// Starting reads and compiles the whole store: garbage the heap keeps
+	// (and the process's RSS with it) long after. Once the first apply is
+	// done, it goes back to the system at once.
+	go func() {
+		select {
+		case <-console.Ready():
+			debug.FreeOSMemory()
+		case <-recCtx.Done():
+		}
+	}()
 	var agentsDone chan error // nil, which never answers, without agents
 	if agentLn != nil {
 		agentsDone = make(chan error, 1)

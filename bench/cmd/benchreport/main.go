@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"github.com/rampart-fw/rampart/bench"
+	"github.com/rampart-fw/rampart/internal/pgcluster"
 )
 
 func main() {
@@ -35,12 +36,16 @@ type config struct {
 	out, goBench, goBenchCmd, bin string
 	runs                          int
 	quick                         bool
+	postgres                      bool
 	sections                      map[string]bool
 	command                       string
 }
 
 // allSections are the parts of the report, in the order they run.
-const allSections = "enforcer,store,datapath,api,put,console,binary"
+const allSections = "enforcer,store,commit,datapath,api,console,put,fleet,binary"
+
+// pgSections compare the store's engines: PostgreSQL beside SQLite.
+var pgSections = []string{"api", "put", "commit"}
 
 // The stores the web and binary benchmarks serve: groups of rules each
 // (the binary's and the PUT's with as many servers as groups).
@@ -58,7 +63,8 @@ func run(ctx context.Context, args []string, logw io.Writer) error {
 	fs.StringVar(&c.bin, "bin", "bin/rampart", "the built binary (make build)")
 	fs.IntVar(&c.runs, "runs", 5, "runs of each measurement; figures are their median")
 	fs.BoolVar(&c.quick, "quick", false, "smallest matrix and short runs, to check the harness")
-	sections := fs.String("sections", allSections, "sections to run")
+	fs.BoolVar(&c.postgres, "postgres", true, "measure the api, put and commit sections on PostgreSQL too (a throwaway cluster this run starts)")
+	sections := fs.String("sections", allSections, "sections to run, comma-separated: "+allSections)
 	fs.StringVar(&c.command, "command", "make bench", "the command that reproduces the report, as printed in it")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -120,6 +126,29 @@ func run(ctx context.Context, args []string, logw io.Writer) error {
 		return c.sections[section]
 	}
 
+	// The engines the api, put and commit sections compare: SQLite, and
+	// PostgreSQL in a cluster of this run, durable as in production.
+	engines := []bench.Engine{bench.SQLite(filepath.Join(tmp, "engines"))}
+	if slices.ContainsFunc(pgSections, func(s string) bool { return c.sections[s] }) {
+		if !c.postgres {
+			r.noPostgres = "not asked for (-postgres=false)"
+		} else {
+			pg, err := pgcluster.Start(pgcluster.Options{Durable: true})
+			if err != nil {
+				r.noPostgres = err.Error()
+				logf("PostgreSQL: %v; the engines are measured on SQLite alone", err)
+			} else {
+				defer pg.Stop()
+				v, err := pg.Version(ctx)
+				if err != nil {
+					return fmt.Errorf("PostgreSQL: %w", err)
+				}
+				engines = append(engines, bench.Postgres(pg, v))
+			}
+		}
+	}
+	r.engines = engines
+
 	if needRoot("enforcer") {
 		for _, sc := range matrix {
 			logf("enforcer apply: %s", sc)
@@ -147,6 +176,19 @@ func run(ctx context.Context, args []string, logw io.Writer) error {
 			}
 			r.store = append(r.store, res)
 		}
+	}
+	if needRoot("commit") {
+		sc := matrix[len(matrix)-1]
+		logf("commit to kernel on %s, beside nft -f: %s", joinEngines(engines), sc)
+		dir, err := mkdir("commit")
+		if err != nil {
+			return err
+		}
+		res, err := bench.MeasureCommit(ctx, sc, engines, max(20, 3*c.runs), dir)
+		if err != nil {
+			return fmt.Errorf("commit to kernel: %w", err)
+		}
+		r.commit = &res
 	}
 	if needRoot("datapath") {
 		logf("datapath")
@@ -177,23 +219,39 @@ func run(ctx context.Context, args []string, logw io.Writer) error {
 		if err != nil {
 			return fmt.Errorf("web: %w", err)
 		}
-		err = measureWeb(ctx, r, env, c, dur, logf)
+		err = measureWeb(ctx, r, env, engines, c, dur, logf)
 		env.Close()
 		if err != nil {
 			return err
 		}
 	}
 	if needRoot("put") {
-		logf("PUT with nftables: %s", c.bin)
+		logf("PUT with nftables on %s: %s", joinEngines(engines), c.bin)
 		dir, err := mkdir("put")
 		if err != nil {
 			return err
 		}
-		res, err := bench.MeasurePut(ctx, c.bin, dir, loadedScale, c.runs, 8, 25, dur)
+		res, err := bench.MeasurePut(ctx, c.bin, dir, loadedScale, engines, c.runs, 8, 25, dur)
 		if err != nil {
 			return fmt.Errorf("PUT with nftables: %w", err)
 		}
 		r.put = &res
+	}
+	if needRoot("fleet") {
+		cfg := bench.FleetConfig{Bin: c.bin, Agents: 50, SharedRules: 20, OwnRules: 10, Changes: 25, Idle: 10 * time.Second, Settle: 3 * time.Second}
+		if c.quick {
+			cfg.Changes, cfg.Idle, cfg.Settle = 8, 2*time.Second, time.Second
+		}
+		logf("fleet: a console and %d agents", cfg.Agents)
+		dir, err := mkdir("fleet")
+		if err != nil {
+			return err
+		}
+		res, err := bench.MeasureFleet(ctx, cfg, dir)
+		if err != nil {
+			return fmt.Errorf("fleet: %w", err)
+		}
+		r.fleet = &res
 	}
 	if c.sections["binary"] {
 		logf("binary: %s", c.bin)
@@ -219,9 +277,17 @@ func run(ctx context.Context, args []string, logw io.Writer) error {
 	return nil
 }
 
+func joinEngines(engines []bench.Engine) string {
+	names := make([]string, len(engines))
+	for i, e := range engines {
+		names[i] = e.Name
+	}
+	return strings.Join(names, " and ")
+}
+
 // measureWeb runs the API and console sections on env. An error of either
 // ends the report: a section is measured or the report is not written.
-func measureWeb(ctx context.Context, r *report, env *bench.WebEnv, c config, dur time.Duration, logf func(string, ...any)) error {
+func measureWeb(ctx context.Context, r *report, env *bench.WebEnv, engines []bench.Engine, c config, dur time.Duration, logf func(string, ...any)) error {
 	if c.sections["console"] {
 		logf("console")
 		res, err := bench.MeasureConsole(ctx, env, max(25, c.runs))
@@ -231,8 +297,22 @@ func measureWeb(ctx context.Context, r *report, env *bench.WebEnv, c config, dur
 		r.console = &res
 	}
 	if c.sections["api"] {
-		logf("api")
-		res, err := bench.MeasureAPI(ctx, env, c.runs, 8, dur)
+		envs := []*bench.WebEnv{env}
+		defer func() {
+			for _, e := range envs[1:] {
+				e.Close()
+			}
+		}()
+		for _, e := range engines[1:] {
+			logf("web: the same store copied to %s", e.Name)
+			cp, err := env.CopyTo(ctx, e)
+			if err != nil {
+				return fmt.Errorf("api: %w", err)
+			}
+			envs = append(envs, cp)
+		}
+		logf("api on %s", joinEngines(engines))
+		res, err := bench.MeasureAPI(ctx, envs, c.runs, 8, dur)
 		if err != nil {
 			return fmt.Errorf("api: %w", err)
 		}
@@ -267,7 +347,7 @@ func buildDBs(ctx context.Context, tmp string) (secret, zone string, err error) 
 		if err := os.MkdirAll(dir, 0o750); err != nil {
 			return "", "", err
 		}
-		ds, err := bench.Populate(ctx, dir, d.sc)
+		ds, err := bench.Populate(ctx, filepath.Join(dir, "rampart.db"), d.sc)
 		if err != nil {
 			return "", "", fmt.Errorf("database %s: %w", d.name, err)
 		}
@@ -336,6 +416,15 @@ func loadAvg() string {
 type goBenchResult struct {
 	name  string
 	nsOps []float64
+	// metrics are the benchmark's own (b.ReportMetric: kernel-ms,
+	// conn/s-100k, ratio...), in the order it reports them.
+	metrics []goMetric
+}
+
+// goMetric is one metric of a benchmark over its runs.
+type goMetric struct {
+	unit string
+	vals []float64
 }
 
 func parseGoBench(s string) []goBenchResult {
@@ -360,6 +449,19 @@ func parseGoBench(s string) []goBenchResult {
 			i = len(out) - 1
 		}
 		out[i].nsOps = append(out[i].nsOps, ns)
+		for k := 4; k+1 < len(f); k += 2 {
+			unit := f[k+1]
+			v, err := strconv.ParseFloat(f[k], 64)
+			if err != nil || unit == "B/op" || unit == "allocs/op" || unit == "MB/s" {
+				continue
+			}
+			j := slices.IndexFunc(out[i].metrics, func(m goMetric) bool { return m.unit == unit })
+			if j < 0 {
+				out[i].metrics = append(out[i].metrics, goMetric{unit: unit})
+				j = len(out[i].metrics) - 1
+			}
+			out[i].metrics[j].vals = append(out[i].metrics[j].vals, v)
+		}
 	}
 	return out
 }

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -19,16 +20,24 @@ type report struct {
 	machine    machine
 	loadEnd    string
 	skipped    []string // sections asked for but not run: they need root
+	engines    []bench.Engine
+	noPostgres string // why PostgreSQL was not measured, when it was not
 
 	apply    []bench.ApplyResult
 	store    []bench.StoreApplyResult
+	commit   *bench.CommitResults
 	datapath *bench.DatapathResults
 	api      *bench.APIResults
 	put      *bench.PutResults
 	console  *bench.ConsoleResults
 	binary   *bench.BinaryResults
+	fleet    *bench.FleetResults
 	goBench  []goBenchResult
 }
+
+// engineNames are the engines the api, put and commit sections compare,
+// in the order of their tables.
+var engineNames = []string{"SQLite", "PostgreSQL"}
 
 // The project's performance goals: the only figures of the report that are
 // not measured. Each target line compares one with this run's figure.
@@ -38,8 +47,12 @@ const (
 	goalFullVsNFT   = 0.6                    // full resync over netlink / nft -f, at most
 	goalFullVsIPT   = 1.0                    // full resync / iptables-restore, under
 	goalDatapath    = 0.9                    // connections/s, most servers / fewest, at least
-	goalAPIvsBare   = 0.5                    // real API / bare Echo, requests/s, at least
-	goalPutRate     = 300.0                  // PUTs/s until the kernel holds them, at least
+	goalAPIvsBare   = 0.5                    // real API / bare Echo, requests/s, GET one group, at least
+	goalListVsBare  = 0.2                    // the same, GET a page of 100 groups, at least
+	goalPutRate     = 300.0                  // PUTs/s until the kernel holds them, at least, on each engine
+	goalPassVsNFT   = 0.5                    // the reconciler's pass / nft -f of the group's chains, at most
+	goalFleetP99    = time.Second            // commit until every agent's kernel holds it, p99, at most
+	goalFleetAim    = 250 * time.Millisecond // the same, what to aim for
 	goalConsole     = 10 * time.Millisecond  // server time of a console page, at most
 	goalStart       = 200 * time.Millisecond // exec until the first /healthz 200, at most
 	goalRSSkB       = 40 * 1024              // idle VmRSS, at most
@@ -190,22 +203,46 @@ func (r *report) targets() []target {
 	} else {
 		add("datapath", "TCP connections/s, many servers vs one", fmt.Sprintf("≥ %g×", goalDatapath), false, "", false)
 	}
-	if p := r.api; p != nil {
-		g := rateRatio(p.Get.Rate(), p.GetBare.Rate())
-		l := rateRatio(p.List.Rate(), p.ListBare.Rate())
-		add("apiget", "API GET one group vs bare Echo", fmt.Sprintf("≥ %g×", goalAPIvsBare), true,
-			fmt.Sprintf("%s (%.0f vs %.0f req/s)", times(g), p.Get.Rate(), p.GetBare.Rate()), g >= goalAPIvsBare)
-		add("apilist", fmt.Sprintf("API GET %d groups vs bare Echo", p.PerPage), fmt.Sprintf("≥ %g×", goalAPIvsBare), true,
-			fmt.Sprintf("%s (%.0f vs %.0f req/s)", times(l), p.List.Rate(), p.ListBare.Rate()), l >= goalAPIvsBare)
-	} else {
-		add("apiget", "API GET one group vs bare Echo", fmt.Sprintf("≥ %g×", goalAPIvsBare), false, "", false)
-		add("apilist", "API GET a page of groups vs bare Echo", fmt.Sprintf("≥ %g×", goalAPIvsBare), false, "", false)
+	{
+		sc := ""
+		if c := r.commit; c != nil {
+			sc = " (" + scaleLabel(c.Scale) + ")"
+		}
+		for _, name := range engineNames {
+			what := "Reconciler's pass vs `nft -f` of the group's chains, " + name + sc
+			goal := fmt.Sprintf("≤ %g×", goalPassVsNFT)
+			if e := r.commitEngine(name); e != nil {
+				pass, nft := e.Pass.Median(), r.commit.NFT.Median()
+				add("pass:"+name, what, goal, true, fmt.Sprintf("%s (%s vs %s)", times(ratio(pass, nft)), Ms(pass), Ms(nft)),
+					ratio(pass, nft) <= goalPassVsNFT)
+			} else {
+				add("pass:"+name, what, goal, false, "", false)
+			}
+		}
 	}
-	if p := r.put; p != nil {
-		add("put", fmt.Sprintf("API PUT %d rules until the kernel holds them (nftables in a namespace)", p.Rules),
-			fmt.Sprintf("≥ %g/s", goalPutRate), true, fmt.Sprintf("%.0f/s", p.Load.Rate()), p.Load.Rate() >= goalPutRate)
-	} else {
-		add("put", "API PUT of rules until the kernel holds them (nftables in a namespace)", fmt.Sprintf("≥ %g/s", goalPutRate), false, "", false)
+	for _, name := range engineNames {
+		getGoal, listGoal := fmt.Sprintf("≥ %g×", goalAPIvsBare), fmt.Sprintf("≥ %g×", goalListVsBare)
+		if e := r.apiEngine(name); e != nil {
+			p := r.api
+			g := rateRatio(e.Get.Rate(), p.GetBare.Rate())
+			l := rateRatio(e.List.Rate(), p.ListBare.Rate())
+			add("apiget:"+name, "API GET one group vs bare Echo, "+name, getGoal, true,
+				fmt.Sprintf("%s (%.0f vs %.0f req/s)", times(g), e.Get.Rate(), p.GetBare.Rate()), g >= goalAPIvsBare)
+			add("apilist:"+name, fmt.Sprintf("API GET %d groups vs bare Echo, %s", p.PerPage, name), listGoal, true,
+				fmt.Sprintf("%s (%.0f vs %.0f req/s)", times(l), e.List.Rate(), p.ListBare.Rate()), l >= goalListVsBare)
+		} else {
+			add("apiget:"+name, "API GET one group vs bare Echo, "+name, getGoal, false, "", false)
+			add("apilist:"+name, "API GET a page of groups vs bare Echo, "+name, listGoal, false, "", false)
+		}
+	}
+	for _, name := range engineNames {
+		goal := fmt.Sprintf("≥ %g/s", goalPutRate)
+		if e := r.putEngine(name); e != nil {
+			add("put:"+name, fmt.Sprintf("API PUT %d rules until the kernel holds them, %s (nftables in a namespace)", r.put.Rules, name),
+				goal, true, fmt.Sprintf("%.0f/s", e.Load.Rate()), e.Load.Rate() >= goalPutRate)
+		} else {
+			add("put:"+name, "API PUT of rules until the kernel holds them, "+name+" (nftables in a namespace)", goal, false, "", false)
+		}
 	}
 	if c := r.console; c != nil {
 		add("consolelist", fmt.Sprintf("Console list page, %d groups (server time)", c.ListGroups), "≤ "+Ms(goalConsole), true,
@@ -228,7 +265,54 @@ func (r *report) targets() []target {
 		add("startnft", "Exec → first `/healthz` `200 OK` (nftables in a namespace)", "≤ "+Ms(goalStart), false, "", false)
 		add("rss", "RSS idle, groups loaded and read", "≤ "+mb(goalRSSkB), false, "", false)
 	}
+	if f := r.fleet; f != nil {
+		p99 := f.All.Percentile(99)
+		what := fmt.Sprintf("Commit → every agent's kernel, p99 of %d changes, %d agents", len(f.All), f.Config.Agents)
+		add("fleet", what+" (required)", "≤ "+Ms(goalFleetP99), true, Ms(p99), p99 <= goalFleetP99)
+		add("fleetaim", what+" (aim)", "≤ "+Ms(goalFleetAim), true, Ms(p99), p99 <= goalFleetAim)
+	} else {
+		add("fleet", "Commit → every agent's kernel, p99 (required)", "≤ "+Ms(goalFleetP99), false, "", false)
+		add("fleetaim", "Commit → every agent's kernel, p99 (aim)", "≤ "+Ms(goalFleetAim), false, "", false)
+	}
 	return ts
+}
+
+// apiEngine, putEngine and commitEngine return the figures of the engine
+// called name, nil when it was not measured.
+func (r *report) apiEngine(name string) *bench.EngineAPI {
+	if r.api == nil {
+		return nil
+	}
+	for i := range r.api.Engines {
+		if r.api.Engines[i].Engine == name {
+			return &r.api.Engines[i]
+		}
+	}
+	return nil
+}
+
+func (r *report) putEngine(name string) *bench.EnginePut {
+	if r.put == nil {
+		return nil
+	}
+	for i := range r.put.Engines {
+		if r.put.Engines[i].Engine == name {
+			return &r.put.Engines[i]
+		}
+	}
+	return nil
+}
+
+func (r *report) commitEngine(name string) *bench.EngineCommit {
+	if r.commit == nil {
+		return nil
+	}
+	for i := range r.commit.Engines {
+		if r.commit.Engines[i].Engine == name {
+			return &r.commit.Engines[i]
+		}
+	}
+	return nil
 }
 
 // spread is the widest spread between the runs of one figure in the report:
@@ -267,12 +351,21 @@ func (r *report) spread() (float64, string) {
 		}
 	}
 	if p := r.api; p != nil {
-		for _, l := range []bench.LoadResult{p.Get, p.GetBare, p.List, p.ListBare, p.Put} {
-			consider("API, "+l.Name, l.RPS)
+		consider("API, GET one group, "+p.GetBare.Name, p.GetBare.RPS)
+		consider(fmt.Sprintf("API, GET %d groups, %s", p.PerPage, p.ListBare.Name), p.ListBare.RPS)
+		for _, e := range p.Engines {
+			for _, l := range []bench.LoadResult{e.Get, e.List, e.Put} {
+				consider("API, "+l.Name, l.RPS)
+			}
 		}
 	}
 	if p := r.put; p != nil {
-		consider("API, "+p.Load.Name, p.Load.RPS)
+		for _, e := range p.Engines {
+			consider("API, "+e.Load.Name, e.Load.RPS)
+		}
+	}
+	if c := r.commit; c != nil {
+		consider("nft -f of a group's chains", durs(c.NFT))
 	}
 	return worst, what
 }
@@ -353,10 +446,12 @@ func (r *report) write(w *strings.Builder) {
 
 	r.writeApply(w)
 	r.writeStore(w)
+	r.writeCommit(w)
 	r.writeDatapath(w)
 	r.writeAPI(w)
 	r.writeConsole(w)
 	r.writeBinary(w)
+	r.writeFleet(w)
 	r.writeGoBench(w)
 	r.writeRemaining(w)
 }
@@ -490,6 +585,19 @@ func (r *report) writeDatapath(w *strings.Builder) {
 	p("\n")
 }
 
+// writeEngines says which engines the api, put and commit sections ran
+// on, and how each was set up.
+func (r *report) writeEngines(w *strings.Builder) {
+	p := func(format string, a ...any) { fmt.Fprintf(w, format, a...) }
+	for _, e := range r.engines {
+		p("- **%s**: %s.\n", e.Name, e.Detail)
+	}
+	if r.noPostgres != "" {
+		p("- **PostgreSQL**: not measured in this run: %s.\n", r.noPostgres)
+	}
+	p("\n")
+}
+
 func (r *report) writeAPI(w *strings.Builder) {
 	p := func(format string, a ...any) { fmt.Fprintf(w, format, a...) }
 	p("## 3. API\n\n")
@@ -497,9 +605,13 @@ func (r *report) writeAPI(w *strings.Builder) {
 		r.notMeasured(w, "api")
 	} else {
 		p("The real server (`web.New` with the store and a reconciler on the **preview** backend, logs formatted as JSON to nowhere)\n")
-		p("on loopback HTTP, with %d groups of %d rules in one organization, authenticated with `X-Auth-Token`. The bare handler\n", a.Scale.Groups, a.Scale.Rules)
-		p("is `echo.New()` with a route of the same shape answering the same bytes with `c.JSONBlob`. In-process load generator:\n")
-		p("%d goroutines with keep-alive connections, %s per run, real and bare taking turns in alternating order (median of %d runs).\n", a.Workers, a.Duration, len(a.Get.RPS))
+		p("on loopback HTTP, with %d groups of %d rules in one organization, authenticated with `X-Auth-Token`, on each engine:\n", a.Scale.Groups, a.Scale.Rules)
+		p("the store is filled on SQLite, then copied row by row to PostgreSQL (`store.Copy`, as `rampart db copy`), so that both\n")
+		p("serve the same rows, IDs and token.\n\n")
+		r.writeEngines(w)
+		p("The bare handler is `echo.New()` with a route of the same shape answering the first engine's bytes with `c.JSONBlob`.\n")
+		p("In-process load generator: %d goroutines with keep-alive connections, %s per run; the real server on each engine and\n", a.Workers, a.Duration)
+		p("the bare handler take turns in alternating order (median of %d runs).\n", len(a.GetBare.RPS))
 		p("Every answer is read and checked (status `200 OK`, the answer's top-level key and group ID, or the number of groups or rules\n")
 		p("it lists); the first wrong one stops the benchmark. The PUT here replaces the rules of a group (each goroutine its own\n")
 		p("group, two rule sets in turn) with the preview backend, which applies nothing to a kernel: a run ends when the reconciler\n")
@@ -512,12 +624,22 @@ func (r *report) writeAPI(w *strings.Builder) {
 			}
 			p("| %s | %d B | %.0f | %s | %s | %s |\n", x.Name, x.Bytes, x.Rate(), Ms(x.P50.Median()), Ms(x.P99.Median()), rel)
 		}
-		row(a.Get, &a.GetBare)
+		for _, e := range a.Engines {
+			row(e.Get, &a.GetBare)
+		}
 		row(a.GetBare, nil)
-		row(a.List, &a.ListBare)
+		for _, e := range a.Engines {
+			row(e.List, &a.ListBare)
+		}
 		row(a.ListBare, nil)
-		row(a.Put, nil)
-		p("\nPUT with the preview backend: after the last answer, the reconciler needed %s more (median).\n\n", Ms(a.PutApply.Median()))
+		for _, e := range a.Engines {
+			row(e.Put, nil)
+		}
+		p("\n")
+		for _, e := range a.Engines {
+			p("PUT with the preview backend on %s: after the last answer, the reconciler needed %s more (median).\n", e.Engine, Ms(e.PutApply.Median()))
+		}
+		p("\n")
 	}
 
 	p("### PUT of rules until the kernel holds them\n\n")
@@ -526,21 +648,102 @@ func (r *report) writeAPI(w *strings.Builder) {
 		r.notMeasured(w, "put")
 		return
 	}
-	p("`ip netns exec NS %s serve --enforcer nftables` in a network namespace the benchmark creates, on a database of\n", r.cfg.bin)
-	p("%d groups of %d rules and %d servers (%d kernel rules), over HTTP into the namespace. Each PUT replaces a group's\n", u.Scale.Groups, u.Scale.Rules, u.Scale.Servers, u.KernelRules)
+	p("`ip netns exec NS %s serve --enforcer nftables`, one per engine, each in a network namespace the benchmark creates,\n", r.cfg.bin)
+	p("on a database of %d groups of %d rules and %d servers (%d kernel rules; made on SQLite, copied to PostgreSQL), over\n", u.Scale.Groups, u.Scale.Rules, u.Scale.Servers, u.KernelRules)
+	p("HTTP into the namespace; the engines take turns in alternating order. Each PUT replaces a group's\n")
 	p("rules with %d others and is timed until `GET` of the group answers `\"state\":\"available\"`, which the server reports\n", u.Rules)
 	p("once the nftables transaction holding the group's new generation has been committed. Then, untimed, the group's\n")
 	p("two chains are read from the kernel over netlink: they must hold exactly the rules of the PUT's answer (and the\n")
 	p("group's fixed rules), none of those it replaced.\n\n")
-	p("| one PUT at a time (%d) | median | p90 |\n|---|---:|---:|\n", len(u.ToKernel))
-	p("| PUT answered | %s | %s |\n", Ms(u.Answer.Median()), Ms(u.Answer.Percentile(90)))
-	p("| PUT sent → kernel holds it | %s | %s |\n\n", Ms(u.ToKernel.Median()), Ms(u.ToKernel.Percentile(90)))
-	p("Under load: %d connections, each PUTting to a group of its own for %s; a run is counted until every group written\n", u.Workers, u.Duration)
-	p("reads \"available\" (median of %d runs).\n\n", len(u.Load.RPS))
+	p("| one PUT at a time | runs | PUT answered | p90 | PUT sent → kernel holds it | p90 |\n|---|---:|---:|---:|---:|---:|\n")
+	for _, e := range u.Engines {
+		p("| %s | %d | %s | %s | %s | %s |\n", e.Engine, len(e.ToKernel), Ms(e.Answer.Median()), Ms(e.Answer.Percentile(90)),
+			Ms(e.ToKernel.Median()), Ms(e.ToKernel.Percentile(90)))
+	}
+	p("\nUnder load: %d connections, each PUTting to a group of its own for %s; a run is counted until every group written\n", u.Workers, u.Duration)
+	p("reads \"available\" (median of %d runs).\n\n", len(u.Engines[0].Load.RPS))
 	p("| request | body | PUTs/s, until in the kernel | p50 (answer) | p99 (answer) | last answer → all in the kernel | runs (PUT/s) |\n")
 	p("|---|---:|---:|---:|---:|---:|---|\n")
-	p("| %s | %d B | %.0f | %s | %s | %s | %s |\n\n", u.Load.Name, u.Load.Bytes, u.Load.Rate(), Ms(u.Load.P50.Median()), Ms(u.Load.P99.Median()),
-		Ms(u.Settle.Median()), runsRate(u.Load.RPS))
+	for _, e := range u.Engines {
+		p("| %s | %d B | %.0f | %s | %s | %s | %s |\n", e.Load.Name, e.Load.Bytes, e.Load.Rate(), Ms(e.Load.P50.Median()), Ms(e.Load.P99.Median()),
+			Ms(e.Settle.Median()), runsRate(e.Load.RPS))
+	}
+	p("\n")
+}
+
+func (r *report) writeCommit(w *strings.Builder) {
+	p := func(format string, a ...any) { fmt.Fprintf(w, format, a...) }
+	p("### Commit → kernel on each engine, beside `nft -f`\n\n")
+	c := r.commit
+	if c == nil || len(c.Engines) == 0 {
+		r.notMeasured(w, "commit")
+		return
+	}
+	p("A store at %s (%d kernel rules), filled on SQLite and copied to PostgreSQL; on each engine, a reconciler with the\n", scaleLabel(c.Scale), c.KernelRules)
+	p("nftables backend in a namespace of its own. One rule is created in one group with `store.CreateRule` and timed until the\n")
+	p("reconciler reports the group's generation applied; then, untimed, the group's chain is read from the kernel over netlink\n")
+	p("and must hold the rule, which is deleted again. Beside them, in the same rounds and taking turns in alternating order,\n")
+	p("`nft -f` of a script that flushes the same group's two chains and fills them again with the rule added (%d kernel rules,\n", c.GroupRules)
+	p("%d bytes) in one transaction, in a third namespace holding the same table: what the reconciler's netlink batch does.\n", c.ScriptBytes)
+	p("Each is read back from the kernel (untimed). The commit is the engine's own: SQLite's `synchronous(FULL)` fsync, PostgreSQL's\n")
+	p("WAL flush. The reconciler's pass is its incremental read of the store, the compile and the netlink apply. Median of %d changes each.\n\n", len(c.NFT))
+	r.writeEngines(w)
+	p("| engine | commit (`CreateRule`) | reconciler's pass | call → kernel | p90 | pass / `nft -f` | whole `store.Snapshot` |\n")
+	p("|---|---:|---:|---:|---:|---:|---:|\n")
+	nft := c.NFT.Median()
+	for _, e := range c.Engines {
+		p("| %s | %s | %s | %s | %s | %s | %s |\n", e.Engine, Ms(e.Commit.Median()), Ms(e.Pass.Median()), Ms(e.ToKernel.Median()),
+			Ms(e.ToKernel.Percentile(90)), times(ratio(e.Pass.Median(), nft)), Ms(e.Snapshot.Median()))
+	}
+	p("| `nft -f` of the group's chains | | | %s | %s | | |\n\n", Ms(nft), Ms(c.NFT.Percentile(90)))
+}
+
+func (r *report) writeFleet(w *strings.Builder) {
+	p := func(format string, a ...any) { fmt.Fprintf(w, format, a...) }
+	p("## 6. Hosts and agents\n\n")
+	f := r.fleet
+	if f == nil {
+		r.notMeasured(w, "fleet")
+		return
+	}
+	cfg := f.Config
+	p("`ip netns exec NS %s serve --enforcer nftables --agent-listen …` (the console, SQLite) in a namespace holding a bridge, and\n", r.cfg.bin)
+	p("%d hosts, each a namespace of its own with a veth pair onto the bridge and its agent: %d in the benchmark's process (`agent.New`,\n", cfg.Agents, f.InProcess)
+	p("the nftables backend in the host's namespace, connections dialled from there), %d as `%s agent` run in its\n", cfg.Agents-f.InProcess, r.cfg.bin)
+	p("namespace, as a host runs it. Every host holds a server in a shared group of %d rules and one in a group of its own of %d rules;\n", cfg.SharedRules, cfg.OwnRules)
+	p("its full view is a frame of %d bytes. From exec of the console until the shared group read `available` (every agent enrolled,\n", f.ViewBytes)
+	p("its view applied and reported): %s. The console's heartbeat is its default, every %s.\n\n", Ms(f.Setup), f.Heartbeat)
+	p("Each change creates one rule in the shared group through the console's API (`POST …/rules`) and is timed from sending it\n")
+	p("until every agent holds it: an in-process agent when its reconciler reports the group's generation applied (woken by\n")
+	p("`Reconciler.Watch`; the reconciler records a generation once the kernel acknowledged its netlink batch), the binary agent when\n")
+	p("its kernel, read over netlink every %s, holds the rule. Then, untimed, every agent's kernel is read and must hold the rule, which\n", f.Poll)
+	p("is deleted again and waited for. %d changes after one warm-up, each after a pause of %s.\n\n", len(f.All), f.Pause)
+	p("| from sending the POST | p50 | p99 | max |\n|---|---:|---:|---:|\n")
+	p("| POST answered (the commit included) | %s | %s | %s |\n", Ms(f.Answer.Median()), Ms(f.Answer.Percentile(99)), Ms(slices.Max(f.Answer)))
+	p("| **every agent's kernel holds it** (the last of %d) | **%s** | **%s** | %s |\n", cfg.Agents, Ms(f.All.Median()), Ms(f.All.Percentile(99)), Ms(slices.Max(f.All)))
+	p("| each agent (%d agents × %d changes) | %s | %s | %s |\n", cfg.Agents, len(f.All), Ms(f.PerAgent.Median()), Ms(f.PerAgent.Percentile(99)), Ms(slices.Max(f.PerAgent)))
+	p("| the binary agent, read from its kernel | %s | %s | %s |\n\n", Ms(f.Binary.Median()), Ms(f.Binary.Percentile(99)), Ms(slices.Max(f.Binary)))
+	p("The reconciler's word checked against the kernel's: for one in-process agent per change, in turn, its kernel was read\n")
+	p("over netlink the moment its reconciler reported the change applied, and held the new rule, and no other, all %d times.\n\n", f.Instant)
+	p("Bytes sent to each agent for the one-rule change, over the %d changes of the %d whose window held no heartbeat (a heartbeat\n", f.Clean, len(f.All))
+	p("would count as the change's): the view stream's frames as `Console.Traffic` counts them (read from the console's `/metrics`:\n")
+	p("JSON, before TLS), and what each in-process agent's sockets received until the console had every agent's report of the change\n")
+	p("(TLS records and `HTTP/2` frames, the answer to its report included). A delta carries the changed group whole\n")
+	p("(`hostview.Delta`): its settings, its rules, the host's servers in it, and its members, every server of the group on\n")
+	p("any host, so that what each agent is sent for one rule grows with the number of hosts holding the group.\n\n")
+	p("| per agent, per change | median | min | max |\n|---|---:|---:|---:|\n")
+	if f.Clean > 0 {
+		p("| view stream (`Console.Traffic`) | %.0f B | %.0f B | %.0f B |\n", bench.MedianFloat(f.FrameBytes), slices.Min(f.FrameBytes), slices.Max(f.FrameBytes))
+		p("| on the wire (TLS) | %.0f B | %.0f B | %.0f B |\n", bench.MedianFloat(f.WireBytes), slices.Min(f.WireBytes), slices.Max(f.WireBytes))
+	} else {
+		p("| view stream (`Console.Traffic`) | no change without a heartbeat | | |\n")
+	}
+	p("| reports received by the console, all agents | %.0f B | %.0f B | %.0f B |\n\n", bench.MedianFloat(f.ReportBytes), slices.Min(f.ReportBytes), slices.Max(f.ReportBytes))
+	p("The console's process with the %d agents connected: CPU from `/proc/PID/task/*/schedstat`, memory from `/proc/PID/status`.\n", cfg.Agents)
+	p("Idle: over %s without a change (%d frames and %d reports carried: heartbeats), after %s for the agents to settle.\n\n", cfg.Idle, f.IdleFrames, f.IdleReports, cfg.Settle)
+	p("| process | CPU, idle | CPU per change (POST → every kernel) | RSS | peak RSS (VmHWM) |\n|---|---:|---:|---:|---:|\n")
+	p("| console (`%s serve`) | %.1f %% of a core | %s | %s | %s |\n", r.cfg.bin, 100*f.IdleCPU, Ms(f.ChangeCPU.Median()), mb(f.ConsoleRSS), mb(f.ConsoleHWM))
+	p("| agent (`%s agent`) | | | %s (after the changes: %s) | %s |\n\n", r.cfg.bin, mb(f.AgentRSS), mb(f.AgentRSSLate), mb(f.AgentHWM))
 }
 
 func (r *report) writeConsole(w *strings.Builder) {
@@ -625,13 +828,19 @@ func (r *report) writeGoBench(w *strings.Builder) {
 	}
 	p("median of each benchmark's runs. Profile one with `-cpuprofile`, e.g.\n")
 	p("`go test -run '^$' -bench ApplyOneGroupChange -benchtime 200x -cpuprofile cpu.out ./enforcer && go tool pprof -top cpu.out`.\n\n")
-	p("| benchmark | median | runs (ms) |\n|---|---:|---|\n")
+	p("| benchmark | median | runs (ms) | its own metrics (medians) |\n|---|---:|---|---|\n")
 	for _, g := range r.goBench {
 		runs := make([]string, len(g.nsOps))
 		for i, x := range g.nsOps {
 			runs[i] = bench.Ms(time.Duration(x))
 		}
-		p("| %s | %s | %s |\n", g.name, Ms(time.Duration(bench.MedianFloat(g.nsOps))), strings.Join(runs, ", "))
+		metrics := make([]string, len(g.metrics))
+		for i, m := range g.metrics {
+			metrics[i] = strconv.FormatFloat(bench.MedianFloat(m.vals), 'g', 3, 64) + " " + m.unit
+		}
+		p("| %s | %s | %s | %s |\n", g.name, Ms(time.Duration(bench.MedianFloat(g.nsOps))), strings.Join(runs, ", "), strings.Join(metrics, ", "))
 	}
 	p("\n")
+	p("Of the sets' benchmarks (`enforcer/sets_bench_test.go`, on an IP set of a hundred thousand entries): `kernel-ms` is the kernel's share of an apply (sendmsg to its acknowledgement), `ours-ms` the rest (compile, diff, encoding);\n")
+	p("`effect-ms` the delay from an apply adding the client's address to the set to its first connection through; `conn/s-100k` and `conn/s-1` the TCP connections a second through a rule on that set and on a set of one entry, taking turns in one run, and `ratio` the first over the second.\n\n")
 }

@@ -140,19 +140,55 @@ func syntheticReport(v int, miss bool) *report {
 		dp.Configs = append(dp.Configs, res)
 	}
 	r.datapath = dp
+	r.engines = []bench.Engine{
+		{Name: "SQLite", Detail: fmt.Sprintf("a file of variant %d", v)},
+		{Name: "PostgreSQL", Detail: fmt.Sprintf("PostgreSQL %d.%d, fsync on", 14+v, v)},
+	}
 	api := &bench.APIResults{
 		Scale: bench.Scale{Groups: g.n(990), Rules: g.n(9)}, Workers: 6 + v, Duration: dp.Duration, PerPage: g.n(95), PutRules: g.n(97),
-		Get: g.load("GET one group", 20000, 0.3), GetBare: g.load("bare Echo", 20000, 0.1),
-		List: g.load("GET a page", 1600, 3.7), ListBare: g.load("bare Echo", 1600, 0.2),
-		Put: g.load("PUT, preview", 310, 23), PutApply: g.sample(19, 5),
+		GetBare: g.load("bare Echo", 20000, 0.1), ListBare: g.load("bare Echo", 1600, 0.2),
 	}
-	api.GetBare.RPS = scaledRates(api.Get.RPS, 1/rho(1, 0.2))
-	api.ListBare.RPS = scaledRates(api.List.RPS, 1/rho(1, 0.05))
-	r.api = api
 	r.put = &bench.PutResults{
 		Scale: bench.Scale{Servers: g.n(980), Groups: g.n(980), Rules: g.n(9)}, KernelRules: g.n(15000), Rules: g.n(97),
-		Workers: 6 + v, Duration: dp.Duration, Load: g.load("PUT, nftables", 300*k(2.2, 0.4), 25),
-		Settle: g.sample(12, 5), Answer: g.sample(3.3, 25), ToKernel: g.sample(6.1, 25),
+		Workers: 6 + v, Duration: dp.Duration,
+	}
+	r.commit = &bench.CommitResults{
+		Scale: bench.Scale{Servers: g.n(1000), Groups: g.n(200), Rules: g.n(50)}, KernelRules: g.n(12000), GroupRules: g.n(55),
+		ScriptBytes: g.n(4000), NFT: g.sample(14, 20+v),
+	}
+	for i, e := range r.engines {
+		// Each engine's ratio differs from the other's, on the same side
+		// of its goal.
+		x := 1 + 0.05*float64(i)
+		ea := bench.EngineAPI{Engine: e.Name,
+			Get: g.load("GET one group, "+e.Name, 20000, 0.3), List: g.load("GET a page, "+e.Name, 1600, 3.7),
+			Put: g.load("PUT, preview, "+e.Name, 310, 23), PutApply: g.sample(19, 5)}
+		ea.Get.RPS = scaledRates(api.GetBare.RPS, rho(1, 0.2)*x)
+		ea.List.RPS = scaledRates(api.ListBare.RPS, rho(1, 0.05)*x)
+		api.Engines = append(api.Engines, ea)
+		r.put.Engines = append(r.put.Engines, bench.EnginePut{Engine: e.Name,
+			Load:   g.load("PUT, nftables, "+e.Name, 300*k(2.2, 0.4)*x, 25),
+			Settle: g.sample(12, 5), Answer: g.sample(3.3, 25), ToKernel: g.sample(6.1, 25)})
+		r.commit.Engines = append(r.commit.Engines, bench.EngineCommit{Engine: e.Name,
+			Commit: g.sample(1.4, 20+v), ToKernel: g.sample(9, 20+v), Snapshot: g.sample(40, 5),
+			Pass: scaled(r.commit.NFT, rho(0.25, 2)*x)})
+	}
+	r.api = api
+	agents := g.n(50)
+	perAgent := make(bench.Sample, 0, agents*(25+v))
+	for range 25 + v {
+		perAgent = append(perAgent, g.sample(k(40, 1500), agents)...)
+	}
+	r.fleet = &bench.FleetResults{
+		Config: bench.FleetConfig{Agents: agents, SharedRules: g.n(20), OwnRules: g.n(10), Changes: 25 + v,
+			Idle: time.Duration(8+v) * time.Second, Settle: time.Duration(2+v) * time.Second},
+		InProcess: agents - 1 - v, Heartbeat: time.Duration(9+v) * time.Second, Setup: g.d(9000), ViewBytes: g.n(9000),
+		Answer: g.sample(6, 25+v), All: g.sample(k(60, 1900), 25+v), PerAgent: perAgent, Binary: g.sample(k(50, 1700), 25+v),
+		Instant: 25 + v, Poll: time.Duration(1+v) * time.Millisecond, Pause: time.Duration(150+v) * time.Millisecond,
+		Clean: 20 + v, FrameBytes: g.rates(2400, 20+v), WireBytes: g.rates(3100, 20+v), ReportBytes: g.rates(40000, 25+v),
+		IdleCPU: 0.01 * g.f(), IdleFrames: uint64(g.n(60)), IdleReports: uint64(g.n(55)), ChangeCPU: g.sample(25, 25+v),
+		ConsoleRSS: int64(g.n(60000)), ConsoleHWM: int64(g.n(80000)), AgentRSS: int64(g.n(20000)),
+		AgentRSSLate: int64(g.n(21000)), AgentHWM: int64(g.n(24000)),
 	}
 	r.console = &bench.ConsoleResults{
 		ListGroups: g.n(990), List: g.sample(k(4, 21), 25), ListBytes: g.n(650000),
@@ -282,8 +318,29 @@ func TestBenchmarkReportOnlyMeasuredFigures(t *testing.T) {
 			}
 		})
 	}
+	t.Run("no PostgreSQL", func(t *testing.T) {
+		r := syntheticReport(1, true)
+		r.engines, r.noPostgres = r.engines[:1], "initdb and postgres not found"
+		r.api.Engines, r.put.Engines, r.commit.Engines = r.api.Engines[:1], r.put.Engines[:1], r.commit.Engines[:1]
+		text := render(r)
+		if !strings.Contains(text, "PostgreSQL**: not measured in this run: initdb and postgres not found.") {
+			t.Error("the report does not say why PostgreSQL was not measured")
+		}
+		n := 0
+		for _, l := range strings.Split(text, "\n") {
+			if strings.HasPrefix(l, "| ") && strings.Contains(l, "PostgreSQL") {
+				if !strings.Contains(l, "| not measured in this run | |") {
+					t.Errorf("a line about PostgreSQL states a figure: %s", l)
+				}
+				n++
+			}
+		}
+		if n != 4 {
+			t.Errorf("%d target lines name PostgreSQL, want 4 (pass, GET, list, PUT), each not measured", n)
+		}
+	})
 	t.Run("nothing measured", func(t *testing.T) {
-		r := &report{cfg: config{command: "make bench", runs: 5}, start: time.Now(), skipped: []string{"enforcer", "store", "datapath", "put"}}
+		r := &report{cfg: config{command: "make bench", runs: 5}, start: time.Now(), skipped: []string{"enforcer", "store", "commit", "datapath", "put", "fleet"}}
 		r.end = r.start
 		s := render(r)
 		for _, tg := range r.targets() {
