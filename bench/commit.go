@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/rampart-fw/rampart/enforcer"
@@ -136,12 +137,28 @@ func MeasureCommit(ctx context.Context, sc Scale, engines []Engine, n int, dir s
 		if text == "" {
 			return "", fmt.Errorf("group %s compiles to nothing", g.ID)
 		}
+		gc, _ := grs.Group(g.ID)
 		if extra != nil {
-			gc, _ := grs.Group(g.ID)
 			res.GroupRules = len(gc.In.Rules) + len(gc.Out.Rules)
 		}
-		return fmt.Sprintf("flush chain inet %[1]s %[2]s\nflush chain inet %[1]s %[3]s\ntable inet %[1]s {\n%[4]s}\n",
-			enforcer.TableName, in, out, text), nil
+		// The rules name the group's counter objects: the new rule's must
+		// be declared with it (declaring those that exist keeps them, and
+		// their counts), as the enforcer's batch adds it.
+		var objects strings.Builder
+		for _, o := range gc.Objects {
+			switch o.Kind {
+			case enforcer.ObjCounter:
+				fmt.Fprintf(&objects, "\tcounter %s {\n\t}\n", o.Name)
+			case enforcer.ObjLimit:
+				fmt.Fprintf(&objects, "\tlimit %s {\n\t\trate %d/second burst %d packets\n\t}\n", o.Name, o.Rate, o.Burst)
+			}
+		}
+		// Its log chains (of its default drops) are refilled too.
+		var flush strings.Builder
+		for _, c := range append([]enforcer.Chain{{Name: in}, {Name: out}}, gc.LogChains...) {
+			fmt.Fprintf(&flush, "flush chain inet %s %s\n", enforcer.TableName, c.Name)
+		}
+		return fmt.Sprintf("%[1]stable inet %[2]s {\n%[3]s%[4]s}\n", flush.String(), enforcer.TableName, objects.String(), text), nil
 	}
 	restore, err := script(nil)
 	if err != nil {
