@@ -50,6 +50,23 @@ func eventually(t *testing.T, what string, pass bool, probe func() error) time.D
 	}
 }
 
+// waitAvailable waits until the reconciler reports group id available at
+// generation gen, and fails the test after effectTimeout.
+func waitAvailable(t *testing.T, what string, r *Reconciler, id string, gen int64) {
+	t.Helper()
+	start := time.Now()
+	for {
+		s, why := r.GroupState(id, gen)
+		if s == store.Available {
+			return
+		}
+		if time.Since(start) > effectTimeout {
+			t.Fatalf("%s: state %s (%s) after %v", what, s, why, effectTimeout)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
 // setSnapshot is group A (s1's: stateful, inbound drop) with a rule
 // accepting portA from IP set ipsRich and portB from group B's servers,
 // with the given contents.
@@ -110,6 +127,9 @@ func TestKernelSetRules(t *testing.T) {
 	}
 	for _, st := range steps {
 		gen := src.Set(setSnapshot(prefixList(st.entries...), nil, true))
+		// The step's contents applied first: a client that the step
+		// before let through passes at once, whether or not they are.
+		waitAvailable(t, st.name, r, gA, gen)
 		took4 := eventually(t, st.name+": client v4", st.pass4, client4)
 		took6 := eventually(t, st.name+": client v6", st.pass6, client6)
 		// Once in effect, the rule's counter counts exactly the
@@ -147,9 +167,7 @@ func TestKernelSetRules(t *testing.T) {
 	eventually(t, "member joined: s2 v4", true, s2to1v4)
 	eventually(t, "member joined: s2 v6", true, s2to1v6)
 	expect(t, "member joined: client not a member", tcpErr(e.client, e.s1.v4, portB), false)
-	if s, _ := r.GroupState(gA, gen); s != store.Available {
-		t.Fatalf("member joined: state %s", s)
-	}
+	waitAvailable(t, "member joined", r, gA, gen)
 	src.Set(setSnapshot(nil, []netip.Addr{netip.MustParseAddr(e.s2.v6)}, true))
 	eventually(t, "v4 address left: s2 v4", false, s2to1v4)
 	expect(t, "v4 address left: s2 v6", s2to1v6(), true)
