@@ -61,7 +61,7 @@ differential: deps
 # prints the command that ran them.
 bench: deps build
 	@out=$$(mktemp) && \
-	gobench="go test -run '^$$' -bench . -benchtime 20x -count 5 ./enforcer ./store" && \
+	gobench="go test -run '^$$' -bench . -benchtime 20x -count 5 ./enforcer ./store && go test -run '^$$' -bench LoggedConnections -benchtime 1x ./packetlog" && \
 	echo "$$gobench" && \
 	{ sh -c "$$gobench"; echo $$? >$$out.rc; } 2>&1 | tee $$out && \
 	[ "$$(cat $$out.rc)" = 0 ] && \
