@@ -190,7 +190,7 @@ func copyTable(ctx context.Context, from, to *txn, t table) (int, error) {
 
 // Compare checks that a and b hold the same rows in every table, value by
 // value, and names the first objects that differ: a row is an object,
-// named by its table and first column (every table's key).
+// named by its table and primary key (or, without one, by all of it).
 func Compare(ctx context.Context, a, b *DB) error {
 	aTables, err := a.e.tables(ctx, a.r)
 	if err != nil {
@@ -239,7 +239,8 @@ func Compare(ctx context.Context, a, b *DB) error {
 }
 
 // canonicalRows reads every row of t as text that is the same for the
-// same values on either engine, keyed by the row's first column.
+// same values on either engine, keyed by its primary key's values (or,
+// in a table without one, by the whole row).
 func canonicalRows(ctx context.Context, db *DB, t table) (map[string]string, error) {
 	cols := make([]string, len(t.columns))
 	for i, c := range t.columns {
@@ -268,12 +269,20 @@ func canonicalRows(ctx context.Context, db *DB, t table) (map[string]string, err
 			// Columns by name, so that their order in each schema does
 			// not matter.
 			fields := make([]string, len(names))
+			var key []string
 			for i, v := range vals {
 				fields[i] = names[i] + "=" + canonical(v)
+				if slices.Contains(t.key, names[i]) {
+					key = append(key, fields[i])
+				}
 			}
-			key := canonical(vals[0])
 			sort.Strings(fields)
-			out[key] = strings.Join(fields, " ")
+			row := strings.Join(fields, " ")
+			if len(key) == 0 {
+				key = []string{row}
+			}
+			sort.Strings(key)
+			out[strings.Join(key, " ")] = row
 		}
 		return rows.Err()
 	})

@@ -104,6 +104,7 @@ type table struct {
 	name       string
 	columns    []string
 	references []string // tables its foreign keys point to
+	key        []string // its primary key's columns, by name; none: the whole row
 }
 
 // querier is what reads the schema: a *sql.DB, *sql.Conn or *sql.Tx.

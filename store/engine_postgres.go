@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"sort"
 	"strings"
 	"time"
 
@@ -214,6 +215,13 @@ func (*postgresEngine) tables(ctx context.Context, q querier) ([]table, error) {
 			WHERE c.contype = 'f' AND t.relname = $1 AND n.nspname = current_schema() ORDER BY 1`, name); err != nil {
 			return nil, err
 		}
+		if tables[i].key, err = queryStrings(ctx, q, `SELECT a.attname::text FROM pg_index i
+			JOIN pg_class t ON t.oid = i.indrelid JOIN pg_namespace n ON n.oid = t.relnamespace
+			JOIN pg_attribute a ON a.attrelid = t.oid AND a.attnum = ANY(i.indkey)
+			WHERE i.indisprimary AND t.relname = $1 AND n.nspname = current_schema()`, name); err != nil {
+			return nil, err
+		}
+		sort.Strings(tables[i].key)
 	}
 	return tables, nil
 }

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"sort"
 	"strings"
 	"time"
 
@@ -170,6 +171,10 @@ func (sqliteEngine) tables(ctx context.Context, q querier) ([]table, error) {
 		if tables[i].references, err = queryStrings(ctx, q, `SELECT DISTINCT "table" FROM pragma_foreign_key_list(?) ORDER BY 1`, name); err != nil {
 			return nil, err
 		}
+		if tables[i].key, err = queryStrings(ctx, q, `SELECT name FROM pragma_table_info(?) WHERE pk > 0`, name); err != nil {
+			return nil, err
+		}
+		sort.Strings(tables[i].key)
 	}
 	return tables, nil
 }
