@@ -41,6 +41,8 @@ type DB struct {
 	// PostgreSQL both are the same pool.
 	w, r *sql.DB
 	e    engine
+	// ws and rs are the statements prepared on w and r (SQLite only).
+	ws, rs *statements
 
 	// Zones are the zones objects may live in; the first is the default.
 	Zones []string
@@ -126,6 +128,9 @@ func Open(ctx context.Context, dsn string, zones []string, opts ...Option) (*DB,
 	}
 	bg, stop := context.WithCancel(context.Background())
 	db.stop = stop
+	if e.name() == "sqlite" {
+		db.ws, db.rs = newStatements(w), newStatements(r)
+	}
 	if err := db.migrate(ctx); err != nil {
 		db.Close()
 		return nil, err
@@ -164,6 +169,8 @@ func Open(ctx context.Context, dsn string, zones []string, opts ...Option) (*DB,
 func (db *DB) Close() error {
 	db.stop()
 	db.done.Wait()
+	db.ws.close()
+	db.rs.close()
 	var err error
 	if db.r != db.w {
 		err = db.r.Close()
@@ -383,7 +390,7 @@ func (db *DB) change(ctx context.Context, fn func(tx *txn, gen int64) error) err
 		return db.driverError(fmt.Errorf("begin: %w", err))
 	}
 	defer sqltx.Rollback()
-	tx := &txn{tx: sqltx, e: db.e}
+	tx := &txn{tx: sqltx, e: db.e, stmts: db.ws}
 	var gen int64
 	if err := tx.QueryRowContext(ctx, `UPDATE generation SET value = value + 1 WHERE id = 1 RETURNING value`).Scan(&gen); err != nil {
 		return db.driverError(fmt.Errorf("next generation: %w", err))
@@ -422,7 +429,7 @@ func (db *DB) read(ctx context.Context, fn func(tx *txn) error) error {
 		return fmt.Errorf("begin: %w", err)
 	}
 	defer sqltx.Rollback()
-	return fn(&txn{tx: sqltx, e: db.e})
+	return fn(&txn{tx: sqltx, e: db.e, stmts: db.rs})
 }
 
 // write runs fn in one write transaction that is not a change: the
@@ -435,7 +442,7 @@ func (db *DB) write(ctx context.Context, fn func(tx *txn) error) error {
 		return db.driverError(fmt.Errorf("begin: %w", err))
 	}
 	defer sqltx.Rollback()
-	if err := fn(&txn{tx: sqltx, e: db.e}); err != nil {
+	if err := fn(&txn{tx: sqltx, e: db.e, stmts: db.ws}); err != nil {
 		return db.driverError(err)
 	}
 	return db.driverError(sqltx.Commit())
@@ -469,15 +476,27 @@ func (db *DB) uniqueViolation(err error) string {
 // exec, query and queryRow run one statement outside a transaction:
 // writes on the writer, reads on the readers.
 func (db *DB) exec(ctx context.Context, query string, args ...any) (sql.Result, error) {
-	return db.w.ExecContext(ctx, db.e.rebind(query), args...)
+	q := db.e.rebind(query)
+	if st := db.ws.get(q); st != nil {
+		return st.ExecContext(ctx, args...)
+	}
+	return db.w.ExecContext(ctx, q, args...)
 }
 
 func (db *DB) query(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
-	return db.r.QueryContext(ctx, db.e.rebind(query), args...)
+	q := db.e.rebind(query)
+	if st := db.rs.get(q); st != nil {
+		return st.QueryContext(ctx, args...)
+	}
+	return db.r.QueryContext(ctx, q, args...)
 }
 
 func (db *DB) queryRow(ctx context.Context, query string, args ...any) *sql.Row {
-	return db.r.QueryRowContext(ctx, db.e.rebind(query), args...)
+	q := db.e.rebind(query)
+	if st := db.rs.get(q); st != nil {
+		return st.QueryRowContext(ctx, args...)
+	}
+	return db.r.QueryRowContext(ctx, q, args...)
 }
 
 // timeLayout keeps microseconds and sorts as text.

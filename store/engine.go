@@ -115,25 +115,72 @@ type querier interface {
 
 // txn is a transaction of the store. Every statement of the store goes
 // through a txn or through DB's exec, query and queryRow, which is where
-// placeholders are rewritten for the engine.
+// placeholders are rewritten for the engine and prepared statements
+// reused.
 type txn struct {
 	tx *sql.Tx
 	e  engine
+
+	stmts *statements          // of the transaction's pool; nil: none
+	bound map[string]*sql.Stmt // cached statements bound to tx
+	busy  map[string]bool      // bound statements whose rows are open
+}
+
+// prepared returns query's statement bound to the transaction when it is
+// cached and no rows of it are open, else nil.
+func (t *txn) prepared(ctx context.Context, query string) *sql.Stmt {
+	if t.busy[query] {
+		return nil
+	}
+	if st := t.bound[query]; st != nil {
+		return st
+	}
+	ps := t.stmts.get(query)
+	if ps == nil {
+		return nil
+	}
+	if t.bound == nil {
+		t.bound = map[string]*sql.Stmt{}
+	}
+	st := t.tx.StmtContext(ctx, ps)
+	t.bound[query] = st
+	return st
 }
 
 // ExecContext runs a statement written with ? placeholders.
 func (t *txn) ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error) {
-	return t.tx.ExecContext(ctx, t.e.rebind(query), args...)
+	q := t.e.rebind(query)
+	if st := t.prepared(ctx, q); st != nil {
+		return st.ExecContext(ctx, args...)
+	}
+	return t.tx.ExecContext(ctx, q, args...)
 }
 
 // QueryContext runs a query written with ? placeholders.
-func (t *txn) QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
-	return t.tx.QueryContext(ctx, t.e.rebind(query), args...)
+func (t *txn) QueryContext(ctx context.Context, query string, args ...any) (*rows, error) {
+	q := t.e.rebind(query)
+	if st := t.prepared(ctx, q); st != nil {
+		r, err := st.QueryContext(ctx, args...)
+		if err != nil {
+			return nil, err
+		}
+		if t.busy == nil {
+			t.busy = map[string]bool{}
+		}
+		t.busy[q] = true
+		return &rows{Rows: r, release: func() { delete(t.busy, q) }}, nil
+	}
+	r, err := t.tx.QueryContext(ctx, q, args...)
+	if err != nil {
+		return nil, err
+	}
+	return &rows{Rows: r}, nil
 }
 
 // QueryRowContext runs a query of one row written with ? placeholders.
-func (t *txn) QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row {
-	return t.tx.QueryRowContext(ctx, t.e.rebind(query), args...)
+func (t *txn) QueryRowContext(ctx context.Context, query string, args ...any) *row {
+	r, err := t.QueryContext(ctx, query, args...)
+	return &row{rows: r, err: err}
 }
 
 // numbered rewrites ? placeholders as $1, $2…, leaving quoted text and

@@ -61,12 +61,20 @@ const groupColumns = `id, organization_id, project_id, zone, name, description, 
 	inbound_default_policy, outbound_default_policy, organization_default, smtp_enabled,
 	created_at, modified_at, generation, log_default_drops`
 
+// groupReadColumns are what scanGroup reads: the written columns, and the
+// version that changes number (see recordVersions).
+const groupReadColumns = groupColumns + `, version`
+
+// groupSnapshotColumns are scanGroup's columns in a snapshot, which holds
+// what is enforced: versions are the console's (an agent's view has none).
+const groupSnapshotColumns = groupColumns + `, 0`
+
 func scanGroup(sc scanner) (Group, error) {
 	var g Group
 	var tags, created, modified string
 	var stateful, def, smtp, logDrops int
 	err := sc.Scan(&g.ID, &g.OrganizationID, &g.ProjectID, &g.Zone, &g.Name, &g.Description, &tags, &stateful,
-		&g.InboundDefaultPolicy, &g.OutboundDefaultPolicy, &def, &smtp, &created, &modified, &g.Generation, &logDrops)
+		&g.InboundDefaultPolicy, &g.OutboundDefaultPolicy, &def, &smtp, &created, &modified, &g.Generation, &logDrops, &g.Version)
 	if err != nil {
 		return Group{}, err
 	}
@@ -96,7 +104,7 @@ func scanGroup(sc scanner) (Group, error) {
 // findGroup returns a group of the organization in the zone, or a not-found
 // error: another organization's group is invisible.
 func findGroup(ctx context.Context, tx *txn, orgID, zone, id string) (Group, error) {
-	g, err := scanGroup(tx.QueryRowContext(ctx, `SELECT `+groupColumns+` FROM security_groups
+	g, err := scanGroup(tx.QueryRowContext(ctx, `SELECT `+groupReadColumns+` FROM security_groups
 		WHERE id = ? AND organization_id = ? AND zone = ?`, id, orgID, zone))
 	if errors.Is(err, sql.ErrNoRows) {
 		return Group{}, notFound(ResourceGroup, id)
@@ -107,7 +115,7 @@ func findGroup(ctx context.Context, tx *txn, orgID, zone, id string) (Group, err
 	if err := loadGroupServers(ctx, tx, []*Group{&g}); err != nil {
 		return Group{}, err
 	}
-	if err := loadGroupState(ctx, tx, []*Group{&g}); err != nil {
+	if err := loadPending(ctx, tx, []*Group{&g}); err != nil {
 		return Group{}, err
 	}
 	return g, nil
@@ -247,7 +255,7 @@ func (db *DB) Groups(ctx context.Context, orgID, zone string, f GroupFilter) ([]
 		q.and("organization_default = ?", boolInt(*f.ProjectDefault))
 	}
 	q.hasTags("tags", f.Tags)
-	groups, total, err := listPage(ctx, db, q, f.Page, f.All, groupColumns, "FROM security_groups", "created_at, id",
+	groups, total, err := listPage(ctx, db, q, f.Page, f.All, groupReadColumns, "FROM security_groups", "created_at, id",
 		scanGroup, func(ctx context.Context, tx *txn, groups []Group) error {
 			ptrs := make([]*Group, len(groups))
 			for i := range groups {
@@ -256,7 +264,7 @@ func (db *DB) Groups(ctx context.Context, orgID, zone string, f GroupFilter) ([]
 			if err := loadGroupServers(ctx, tx, ptrs); err != nil {
 				return err
 			}
-			return loadGroupState(ctx, tx, ptrs)
+			return loadPending(ctx, tx, ptrs)
 		})
 	if err != nil {
 		return nil, 0, fmt.Errorf("list groups: %w", err)
@@ -382,7 +390,7 @@ func insertGroup(ctx context.Context, tx *txn, g *Group, gen int64) error {
 // ensureDefaultGroup returns the organization's default group in the zone,
 // creating the documented "Default security group" if there is none.
 func (db *DB) ensureDefaultGroup(ctx context.Context, tx *txn, gen int64, orgID, zone string) (Group, error) {
-	g, err := scanGroup(tx.QueryRowContext(ctx, `SELECT `+groupColumns+` FROM security_groups
+	g, err := scanGroup(tx.QueryRowContext(ctx, `SELECT `+groupReadColumns+` FROM security_groups
 		WHERE organization_id = ? AND zone = ? AND organization_default = 1`, orgID, zone))
 	if err == nil {
 		return g, nil

@@ -117,8 +117,9 @@ func pendingConflict(p PendingConfirmation) *Error {
 		p.Version, p.Deadline.UTC().Format(time.RFC3339), p.Actor, p.Base)
 }
 
-// loadGroupState fills each group's Version and Pending.
-func loadGroupState(ctx context.Context, tx *txn, groups []*Group) error {
+// loadPending fills each group's Pending: the change it awaits a
+// confirmation of, if any.
+func loadPending(ctx context.Context, tx *txn, groups []*Group) error {
 	if len(groups) == 0 {
 		return nil
 	}
@@ -128,27 +129,20 @@ func loadGroupState(ctx context.Context, tx *txn, groups []*Group) error {
 		byID[g.ID] = g
 		args[i] = g.ID
 	}
-	rows, err := tx.QueryContext(ctx, `SELECT g.id, g.version, p.version, p.base, p.deadline, p.actor, p.created_at
-		FROM security_groups g LEFT JOIN pending_confirmations p ON p.group_id = g.id
-		WHERE g.id IN (`+placeholders(len(args))+`)`, args...)
+	rows, err := tx.QueryContext(ctx, `SELECT group_id, version, base, deadline, actor, created_at
+		FROM pending_confirmations WHERE group_id IN (`+placeholders(len(args))+`)`, args...)
 	if err != nil {
 		return err
 	}
 	defer rows.Close()
 	for rows.Next() {
-		var id string
-		var version int
-		var pv, pb sql.NullInt64
-		var deadline, actor, created sql.NullString
-		if err := rows.Scan(&id, &version, &pv, &pb, &deadline, &actor, &created); err != nil {
+		var p PendingConfirmation
+		var deadline, created string
+		if err := rows.Scan(&p.GroupID, &p.Version, &p.Base, &deadline, &p.Actor, &created); err != nil {
 			return err
 		}
-		g := byID[id]
-		g.Version = version
-		if pv.Valid {
-			g.Pending = &PendingConfirmation{GroupID: id, Version: int(pv.Int64), Base: int(pb.Int64),
-				Deadline: parseTime(deadline.String), Actor: actor.String, CreatedAt: parseTime(created.String)}
-		}
+		p.Deadline, p.CreatedAt = parseTime(deadline), parseTime(created)
+		byID[p.GroupID].Pending = &p
 	}
 	return rows.Err()
 }

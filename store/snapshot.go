@@ -85,7 +85,7 @@ func (db *DB) Snapshot(ctx context.Context) (Snapshot, error) {
 			return err
 		}
 		var err error
-		if snap.Groups, err = queryAll(ctx, tx, scanGroup, `SELECT `+groupColumns+` FROM security_groups ORDER BY id`); err != nil {
+		if snap.Groups, err = queryAll(ctx, tx, scanGroup, `SELECT `+groupSnapshotColumns+` FROM security_groups ORDER BY id`); err != nil {
 			return err
 		}
 		rules, err := queryAll(ctx, tx, scanRule, `SELECT `+ruleColumns+` FROM rules ORDER BY group_id, position, id`)
@@ -261,7 +261,7 @@ func (db *DB) SnapshotSince(ctx context.Context, prev Snapshot) (Snapshot, error
 		for i := 0; i < len(changed); i += 500 {
 			chunk := changed[i:min(len(changed), i+500)]
 			in := placeholders(len(chunk))
-			groups, err := queryAll(ctx, tx, scanGroup, `SELECT `+groupColumns+` FROM security_groups WHERE id IN (`+in+`)`, chunk...)
+			groups, err := queryAll(ctx, tx, scanGroup, `SELECT `+groupSnapshotColumns+` FROM security_groups WHERE id IN (`+in+`)`, chunk...)
 			if err != nil {
 				return err
 			}
