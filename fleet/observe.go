@@ -84,6 +84,10 @@ func (o *observer) run(ctx context.Context, cfg *packetlog.Config) {
 			o.log.Info("fleet: reading the packet log", "nflog_group", group)
 		}
 	}
+	// A preview counts nothing: its counters are zeros, not worth reading
+	// each second.
+	mode, _ := o.rec.Mode()
+	own := mode == enforcer.ModeNFTables
 	t := time.NewTicker(counterInterval)
 	defer t.Stop()
 	for {
@@ -99,7 +103,7 @@ func (o *observer) run(ctx context.Context, cfg *packetlog.Config) {
 			cancel()
 			return
 		case <-t.C:
-			o.flushCounters(ctx, true)
+			o.flushCounters(ctx, own)
 		}
 	}
 }

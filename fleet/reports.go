@@ -69,10 +69,16 @@ func (b *reportBook) flush(ctx context.Context) {
 	}
 }
 
-// refresh reads the reports the store holds and keeps those newer than
-// the ones received here.
+// refresh reads the reports the store holds that are newer than the ones
+// received here, and keeps them.
 func (b *reportBook) refresh(ctx context.Context) {
-	stored, err := b.db.HostReports(ctx)
+	b.mu.Lock()
+	known := make(map[string]time.Time, len(b.byHost))
+	for id, r := range b.byHost {
+		known[id] = r.LastSeen
+	}
+	b.mu.Unlock()
+	newer, present, err := b.db.HostReportsNewer(ctx, known)
 	if err != nil {
 		if ctx.Err() == nil {
 			b.log.Error("fleet: read host reports", "err", err)
@@ -81,13 +87,13 @@ func (b *reportBook) refresh(ctx context.Context) {
 	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	for id, r := range stored {
+	for id, r := range newer {
 		if r.LastSeen.After(b.byHost[id].LastSeen) {
 			b.byHost[id] = r
 		}
 	}
 	for id := range b.byHost {
-		if _, ok := stored[id]; !ok {
+		if !present[id] {
 			if _, waiting := b.pending[id]; !waiting {
 				delete(b.byHost, id) // the host was removed
 			}

@@ -352,7 +352,7 @@ func (db *DB) Hosts(ctx context.Context) ([]Host, error) {
 		if hosts, err = queryAll(ctx, tx, scanHost, `SELECT `+hostColumns+` FROM hosts ORDER BY name`); err != nil {
 			return err
 		}
-		reports, err := findReports(ctx, tx)
+		reports, _, err := findReports(ctx, tx, nil)
 		if err != nil {
 			return err
 		}
@@ -416,20 +416,29 @@ func (db *DB) RecordHostReport(ctx context.Context, hostID string, r HostReport)
 // HostReports returns every host's last report, with its groups, by host
 // ID.
 func (db *DB) HostReports(ctx context.Context) (map[string]HostReport, error) {
-	var out map[string]HostReport
-	err := db.read(ctx, func(tx *txn) error {
-		var err error
-		out, err = findReports(ctx, tx)
+	out, _, err := db.HostReportsNewer(ctx, nil)
+	return out, err
+}
+
+// HostReportsNewer returns, with their groups, the reports of the hosts
+// whose last report is newer than known holds for them (every host that
+// known lacks), and the IDs of every host with a report. A console
+// refreshes its reports each second: reading only those that moved keeps
+// that from reading every host's groups each time.
+func (db *DB) HostReportsNewer(ctx context.Context, known map[string]time.Time) (newer map[string]HostReport, present map[string]bool, err error) {
+	err = db.read(ctx, func(tx *txn) error {
+		newer, present, err = findReports(ctx, tx, known)
 		return err
 	})
 	if err != nil {
-		return nil, fmt.Errorf("host reports: %w", err)
+		return nil, nil, fmt.Errorf("host reports: %w", err)
 	}
-	return out, nil
+	return newer, present, nil
 }
 
-func findReports(ctx context.Context, tx *txn) (map[string]HostReport, error) {
+func findReports(ctx context.Context, tx *txn, known map[string]time.Time) (map[string]HostReport, map[string]bool, error) {
 	out := map[string]HostReport{}
+	present := map[string]bool{}
 	type row struct {
 		id string
 		r  HostReport
@@ -442,11 +451,20 @@ func findReports(ctx context.Context, tx *txn) (map[string]HostReport, error) {
 		return x, err
 	}, `SELECT host_id, last_seen, version, applied_generation, drift_repairs, error FROM host_reports`)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
+	var ids []any
 	for _, x := range rows {
+		present[x.id] = true
+		if k, ok := known[x.id]; ok && !x.r.LastSeen.After(k) {
+			continue
+		}
 		x.r.Groups = map[string]GroupReport{}
 		out[x.id] = x.r
+		ids = append(ids, x.id)
+	}
+	if len(ids) == 0 {
+		return out, present, nil
 	}
 	type grow struct {
 		host, group string
@@ -455,16 +473,16 @@ func findReports(ctx context.Context, tx *txn) (map[string]HostReport, error) {
 	groups, err := queryAll(ctx, tx, func(sc scanner) (grow, error) {
 		var x grow
 		return x, sc.Scan(&x.host, &x.group, &x.g.AppliedGeneration, &x.g.Error)
-	}, `SELECT host_id, group_id, applied_generation, error FROM host_groups`)
+	}, `SELECT host_id, group_id, applied_generation, error FROM host_groups WHERE host_id IN (`+placeholders(len(ids))+`)`, ids...)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	for _, x := range groups {
 		if r, ok := out[x.host]; ok {
 			r.Groups[x.group] = x.g
 		}
 	}
-	return out, nil
+	return out, present, nil
 }
 
 // hostName returns the name of host id, "" for "".

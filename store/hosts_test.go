@@ -152,6 +152,20 @@ func TestHostsAndReports(t *testing.T) {
 	if err != nil || reports[b.ID].Version != "v1" || reports[b.ID].Groups["g"].Error != "boom" {
 		t.Fatalf("reports = %+v %v", reports, err)
 	}
+	// Only the reports newer than those known are read again.
+	seenA := time.Now().Add(-time.Minute).UTC().Truncate(time.Microsecond)
+	if err := db.RecordHostReport(ctx, a.ID, HostReport{LastSeen: seenA, Version: "v0",
+		Groups: map[string]GroupReport{"g": {AppliedGeneration: 2}}}); err != nil {
+		t.Fatal(err)
+	}
+	newer, present, err := db.HostReportsNewer(ctx, map[string]time.Time{a.ID: seenA, b.ID: seenA})
+	if err != nil || len(newer) != 1 || newer[b.ID].Groups["g"].Error != "boom" || !present[a.ID] || !present[b.ID] || len(present) != 2 {
+		t.Fatalf("newer than a's report: %+v, present %v, %v", newer, present, err)
+	}
+	newer, _, err = db.HostReportsNewer(ctx, map[string]time.Time{a.ID: seenA.Add(-time.Microsecond), b.ID: time.Now().Add(time.Hour)})
+	if err != nil || len(newer) != 1 || newer[a.ID].Version != "v0" || newer[a.ID].Groups["g"].AppliedGeneration != 2 {
+		t.Fatalf("newer than what was known of a: %+v, %v", newer, err)
+	}
 	if _, err := db.RemoveHost(ctx, "a"); err != nil {
 		t.Fatalf("remove a host without servers: %v", err)
 	}

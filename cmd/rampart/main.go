@@ -282,7 +282,6 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return err
 	}
 	defer db.Close()
-	reportUnreadable(ctx, db, logger)
 
 	host, err := db.EnsureHost(ctx, *hostName)
 	if err != nil {
@@ -342,10 +341,13 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	go func() { recDone <- console.Run(recCtx) }()
 	// Starting reads and compiles the whole store: garbage the heap keeps
 	// (and the process's RSS with it) long after. Once the first apply is
-	// done, it goes back to the system at once.
+	// done, and the rows that cannot be read reported (another read of the
+	// whole store, kept off the path to the first answer), it goes back to
+	// the system at once.
 	go func() {
 		select {
 		case <-console.Ready():
+			reportUnreadable(recCtx, db, logger)
 			debug.FreeOSMemory()
 		case <-recCtx.Done():
 		}
