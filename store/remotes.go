@@ -14,7 +14,10 @@ type GroupRef struct {
 	Name string
 }
 
-// Columns of rules that name another object as their remote side.
+// Columns of rules that name another object as their remote side. Their
+// indexes hold only the rules that name one (WHERE column <> ''): a query
+// repeats that condition, or SQLite, unable to prove it of a parameter,
+// scans every rule.
 const (
 	colIPSet       = "ip_set_id"
 	colRemoteGroup = "remote_security_group_id"
@@ -27,7 +30,7 @@ func referrers(ctx context.Context, tx *txn, column, id, except string) ([]Group
 		var g GroupRef
 		return g, sc.Scan(&g.ID, &g.Name)
 	}, `SELECT DISTINCT g.id, g.name FROM rules r JOIN security_groups g ON g.id = r.group_id
-		WHERE r.`+column+` = ? AND r.group_id <> ? ORDER BY g.name, g.id`, id, except)
+		WHERE r.`+column+` = ? AND r.`+column+` <> '' AND r.group_id <> ? ORDER BY g.name, g.id`, id, except)
 }
 
 // inUse refuses to delete what rules of other groups name.
@@ -48,7 +51,7 @@ func inUse(what string, refs []GroupRef) error {
 // must say so until it is applied. Their modification date stays.
 func touchReferrers(ctx context.Context, tx *txn, gen int64, column, id string) error {
 	_, err := tx.ExecContext(ctx, `UPDATE security_groups SET generation = ?
-		WHERE id IN (SELECT group_id FROM rules WHERE `+column+` = ?)`, gen, id)
+		WHERE id IN (SELECT group_id FROM rules WHERE `+column+` = ? AND `+column+` <> '')`, gen, id)
 	return err
 }
 
