@@ -271,6 +271,7 @@ type compiledGroup struct {
 	// rules one by one (1,000 groups of 50 rules cost 0.2 s a sync).
 	rules []store.Rule
 	gc    GroupChains
+	sets  []string // the kernel sets its chains match (chainSets)
 }
 
 // groupKey holds the settings of a group that its chains depend on.
@@ -312,7 +313,7 @@ func (c *Compiler) group(g store.Group, rules []store.Rule, snap *store.Snapshot
 	// into chains that other Rulesets share.
 	gc.In.Rules, gc.Out.Rules = slices.Clip(gc.In.Rules), slices.Clip(gc.Out.Rules)
 	gc.LogChains, gc.Objects = slices.Clip(gc.LogChains), slices.Clip(gc.Objects)
-	next[g.ID] = compiledGroup{key: key, rules: rules, gc: gc}
+	next[g.ID] = compiledGroup{key: key, rules: rules, gc: gc, sets: chainSets(gc)}
 	return gc, nil
 }
 
@@ -402,8 +403,20 @@ func (rs *Ruleset) addError(groupID string, err error) {
 func compileGroup(g store.Group, rules []store.Rule, cfg LogConfig) GroupChains {
 	inName, outName := ChainNames(g.ID)
 	gc := GroupChains{GroupID: g.ID, Generation: g.Generation, In: Chain{Name: inName}, Out: Chain{Name: outName}}
+	// Sized for one kernel rule per rule, the SMTP rows and the group's own
+	// (the compiled chains are kept: appends past them would keep up to
+	// twice the memory they need).
+	nIn, nOut := 2, 2+2*len(store.SMTPPorts)
+	for _, r := range rules {
+		if r.Direction == store.Inbound {
+			nIn++
+		} else {
+			nOut++
+		}
+	}
+	gc.In.Rules, gc.Out.Rules = make([]Rule, 0, nIn), make([]Rule, 0, nOut)
 	// log says whether each rule of In and Out logs.
-	var logIn, logOut []bool
+	logIn, logOut := make([]bool, 0, nIn), make([]bool, 0, nOut)
 	base := groupBase(g.ID)
 	add := func(dir store.Direction, r Rule, log bool) {
 		r.Counter = objectName(base, "", r.Tag)

@@ -249,22 +249,12 @@ func missingRemotes(rules []store.Rule, snap *store.Snapshot) []string {
 // closed keeps no such rule) is left out: Compiler.group failed that
 // group already.
 func (c *Compiler) compileSets(rs *Ruleset, snap *store.Snapshot) {
-	usedSets, usedGroups := map[string]bool{}, map[string]bool{}
-	for _, rules := range snap.Rules {
-		for _, r := range rules {
-			if r.IPSetID != "" {
-				usedSets[r.IPSetID] = true
-			}
-			if r.RemoteGroupID != "" {
-				usedGroups[r.RemoteGroupID] = true
-			}
-		}
-	}
-	// Only what a compiled chain matches: a failed group's rules do not
-	// count.
+	// Only what a compiled chain matches (c.groups, just compiled): a
+	// failed group's rules do not count. Each group's sets were listed
+	// when it was compiled, so that a sync does not walk every rule.
 	wanted := map[string]bool{}
-	for _, g := range rs.Groups {
-		for _, name := range chainSets(g) {
+	for _, cg := range c.groups {
+		for _, name := range cg.sets {
 			wanted[name] = true
 		}
 	}
@@ -272,13 +262,11 @@ func (c *Compiler) compileSets(rs *Ruleset, snap *store.Snapshot) {
 		c.ipsets, c.members = nil, nil
 		return
 	}
+	// The snapshot holds the entries and members of what its rules name.
+	usedSets, usedGroups := snap.IPSets, snap.Members
 	nextIP := make(map[string]compiledSets, len(usedSets))
 	nextMembers := make(map[string]compiledSets, len(usedGroups))
-	for id := range usedSets {
-		entries, ok := snap.IPSets[id]
-		if !ok {
-			continue
-		}
+	for id, entries := range usedSets {
 		cs, ok := c.ipsets[id]
 		if !ok || !sameSlice(cs.prefixes, entries) {
 			cs = compiledSets{prefixes: entries, sets: reuse(cs.sets, ipSetSets(id, entries))}
@@ -290,11 +278,7 @@ func (c *Compiler) compileSets(rs *Ruleset, snap *store.Snapshot) {
 			}
 		}
 	}
-	for id := range usedGroups {
-		addrs, ok := snap.Members[id]
-		if !ok {
-			continue
-		}
+	for id, addrs := range usedGroups {
 		cs, ok := c.members[id]
 		if !ok || !sameSlice(cs.addrs, addrs) {
 			cs = compiledSets{addrs: addrs, sets: reuse(cs.sets, memberSets(id, addrs))}
