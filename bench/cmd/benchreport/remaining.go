@@ -80,9 +80,9 @@ func (r *report) why(key string) string {
 			"for each group's state, and encodes the answer."
 		switch engine {
 		case "SQLite":
-			why += " The store prepares every statement anew (it keeps none prepared), and its read pool opens up to " +
-				"`max(4, GOMAXPROCS)` connections but keeps `database/sql`'s default of two idle: under more readers than that, " +
-				"connections are closed and opened again, each with its pragmas and an empty page cache."
+			why += " Statements are prepared once per connection and the readers stay open; what is left is SQLite's own " +
+				"work (modernc's SQLite is C translated to Go: stepping a statement and converting each column of each row " +
+				"are most of a list's CPU) and a read transaction per request."
 		case "PostgreSQL":
 			why += " Each of those reads is a round trip to a server that shares this machine's CPUs with the load generator " +
 				"and the API."
