@@ -15,9 +15,9 @@ type GroupRef struct {
 }
 
 // Columns of rules that name another object as their remote side. Their
-// indexes hold only the rules that name one (WHERE column <> ''): a query
-// repeats that condition, or SQLite, unable to prove it of a parameter,
-// scans every rule.
+// indexes are partial, holding only the rules that name one (the column
+// not empty): a query repeats that condition, or SQLite, unable to prove
+// it of a parameter, scans every rule.
 const (
 	colIPSet       = "ip_set_id"
 	colRemoteGroup = "remote_security_group_id"
