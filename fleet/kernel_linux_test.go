@@ -539,4 +539,38 @@ func TestFleetKernel(t *testing.T) {
 		l.expect(flow{h3.a, h3.b, 8081, true})
 		l.available("every group available at the end")
 	})
+
+	// Port 8083 of the db servers is closed to all so far. h3's agent is
+	// the rampart binary: the sets and members of its view reach its
+	// kernel, and so do their changes, as set elements.
+	t.Run("IP sets and group references reach the agents' kernels", func(t *testing.T) {
+		l.expect(flow{h2.b, h3.b, 8083, false}, flow{h1.a, h3.b, 8083, false})
+		set := must[store.IPSet](t)(l.db.CreateIPSet(ctx, l.org, zone, store.IPSetInput{Name: "partners",
+			Entries: []string{h2.b.addr}}))
+		ref := func(s string) *string { return &s }
+		l.rule("db", store.RuleInput{Direction: store.Inbound, Protocol: store.TCP, Action: store.Accept,
+			IPSetID: ref(set.ID), DestPortFrom: port(8083)})
+		took := l.eventually("a rule on an IP set through h3's agent", flow{h2.b, h3.b, 8083, true})
+		t.Logf("rule on a set, commit to packets through: %s", took)
+		l.expect(flow{h1.b, h3.b, 8083, false}, flow{h2.b, h2.a, 8083, true})
+
+		must[store.IPSet](t)(l.db.UpdateIPSet(ctx, l.org, zone, set.ID, store.IPSetPatch{Entries: &[]string{h1.b.addr}}))
+		took = l.eventually("the set's new entry through h3's agent", flow{h1.b, h3.b, 8083, true}, flow{h2.b, h3.b, 8083, false})
+		t.Logf("set entries replaced, commit to packets: %s", took)
+
+		// Servers of the client group (h1a, h3a) may reach 8083; h2b, of
+		// web, may once it joins client.
+		l.rule("db", store.RuleInput{Direction: store.Inbound, Protocol: store.TCP, Action: store.Accept,
+			RemoteGroupID: ref(l.groups["client"].ID), DestPortFrom: port(8083)})
+		l.eventually("a rule on a group through h3's agent", flow{h1.a, h3.b, 8083, true})
+		l.expect(flow{h2.b, h3.b, 8083, false})
+		servers, _, err := l.db.Servers(ctx, l.org, zone, store.ServerFilter{Name: h2.b.name, All: true})
+		if err != nil || len(servers) != 1 {
+			t.Fatalf("server %s: %v %v", h2.b.name, servers, err)
+		}
+		must[store.Server](t)(l.db.UpdateServer(ctx, l.org, zone, servers[0].ID, store.ServerPatch{SecurityGroupID: ref(l.groups["client"].ID)}))
+		took = l.eventually("a new member of the group through h3's agent", flow{h2.b, h3.b, 8083, true})
+		t.Logf("server joined the referenced group, commit to packets: %s", took)
+		l.available("every group available after the sets")
+	})
 }
