@@ -27,6 +27,16 @@ func (db *DB) FindCtx(ctx context.Context, token string) ([]byte, bool, error) {
 	return data, true, nil
 }
 
+// TouchSession moves the expiry of session token, leaving its data as
+// they are: a request that changed nothing in its session must not write
+// back what it read, over what a request beside it wrote meanwhile.
+func (db *DB) TouchSession(ctx context.Context, token string, expiry time.Time) error {
+	if _, err := db.exec(ctx, `UPDATE sessions SET expiry = ? WHERE token = ?`, float64(expiry.UnixNano())/1e9, token); err != nil {
+		return fmt.Errorf("touch session: %w", err)
+	}
+	return nil
+}
+
 // CommitCtx saves a session until expiry, and drops expired ones.
 func (db *DB) CommitCtx(ctx context.Context, token string, data []byte, expiry time.Time) error {
 	now := float64(time.Now().UnixNano()) / 1e9

@@ -5,9 +5,11 @@ import (
 	"fmt"
 	"io/fs"
 	"log/slog"
+	"maps"
 	"net/http"
 	"net/url"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/a-h/templ"
@@ -57,6 +59,9 @@ type console struct {
 	hashSlots chan struct{}
 	// testHookHashing, when set (tests only), runs while a hash slot is held.
 	testHookHashing func()
+
+	touchMu sync.Mutex
+	touched map[string]time.Time // session token → when its expiry was last moved
 }
 
 func newConsole(s *Server, csrfKey []byte) *console {
@@ -64,7 +69,7 @@ func newConsole(s *Server, csrfKey []byte) *console {
 	sm.Store = s.db // *store.DB implements scs.CtxStore
 	sm.Lifetime = 12 * time.Hour
 	sm.IdleTimeout = 2 * time.Hour
-	return &console{srv: s, db: s.db, enf: s.enf, log: s.log, sessions: sm, csrfKey: csrfKey,
+	return &console{srv: s, db: s.db, enf: s.enf, log: s.log, sessions: sm, csrfKey: csrfKey, touched: map[string]time.Time{},
 		origins: http.NewCrossOriginProtection(), hashSlots: make(chan struct{}, maxHashes)}
 }
 
@@ -105,6 +110,7 @@ func (con *console) loadSession(next echo.HandlerFunc) echo.HandlerFunc {
 		if err != nil {
 			return fmt.Errorf("load session: %w", err)
 		}
+		loaded := con.sessionValues(ctx)
 		c.SetRequest(r.WithContext(ctx))
 		c.Response().Header().Add("Vary", "Cookie")
 		c.Response().Before(func() {
@@ -112,8 +118,19 @@ func (con *console) loadSession(next echo.HandlerFunc) echo.HandlerFunc {
 			ck := &http.Cookie{Name: name, Path: "/", HttpOnly: true, Secure: secure, SameSite: http.SameSiteLaxMode}
 			switch con.sessions.Status(ctx) {
 			case scs.Modified:
-				token, expiry, err := con.sessions.Commit(ctx)
-				if err != nil {
+				var expiry time.Time
+				if t := con.sessions.Token(ctx); t != "" && t == token && maps.Equal(loaded, con.sessionValues(ctx)) {
+					// scs marks every session with an idle timeout
+					// modified, to move its expiry; writing the data
+					// read at the start back would undo what a request
+					// beside this one (a poll beside a form) wrote.
+					if expiry, err = con.touchSession(ctx, t); err != nil || expiry.IsZero() {
+						if err != nil {
+							con.log.Error("touch session", "err", err)
+						}
+						return
+					}
+				} else if token, expiry, err = con.sessions.Commit(ctx); err != nil {
 					con.log.Error("commit session", "err", err)
 					return
 				}
@@ -129,6 +146,48 @@ func (con *console) loadSession(next echo.HandlerFunc) echo.HandlerFunc {
 		})
 		return next(c)
 	}
+}
+
+// sessionValues are the values of the request's session, as text, to
+// tell whether a request changed them.
+func (con *console) sessionValues(ctx context.Context) map[string]string {
+	keys := con.sessions.Keys(ctx)
+	out := make(map[string]string, len(keys))
+	for _, k := range keys {
+		out[k] = fmt.Sprint(con.sessions.Get(ctx, k))
+	}
+	return out
+}
+
+// touchInterval is how often a session that requests leave unchanged has
+// its expiry moved in the store: its idle timeout is hours, and polls come
+// every few seconds.
+const touchInterval = time.Minute
+
+// touchSession moves the expiry of session token to the idle timeout from
+// now (within its lifetime), at most once per touchInterval; it returns
+// the new expiry, or zero when it was moved a moment ago.
+func (con *console) touchSession(ctx context.Context, token string) (time.Time, error) {
+	now := time.Now()
+	con.touchMu.Lock()
+	if last, ok := con.touched[token]; ok && now.Sub(last) < touchInterval {
+		con.touchMu.Unlock()
+		return time.Time{}, nil
+	}
+	con.touched[token] = now
+	if len(con.touched) > 10_000 {
+		for t, at := range con.touched {
+			if now.Sub(at) >= touchInterval {
+				delete(con.touched, t)
+			}
+		}
+	}
+	con.touchMu.Unlock()
+	expiry := now.Add(con.sessions.IdleTimeout)
+	if d := con.sessions.Deadline(ctx); d.Before(expiry) {
+		expiry = d
+	}
+	return expiry, con.db.TouchSession(ctx, token, expiry)
 }
 
 // requireUser sends signed-out people to the sign-in page and otherwise
