@@ -5,6 +5,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -466,6 +467,59 @@ func TestSyncState(t *testing.T) {
 	p.click(p.text("nftables ruleset of this group"), "the nftables preview")
 	p.visible(p.text(regexp.MustCompile(`dport 443`)), "the rule in the nftables preview")
 	p.see("nft-preview")
+
+	// The list refreshes its badges with one request every 2 s, not one
+	// per group, and a change made elsewhere is in the next poll's answer,
+	// swapped into the list.
+	var mu sync.Mutex
+	var polls, perGroup int
+	changed := make(chan struct{}, 1)
+	p.OnResponse(func(r playwright.Response) {
+		path := strings.SplitN(r.URL(), "?", 2)[0]
+		switch {
+		case strings.HasSuffix(path, "/security-groups/states"):
+			mu.Lock()
+			polls++
+			mu.Unlock()
+			// Off the event's goroutine: reading the body is a round
+			// trip to the browser.
+			go func() {
+				body, _ := r.Text()
+				if strings.Contains(body, `id="state-`+g.ID+`"`) && strings.Contains(body, "hx-swap-oob") {
+					select {
+					case changed <- struct{}{}:
+					default:
+					}
+				}
+			}()
+		case strings.HasSuffix(path, "/state"):
+			mu.Lock()
+			perGroup++
+			mu.Unlock()
+		}
+	})
+	p.open("/security-groups?zone="+zone, "groups-polling")
+	time.Sleep(4500 * time.Millisecond)
+	mu.Lock()
+	if polls < 2 || perGroup != 0 {
+		t.Errorf("in 4.5 s the list polled its states %d times (want 2) and single badges %d times (want 0)", polls, perGroup)
+	}
+	mu.Unlock()
+	select {
+	case <-changed:
+		t.Fatal("a poll answered the badge of a group that did not change and is in sync")
+	default:
+	}
+	if code := srv.api(t, http.MethodPatch, groupPath(g.ID), tok.SecretKey, map[string]any{"name": "web-sync-renamed"}, nil); code != http.StatusOK {
+		t.Fatalf("rename the group: %d", code)
+	}
+	select {
+	case <-changed:
+	case <-time.After(5 * time.Second):
+		t.Fatal("no poll answered the changed group's badge")
+	}
+	p.visible(p.Locator(`[data-group="`+g.ID+`"] #state-`+g.ID), "the swapped badge in its row")
+	p.see("groups-polled")
 }
 
 // TestAccessibility is flow 11: every page of the console, in each of its

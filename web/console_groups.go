@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 
 	"github.com/labstack/echo/v4"
@@ -27,6 +28,36 @@ func (con *console) handleGroupsPage(c echo.Context) error {
 		rows[i].Findings, rows[i].FindingsNote = con.findingCount(c.Request().Context(), consoleOrg(c), g)
 	}
 	return render(c, http.StatusOK, views.GroupsPage(p, rows))
+}
+
+// handleGroupStatesPartial handles "GET /security-groups/states": the
+// list's poll. It answers the badges of the groups that changed since the
+// generation the list showed, of those that were not in sync, and of
+// those that are not now, and the next poll's parameters.
+func (con *console) handleGroupStatesPartial(c echo.Context) error {
+	since, err := strconv.ParseInt(c.QueryParam("since"), 10, 64)
+	if err != nil {
+		return store.Invalid("since", "format", "since must be a generation")
+	}
+	pending := map[string]bool{}
+	all := c.QueryParam("pending") == "*"
+	for _, id := range strings.Split(c.QueryParam("pending"), ",") {
+		pending[id] = true
+	}
+	groups, err := con.allGroups(c.Request().Context(), consoleOrg(c), con.zone(c))
+	if err != nil {
+		return err
+	}
+	var rows, changed []views.GroupRow
+	for _, g := range groups {
+		state, reason := con.enf.GroupState(g.ID, g.Generation)
+		r := views.GroupRow{Group: g, State: state, Reason: reason}
+		rows = append(rows, r)
+		if all || pending[g.ID] || g.Generation > since || state != store.Available {
+			changed = append(changed, r)
+		}
+	}
+	return render(c, http.StatusOK, views.GroupStates(con.zone(c), changed, rows))
 }
 
 // handleGroupStatePartial handles "GET /security-groups/:id/state": the

@@ -8,6 +8,7 @@ import (
 	"net/http/cookiejar"
 	"net/http/httptest"
 	"net/url"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -539,10 +540,14 @@ func TestConsoleGroupList(t *testing.T) {
 		t.Fatal("organization-default badge on the wrong group")
 	}
 	badge := row.Find(`#state-` + g.ID)
-	if trig, _ := badge.Attr("hx-trigger"); trig != "every 2s" {
-		t.Fatalf("state badge hx-trigger = %q", trig)
+	if badge.Length() != 1 {
+		t.Fatal("no state badge in the group's row")
 	}
-	// The partial the badge polls; the reconciler applies the group soon.
+	if trig, ok := badge.Attr("hx-trigger"); ok {
+		t.Fatalf("a list badge polls itself (hx-trigger %q): a request per group every 2 s", trig)
+	}
+	// The partial the badge polls on a group's page; the reconciler
+	// applies the group soon.
 	deadline := time.Now().Add(5 * time.Second)
 	for {
 		s := b.get(groupPath(g, "/state"), true)
@@ -554,6 +559,99 @@ func TestConsoleGroupList(t *testing.T) {
 			t.Fatalf("state never available: %s", s.body)
 		}
 		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// TestConsoleGroupStatesPoll: the list refreshes its badges with one
+// request every 2 s, which answers the badges that may be out of date
+// (groups changed since the list was read, groups not in sync at the last
+// poll or now) and the next poll's parameters; an unchanged list in sync
+// gets no badge.
+func TestConsoleGroupStatesPoll(t *testing.T) {
+	env := newConsoleEnv(t, false)
+	b := env.signedIn(t)
+	ctx := context.Background()
+	a := env.mustGroup(t, env.org.ID, "fr-par-1", store.GroupInput{Name: "a"})
+	g := env.mustGroup(t, env.org.ID, "fr-par-1", store.GroupInput{Name: "b"})
+	poll := func(q url.Values) (page, url.Values) {
+		t.Helper()
+		p := b.get("/security-groups/states?"+q.Encode(), true)
+		wantStatus(t, p, http.StatusOK)
+		next := url.Values{}
+		p.doc.Find(`#group-states-params[hx-swap-oob] input`).Each(func(_ int, in *goquery.Selection) {
+			name, _ := in.Attr("name")
+			v, _ := in.Attr("value")
+			next.Set(name, v)
+		})
+		if next.Get("zone") != "fr-par-1" || next.Get("since") == "" {
+			t.Fatalf("next poll's parameters: %v in %s", next, p.body)
+		}
+		return p, next
+	}
+	shown := func(p page) map[string]string {
+		out := map[string]string{}
+		p.doc.Find(`[id^="state-"][hx-swap-oob]`).Each(func(_ int, s *goquery.Selection) {
+			id, _ := s.Attr("id")
+			st, _ := s.Attr("data-state")
+			out[strings.TrimPrefix(id, "state-")] = st
+		})
+		return out
+	}
+	list := b.get("/security-groups", false)
+	form := list.doc.Find(`form#group-states`)
+	if trig, _ := form.Attr("hx-trigger"); trig != "every 2s" || form.AttrOr("hx-get", "") != "/security-groups/states" {
+		t.Fatalf("the list's poll: %s", list.body)
+	}
+	q := url.Values{}
+	form.Find("input").Each(func(_ int, in *goquery.Selection) { q.Set(in.AttrOr("name", ""), in.AttrOr("value", "")) })
+	if want := strconv.FormatInt(max(a.Generation, g.Generation), 10); q.Get("since") != want {
+		t.Fatalf("since = %q, want %s (the newest generation shown)", q.Get("since"), want)
+	}
+	// Until both are in sync, each poll sends the badges not in sync.
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		p, next := poll(q)
+		q = next
+		st := shown(p)
+		if len(st) == 0 && q.Get("pending") == "" {
+			break
+		}
+		for id := range st {
+			if id != a.ID && id != g.ID {
+				t.Fatalf("a badge of another group: %s", id)
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("never in sync: %s", p.body)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	// In sync and unchanged: nothing.
+	if p, next := poll(q); len(shown(p)) != 0 || next.Get("since") != q.Get("since") {
+		t.Fatalf("an unchanged list in sync got %v, next %v", shown(p), next)
+	}
+	// A change to one group: its badge, and only its.
+	name := "b2"
+	if _, err := env.db.UpdateGroup(ctx, env.org.ID, "fr-par-1", g.ID, store.GroupPatch{Name: &name}); err != nil {
+		t.Fatal(err)
+	}
+	p, _ := poll(q)
+	st := shown(p)
+	if _, ok := st[g.ID]; !ok || len(st) != 1 {
+		t.Fatalf("after a change to %s the poll sent %v", g.ID, st)
+	}
+	// A group the poll last saw not in sync is sent again once it is.
+	q.Set("pending", a.ID)
+	if p, _ := poll(q); shown(p)[a.ID] != "available" {
+		t.Fatalf("a pending group's badge: %v", shown(p))
+	}
+	q.Set("pending", "*")
+	if p, _ := poll(q); len(shown(p)) < 2 {
+		t.Fatalf("pending * sends every badge: %v", shown(p))
+	}
+	q.Set("since", "x")
+	if p := b.get("/security-groups/states?"+q.Encode(), true); p.status != http.StatusBadRequest {
+		t.Fatalf("since=x: %d", p.status)
 	}
 }
 

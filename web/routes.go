@@ -81,6 +81,7 @@ func (s *Server) registerRoutes() {
 	e.POST("/security-groups", con.handleGroupNewForm, user...)
 	e.GET("/security-groups/:id", con.handleGroupPage, user...)
 	e.POST("/security-groups/:id", con.handleGroupOverviewForm, user...)
+	e.GET("/security-groups/states", con.handleGroupStatesPartial, user...)
 	e.GET("/security-groups/:id/state", con.handleGroupStatePartial, user...)
 	e.GET("/security-groups/:id/nft", con.handleGroupNFTPartial, user...)
 	e.GET("/security-groups/:id/counters", con.handleCountersPartial, user...)
