@@ -263,10 +263,9 @@ func (c *Compiler) compileSets(rs *Ruleset, snap *store.Snapshot) {
 		return
 	}
 	// The snapshot holds the entries and members of what its rules name.
-	usedSets, usedGroups := snap.IPSets, snap.Members
-	nextIP := make(map[string]compiledSets, len(usedSets))
-	nextMembers := make(map[string]compiledSets, len(usedGroups))
-	for id, entries := range usedSets {
+	nextIP := make(map[string]compiledSets, len(snap.IPSets))
+	nextMembers := make(map[string]compiledSets, len(snap.Members))
+	for id, entries := range snap.IPSets {
 		cs, ok := c.ipsets[id]
 		if !ok || !sameSlice(cs.prefixes, entries) {
 			cs = compiledSets{prefixes: entries, sets: reuse(cs.sets, ipSetSets(id, entries))}
@@ -278,7 +277,7 @@ func (c *Compiler) compileSets(rs *Ruleset, snap *store.Snapshot) {
 			}
 		}
 	}
-	for id, addrs := range usedGroups {
+	for id, addrs := range snap.Members {
 		cs, ok := c.members[id]
 		if !ok || !sameSlice(cs.addrs, addrs) {
 			cs = compiledSets{addrs: addrs, sets: reuse(cs.sets, memberSets(id, addrs))}

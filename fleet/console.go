@@ -208,6 +208,10 @@ func (c *Console) reportOwn(ctx context.Context, applied <-chan struct{}) {
 // reported, and the hosts' views computed.
 func (c *Console) Ready() <-chan struct{} { return c.ready }
 
+// Unreadable returns, by group, the stored rows that the store could not
+// read, in the snapshot the console follows.
+func (c *Console) Unreadable() map[string][]string { return c.hub.snapshot().Unreadable }
+
 // Mode returns the console's own reconciler's backend mode.
 func (c *Console) Mode() (mode, reason string) { return c.rec.Mode() }
 

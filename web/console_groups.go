@@ -23,8 +23,7 @@ func (con *console) handleGroupsPage(c echo.Context) error {
 	}
 	rows := make([]views.GroupRow, len(groups))
 	for i, g := range groups {
-		state, reason := con.enf.GroupState(g.ID, g.Generation)
-		rows[i] = views.GroupRow{Group: g, State: state, Reason: reason}
+		rows[i] = con.groupRow(g)
 		rows[i].Findings, rows[i].FindingsNote = con.findingCount(c.Request().Context(), consoleOrg(c), g)
 	}
 	return render(c, http.StatusOK, views.GroupsPage(p, rows))
@@ -48,16 +47,21 @@ func (con *console) handleGroupStatesPartial(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	var rows, changed []views.GroupRow
-	for _, g := range groups {
-		state, reason := con.enf.GroupState(g.ID, g.Generation)
-		r := views.GroupRow{Group: g, State: state, Reason: reason}
-		rows = append(rows, r)
-		if all || pending[g.ID] || g.Generation > since || state != store.Available {
-			changed = append(changed, r)
+	rows := make([]views.GroupRow, len(groups))
+	var changed []views.GroupRow
+	for i, g := range groups {
+		rows[i] = con.groupRow(g)
+		if all || pending[g.ID] || g.Generation > since || rows[i].State != store.Available {
+			changed = append(changed, rows[i])
 		}
 	}
 	return render(c, http.StatusOK, views.GroupStates(con.zone(c), changed, rows))
+}
+
+// groupRow is g's line of the list, with its sync state.
+func (con *console) groupRow(g store.Group) views.GroupRow {
+	state, reason := con.enf.GroupState(g.ID, g.Generation)
+	return views.GroupRow{Group: g, State: state, Reason: reason}
 }
 
 // handleGroupStatePartial handles "GET /security-groups/:id/state": the

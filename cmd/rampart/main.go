@@ -341,13 +341,12 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	go func() { recDone <- console.Run(recCtx) }()
 	// Starting reads and compiles the whole store: garbage the heap keeps
 	// (and the process's RSS with it) long after. Once the first apply is
-	// done, and the rows that cannot be read reported (another read of the
-	// whole store, kept off the path to the first answer), it goes back to
-	// the system at once.
+	// done, the rows that snapshot could not read are reported and the
+	// garbage goes back to the system at once.
 	go func() {
 		select {
 		case <-console.Ready():
-			reportUnreadable(recCtx, db, logger)
+			reportUnreadable(console.Unreadable(), logger)
 			debug.FreeOSMemory()
 		case <-recCtx.Done():
 		}
@@ -412,14 +411,10 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 }
 
 // reportUnreadable logs the stored rows that the store could not read as
-// valid: their groups fail closed until they are fixed.
-func reportUnreadable(ctx context.Context, db *store.DB, logger *slog.Logger) {
-	snap, err := db.Snapshot(ctx)
-	if err != nil {
-		logger.Error("check stored rows", "err", err)
-		return
-	}
-	for gid, rows := range snap.Unreadable {
+// valid (unreadable, by group): their groups fail closed until they are
+// fixed.
+func reportUnreadable(unreadable map[string][]string, logger *slog.Logger) {
+	for gid, rows := range unreadable {
 		for _, row := range rows {
 			logger.Warn("stored row cannot be read; its group fails closed until it is fixed", "group", gid, "row", row)
 		}
